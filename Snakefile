@@ -1,0 +1,28 @@
+# evalwatt: GPU energy per answer of language models, next to their benchmark scores.
+#
+#   snakemake --profile profiles/local                               # the CPU demo
+#   snakemake --profile profiles/slurm --configfile config/peren.yaml  # the study on a cluster
+#
+# Stages (one file each under workflow/rules/):
+#   common   validate the config, plan the matrix (GPUs per model, cells, baselines)
+#   jobs     render one sbatch script per job (jinja2) and run it: cells, load-only
+#            baselines, judge jobs
+#   energy   per cell: energy terms from the jobs' raw readings, with formulas
+#   final    the final table (Parquet, CSV, Markdown), the fastest-setting view, the audit
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/jobs.smk"
+include: "workflow/rules/energy.smk"
+include: "workflow/rules/final.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

@@ -1,0 +1,7 @@
+"""``python -m evalwatt``: the same as the ``evalwatt`` command."""
+
+import sys
+
+from evalwatt.cli import main
+
+sys.exit(main())

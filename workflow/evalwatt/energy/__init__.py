@@ -1,0 +1,1 @@
+"""Energy: traces, sources behind one interface, and the terms of each cell."""

@@ -1,0 +1,87 @@
+"""Energy sources behind one interface.
+
+A source answers two questions about one job: how much energy its devices used over a window
+of time, and over the whole job. The in-job trace answers both. Sources that only know job
+totals (Slurm's sacct, the CEEMS API) answer the second and say why they cannot answer the
+first: they raise ``Unavailable`` with a reason, which the energy terms carry as a null with a
+reason, never a zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from evalwatt.energy.trace import Trace, TraceError, WindowEnergy
+
+
+class Unavailable(Exception):
+    """A measurement that cannot be taken; the message is the reason, kept in the results."""
+
+
+class EnergySource(Protocol):
+    """What the energy terms need from any source of readings."""
+
+    @property
+    def name(self) -> str:
+        """Short source name recorded in tables (``nvml``, ``rapl``, ``cpu-model``, ...)."""
+        ...
+
+    @property
+    def domain(self) -> str:
+        """What is measured: ``gpu`` or ``cpu``."""
+        ...
+
+    @property
+    def is_estimate(self) -> bool:
+        """True when the numbers come from a model rather than a counter."""
+        ...
+
+    def window(self, start: float, end: float) -> WindowEnergy:
+        """Energy between two unix times; raises Unavailable."""
+        ...
+
+    def job(self) -> WindowEnergy:
+        """Energy of the whole job; raises Unavailable."""
+        ...
+
+
+def column_prefix(source: EnergySource) -> str:
+    """Column family of a source in the final table: measured and modelled never share one."""
+    return f"{source.domain}_est" if source.is_estimate else source.domain
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """A job's own sampled trace, cut by the job's timeline."""
+
+    trace: Trace
+    marks: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return self.trace.source
+
+    @property
+    def domain(self) -> str:
+        return self.trace.domain
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.trace.is_estimate
+
+    def window(self, start: float, end: float) -> WindowEnergy:
+        try:
+            return self.trace.window(start, end)
+        except TraceError as exc:
+            raise Unavailable(f"{self.name} trace {self.trace.path}: {exc}") from exc
+
+    def mark_window(self, start_mark: str, end_mark: str) -> WindowEnergy:
+        """Energy between two named marks of the job's timeline."""
+        missing = [m for m in (start_mark, end_mark) if m not in self.marks]
+        if missing:
+            raise Unavailable(f"timeline has no mark {', '.join(missing)}")
+        return self.window(self.marks[start_mark], self.marks[end_mark])
+
+    def job(self) -> WindowEnergy:
+        return self.mark_window("job_start", "job_end")

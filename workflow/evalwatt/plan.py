@@ -1,0 +1,301 @@
+"""Plan the matrix: how many GPUs each model gets, which cells and baselines exist.
+
+GPU count (the study, annex 2): ``VRAM_GB = P x 4 / (32 / Q) x overhead``, P total parameters
+in billions, Q weight bits. The model gets the smallest GPU count of one node that holds
+VRAM_GB *and* that vLLM accepts as a tensor-parallel size: attention heads divisible by it, and
+KV heads divisible by it or it divisible by KV heads (KV heads are then replicated).
+
+Units: VRAM_GB counts 1e9 bytes (P is in 1e9 parameters), and so does the cluster's
+``gpu_memory_gb``. The study compared with the H100's nominal 80 GB (docs/methodology.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evalwatt.config import Config, ConfigError
+
+
+
+def vram_gb(total_params_b: float, weight_bits: int, overhead: float) -> float:
+    """The study's estimate of the memory a model needs to serve, in GB (1e9 bytes)."""
+    return total_params_b * 4 / (32 / weight_bits) * overhead
+
+
+def tp_size_ok(tp: int, attention_heads: int, kv_heads: int) -> bool:
+    """Whether vLLM accepts ``tp`` as tensor-parallel size for these head counts."""
+    if attention_heads % tp:
+        return False
+    return kv_heads % tp == 0 or tp % kv_heads == 0
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The resources one model asks for, and why."""
+
+    model: str
+    backend: str
+    gpus: int
+    cpus: int
+    vram_gb: float
+    gpu_memory_gb: float
+    total_params_b: float
+    weight_bits: int
+    attention_heads: int
+    kv_heads: int
+    reason: str
+
+
+def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
+    """Choose the GPU count of one model; raise ConfigError if no node can serve it."""
+    cluster = config.cluster
+    planner = config.raw["planner"]
+    need_gb = vram_gb(model["total_params_b"], model["weight_bits"], planner["vram_overhead"])
+    per_gpu_gb = float(cluster["gpu_memory_gb"])
+    common = dict(
+        model=model["name"],
+        backend=model["backend"],
+        vram_gb=round(need_gb, 3),
+        gpu_memory_gb=round(per_gpu_gb, 3),
+        total_params_b=model["total_params_b"],
+        weight_bits=model["weight_bits"],
+        attention_heads=model["attention_heads"],
+        kv_heads=model["kv_heads"],
+    )
+    if model["backend"] == "llama-cpp":
+        reason = "CPU backend (llama-cpp): no GPU"
+        return ModelPlan(gpus=0, cpus=cluster["cpus_per_cpu_job"], reason=reason, **common)
+    n_node = cluster["gpus_per_node"]
+    if n_node == 0 or per_gpu_gb == 0:
+        raise ConfigError(
+            f"model {model['name']}: backend {model['backend']} needs GPUs, but cluster "
+            f"{cluster['name']} has gpus_per_node={n_node}, gpu_memory_gb={cluster['gpu_memory_gb']}"
+        )
+    if model["gpus"] is not None:
+        return _forced(model, n_node, per_gpu_gb, need_gb, cluster, common)
+    rejected = []
+    for n in range(1, n_node + 1):
+        if n * per_gpu_gb < need_gb:
+            continue
+        if n == 3 and planner["round_three_to_four"]:
+            rejected.append("3 (rounded to 4, as the study did)")
+            continue
+        if not tp_size_ok(n, model["attention_heads"], model["kv_heads"]):
+            rejected.append(
+                f"{n} (heads {model['attention_heads']}/KV {model['kv_heads']} not divisible)"
+            )
+            continue
+        first_fit = "smallest count that holds it"
+        reason = first_fit if not rejected else f"{first_fit}; rejected {', '.join(rejected)}"
+        cpus = cluster["cpus_per_gpu"] * n
+        return ModelPlan(gpus=n, cpus=cpus, reason=reason, **common)
+    capacity = n_node * per_gpu_gb
+    detail = f"; rejected tensor-parallel sizes {', '.join(rejected)}" if rejected else ""
+    raise ConfigError(
+        f"model {model['name']} fits on no single node: it needs {need_gb:.1f} GB "
+        f"(VRAM formula, overhead {planner['vram_overhead']}), a node of cluster "
+        f"{cluster['name']} holds {n_node} x {per_gpu_gb:.1f} GB = {capacity:.1f} GB{detail}"
+    )
+
+
+def _forced(model: dict[str, Any], n_node: int, per_gpu_gb: float, need_gb: float,
+            cluster: dict[str, Any], common: dict[str, Any]) -> ModelPlan:
+    """A GPU count set in the model sheet: checked, never silently trusted."""
+    n = model["gpus"]
+    if n > n_node:
+        raise ConfigError(
+            f"model {model['name']}: gpus={n} is more than a node of {cluster['name']} has ({n_node})"
+        )
+    if not tp_size_ok(n, model["attention_heads"], model["kv_heads"]):
+        raise ConfigError(
+            f"model {model['name']}: gpus={n} is not a valid tensor-parallel size for "
+            f"{model['attention_heads']} attention heads and {model['kv_heads']} KV heads"
+        )
+    held = n * per_gpu_gb
+    fit = "holds" if held >= need_gb else f"is {need_gb - held:.1f} GB short of"
+    reason = f"forced in the model sheet; {n} x {per_gpu_gb:g} GB {fit} the VRAM estimate"
+    return ModelPlan(gpus=n, cpus=cluster["cpus_per_gpu"] * n, reason=reason, **common)
+
+
+# --- sampling and server settings --------------------------------------------------------------
+
+
+def sampling_for(model: dict[str, Any], benchmark: dict[str, Any], config: Config) -> dict[str, Any]:
+    """Top-p, top-k and max tokens of a (model, benchmark); None means the server's default."""
+    profiles = config.raw["sampling"]
+    key = model["family"] + ("+reasoning" if model["reasoning"] else "")
+    profile = profiles.get(key) or profiles.get(model["family"]) or {}
+    max_tokens = benchmark["max_tokens"] or profile.get("max_tokens")
+    return {"top_p": profile.get("top_p"), "top_k": profile.get("top_k"), "max_tokens": max_tokens}
+
+
+def server_settings(model: dict[str, Any], plan: ModelPlan, config: Config) -> dict[str, Any]:
+    """Everything that shapes the inference server, and so the load-only baseline."""
+    settings: dict[str, Any] = {
+        "backend": model["backend"],
+        "gpus": plan.gpus,
+        "cpus": plan.cpus,
+        "quantization": model["quantization"],
+        "context_tokens": model["context_tokens"],
+        "server_args": list(model["server_args"]),
+    }
+    if model["backend"] == "vllm":
+        settings["gpu_memory_utilization"] = config.raw["vllm"]["gpu_memory_utilization"]
+        settings["server_args"] += list(config.raw["vllm"]["extra_args"])
+    return settings
+
+
+def _short_hash(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
+
+
+# --- the matrix -------------------------------------------------------------------------------
+
+
+def format_temperature(t: float) -> str:
+    """0 -> '0', 0.7 -> '0.7': short, exact and safe in paths."""
+    return f"{t:g}"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A load-only job: start the server, wait until ready, stop, pad."""
+
+    id: str
+    model: str
+    server: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluation job: a (model, benchmark, temperature, max_connections)."""
+
+    id: str
+    model: str
+    benchmark: str
+    temperature: float
+    max_connections: int
+    baseline: str
+    judge: str | None
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole matrix of one run."""
+
+    models: dict[str, ModelPlan]
+    baselines: dict[str, Baseline]
+    cells: dict[str, Cell]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "models": [asdict(m) for m in self.models.values()],
+            "baselines": [asdict(b) for b in self.baselines.values()],
+            "cells": [asdict(c) for c in self.cells.values()],
+        }
+
+
+def baseline_id(model: dict[str, Any], server: dict[str, Any]) -> str:
+    return f"{model['name']}__{server['backend']}-g{server['gpus']}-{_short_hash(server)}"
+
+
+def cell_id(model: str, benchmark: str, temperature: float, max_connections: int) -> str:
+    return f"{model}__{benchmark}__t{format_temperature(temperature)}__c{max_connections}"
+
+
+def _cells_of(
+    model: dict[str, Any], base: Baseline, config: Config
+) -> Iterator[Cell]:
+    sweeps = config.raw["sweeps"]
+    for bench_name in model["benchmarks"]:
+        bench = config.benchmarks[bench_name]
+        if bench["multimodal"] and not model["multimodal"]:
+            raise ConfigError(
+                f"model {model['name']}: benchmark {bench_name} needs images, "
+                f"but the model has multimodal=false"
+            )
+        for temperature in sweeps["temperature"]:
+            for conns in sweeps["max_connections"]:
+                yield Cell(
+                    id=cell_id(model["name"], bench_name, temperature, conns),
+                    model=model["name"],
+                    benchmark=bench_name,
+                    temperature=temperature,
+                    max_connections=conns,
+                    baseline=base.id,
+                    judge=bench["judge"],
+                    sampling=sampling_for(model, bench, config),
+                )
+
+
+def plan_run(config: Config) -> Plan:
+    """Plan every model, baseline and cell of a validated config."""
+    models: dict[str, ModelPlan] = {}
+    baselines: dict[str, Baseline] = {}
+    cells: dict[str, Cell] = {}
+    for model in config.models:
+        mplan = plan_model(model, config)
+        models[model["name"]] = mplan
+        server = server_settings(model, mplan, config)
+        base = Baseline(id=baseline_id(model, server), model=model["name"], server=server)
+        new_cells = list(_cells_of(model, base, config))
+        if new_cells:
+            baselines[base.id] = base
+        cells.update((c.id, c) for c in new_cells)
+    return Plan(models=models, baselines=baselines, cells=cells)
+
+
+# --- cost preview -----------------------------------------------------------------------------
+
+
+def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
+    """A rough GPU-hour budget, split the way the energy is: loading, inference, padding,
+    baselines and judging. Built from the planner's assumptions, not from measurements."""
+    planner = config.raw["planner"]
+    window = config.cluster["accounting_window_s"]
+    margin = config.cluster["pad_margin_s"] if window > 0 else 0.0
+
+    def load_s(model: str) -> float:
+        weights_gb = plan.models[model].vram_gb / planner["vram_overhead"]
+        return planner["server_start_s"] + weights_gb / planner["load_gb_per_s"]
+
+    def pad_s(busy_s: float) -> float:
+        return max(0.0, window + margin - busy_s) if window > 0 else 0.0
+
+    hours = {"loading": 0.0, "inference": 0.0, "padding": 0.0, "baselines": 0.0, "judging": 0.0}
+    for cell in plan.cells.values():
+        gpus = max(plan.models[cell.model].gpus, 0)
+        bench = config.benchmarks[cell.benchmark]
+        n = min(bench["samples"], bench["limit"] or bench["samples"])
+        infer = n * bench["expected_s_per_sample"]
+        load = load_s(cell.model)
+        hours["loading"] += gpus * load / 3600
+        hours["inference"] += gpus * infer / 3600
+        hours["padding"] += gpus * pad_s(load + infer) / 3600
+        if cell.judge:
+            judge_model = config.raw["judges"][cell.judge]["model"]
+            jgpus = plan.models[judge_model].gpus
+            jload = load_s(judge_model)
+            hours["judging"] += jgpus * (jload + infer + pad_s(jload + infer)) / 3600
+    for base in plan.baselines.values():
+        load = load_s(base.model)
+        hours["baselines"] += plan.models[base.model].gpus * (load + pad_s(load)) / 3600
+    return {
+        "cells": len(plan.cells),
+        "baselines": len(plan.baselines),
+        "judge_jobs": sum(1 for c in plan.cells.values() if c.judge),
+        "gpu_hours": {k: round(v, 2) for k, v in hours.items()},
+        "gpu_hours_total": round(sum(hours.values()), 2),
+        "assumptions": {
+            "server_start_s": planner["server_start_s"],
+            "load_gb_per_s": planner["load_gb_per_s"],
+            "accounting_window_s": window,
+            "pad_margin_s": margin,
+        },
+    }

@@ -1,0 +1,1 @@
+"""The job runtime: server, Inspect steps, timeline, padding."""

@@ -1,0 +1,145 @@
+"""The Inspect steps of a job: generate answers, score them, summarise the log.
+
+Generation runs with ``score=False`` so that the inference window holds generation only;
+scoring runs afterwards with ``inspect score`` on the log: in the same job for unit tests and
+exact match, in a separate judge job for LLM-as-a-judge benchmarks, so that the judge's energy
+never lands in the cell.
+
+Every knob that changes energy is pinned and recorded: ``max_connections`` (with adaptive
+concurrency off), temperature, top-p, top-k, max tokens and the sample limit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from evalwatt.runtime.server import BASE_URL_VARIABLE, INSPECT_PROVIDER
+
+
+def generate_config(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Inspect GenerateConfig arguments of a cell, with nothing left to a default."""
+    config: dict[str, Any] = {
+        "max_connections": evaluation["max_connections"],
+        "adaptive_connections": False,
+        "temperature": evaluation["temperature"],
+    }
+    if evaluation.get("top_p") is not None:
+        config["top_p"] = evaluation["top_p"]
+    if evaluation.get("max_tokens") is not None:
+        config["max_tokens"] = evaluation["max_tokens"]
+    if evaluation.get("top_k") is not None:
+        # OpenAI-compatible providers drop top_k; vLLM and llama.cpp read it from the body.
+        config["extra_body"] = {"top_k": evaluation["top_k"]}
+    return config
+
+
+def run_generation(evaluation: dict[str, Any], backend: str, served_name: str,
+                   base_url: str, log_dir: Path) -> Path:
+    """Run the Inspect task against the running server; return the .eval log path."""
+    from inspect_ai import eval as inspect_eval
+
+    logs = inspect_eval(
+        evaluation["task"],
+        model=f"{INSPECT_PROVIDER[backend]}/{served_name}",
+        model_base_url=base_url,
+        task_args=evaluation.get("task_args") or {},
+        limit=evaluation.get("limit"),
+        log_dir=str(log_dir),
+        log_format="eval",
+        score=False,
+        display="plain",
+        **generate_config(evaluation),
+    )
+    log = logs[0]
+    if log.status != "success":
+        error = log.error.message if log.error else "no error recorded"
+        raise RuntimeError(f"Inspect evaluation ended with status {log.status}: {error}")
+    return Path(log.location)
+
+
+def run_scoring(log_path: Path, out_path: Path, judge: dict[str, Any] | None = None,
+                base_url: str | None = None) -> Path:
+    """Score ``log_path`` with its task's own scorers and write the scored log to ``out_path``.
+
+    This is what ``inspect score`` does, run in this process so that the scorers of every
+    installed task package (evalwatt's included) are registered first. With a judge, the
+    judge is bound to the ``grader`` role, and its server URL is also given to its Inspect
+    provider's environment variable for tasks that build the judge from a task argument
+    (``judge_model=vllm/...``).
+    """
+    import evalwatt.tasks  # noqa: F401  (registers evalwatt's scorers)
+    from inspect_ai import score
+    from inspect_ai._eval.score import resolve_scorers  # the resolution `inspect score` uses
+    from inspect_ai.log import read_eval_log, write_eval_log
+    from inspect_ai.model import GenerateConfig, get_model
+
+    roles = None
+    if judge is not None:
+        os.environ[BASE_URL_VARIABLE[judge["backend"]]] = str(base_url)
+        config = GenerateConfig(
+            temperature=judge["temperature"],
+            max_connections=judge["max_connections"],
+            adaptive_connections=False,
+            max_tokens=judge.get("max_tokens"),
+        )
+        grader = get_model(f"{INSPECT_PROVIDER[judge['backend']]}/{judge['served_name']}",
+                           base_url=base_url, config=config)
+        roles = {"grader": grader}
+    log = read_eval_log(str(log_path))
+    _qualify_scorer_names(log)
+    scored = score(log, resolve_scorers(log), model_roles=roles, action="overwrite",
+                   display="none")
+    write_eval_log(scored, str(out_path))
+    return out_path
+
+
+def _qualify_scorer_names(log: Any) -> None:
+    """Logs record a packaged task's scorers without their package (``verify_limited``,
+    not ``evalwatt/verify_limited``), and the registry cannot find them so. Prefix them
+    with the task's package when the bare name is unknown (inspect-ai 0.3.285)."""
+    from inspect_ai._util.registry import registry_lookup
+
+    package = log.eval.task.split("/")[0] if "/" in log.eval.task else None
+    for entry in log.eval.scorers or []:
+        if package and "/" not in entry.name and registry_lookup("scorer", entry.name) is None:
+            entry.name = f"{package}/{entry.name}"
+
+
+_SCORE_METRICS = ("accuracy", "mean")
+
+
+def summarize_log(path: Path) -> dict[str, Any]:
+    """What the results need from an Inspect log: samples, score, tokens, times."""
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(str(path), header_only=True)
+    results = log.results
+    summary: dict[str, Any] = {
+        "log": str(path),
+        "status": log.status,
+        "task": log.eval.task,
+        "samples_total": results.total_samples if results else None,
+        "samples_completed": results.completed_samples if results else None,
+        "score": None,
+        "score_stderr": None,
+        "score_metric": None,
+        "scorer": None,
+        "started_at": log.stats.started_at,
+        "completed_at": log.stats.completed_at,
+    }
+    if results and results.scores:
+        first = results.scores[0]
+        summary["scorer"] = first.name
+        for name in _SCORE_METRICS:
+            if name in first.metrics:
+                summary["score"] = first.metrics[name].value
+                summary["score_metric"] = name
+                break
+        if "stderr" in first.metrics:
+            summary["score_stderr"] = first.metrics["stderr"].value
+    usage = list(log.stats.model_usage.values())
+    summary["input_tokens"] = sum(u.input_tokens for u in usage) if usage else None
+    summary["output_tokens"] = sum(u.output_tokens for u in usage) if usage else None
+    return summary

@@ -1,0 +1,115 @@
+"""Start an OpenAI-compatible inference server, wait until it serves, stop it.
+
+Inspect's own ``vllm/`` provider would start a server lazily on a random port and ignore the
+Slurm allocation; starting it ourselves gives the job its ``load_start``/``ready``/``exit``
+marks and a server log kept beside the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+# How each backend is reached from Inspect, and the variable its provider reads for the URL.
+INSPECT_PROVIDER = {"vllm": "vllm", "llama-cpp": "llama-cpp-python"}
+BASE_URL_VARIABLE = {"vllm": "VLLM_BASE_URL", "llama-cpp": "LLAMA_CPP_PYTHON_BASE_URL"}
+LOG_TAIL_LINES = 40
+
+
+class ServerError(RuntimeError):
+    """The server died or never became ready; the message ends with the tail of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the server binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no server log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Server:
+    """A running inference server process (its own process group)."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    argv: list[str]
+
+    @classmethod
+    def start(cls, argv: list[str], host: str, port: int, log_path: Path,
+              env: dict[str, str] | None = None) -> Server:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)
+
+    def _fail(self, what: str) -> ServerError:
+        return ServerError(f"{what}\n--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}")
+
+    def models(self) -> list[str] | None:
+        """Model ids served at /v1/models, or None if the server does not answer yet."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/models", timeout=5) as reply:
+                data = json.load(reply)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return [m.get("id", "") for m in data.get("data", [])]
+
+    def wait_ready(self, timeout_s: float, served_name: str, poll_s: float = 1.0) -> float:
+        """Block until the server lists ``served_name``; return the unix time it did."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise self._fail(f"server exited with code {code} before it was ready")
+            models = self.models()
+            if models is not None:
+                if served_name not in models:
+                    raise self._fail(f"server is up but serves {models}, not {served_name!r}")
+                return time.time()
+            if time.monotonic() > deadline:
+                raise self._fail(f"server not ready after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    def stop(self, grace_s: float = 60.0) -> int:
+        """SIGTERM the server's process group, SIGKILL it after ``grace_s``; return the code."""
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers (vLLM workers)
+        return int(self.process.returncode)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

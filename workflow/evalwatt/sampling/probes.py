@@ -1,0 +1,257 @@
+"""Probes: one class per energy counter, one method per vendor call.
+
+* ``NvmlProbe``: NVIDIA GPUs through NVML (``import pynvml``, package nvidia-ml-py). The energy
+  counter is ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since driver load, Volta and newer).
+  Only the job's GPUs are opened: ``CUDA_VISIBLE_DEVICES`` as indices or UUIDs.
+* ``RaplProbe``: Intel/AMD CPU packages through ``/sys/class/powercap`` (measured, µJ, wraps).
+* ``CpuTimeModelProbe``: a *model*: CPU seconds of the job's process tree x a configured
+  power per busy core. Its counter is ``est_energy_mj``, so it can never be mistaken for a
+  measurement.
+
+A probe that cannot run raises ``ProbeUnavailable`` with the reason; the reason is kept in
+the job's result so that a missing number is explained, never replaced by zero.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+class ProbeUnavailable(Exception):
+    """This machine or job cannot provide this measurement; the message says why."""
+
+
+def parse_visible_devices(value: str | None) -> list[str] | None:
+    """Entries of CUDA_VISIBLE_DEVICES; None when unset (all GPUs visible)."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass
+class NvmlProbe:
+    """Samples the GPUs this job was given."""
+
+    visible: list[str] | None = None
+    handles: list[Any] = field(default_factory=list)
+    info: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "nvml"
+    domain: str = "gpu"
+    is_estimate: bool = False
+
+    def open(self) -> None:
+        try:
+            import pynvml
+        except ImportError as exc:  # pragma: no cover - nvidia-ml-py is a core dependency
+            raise ProbeUnavailable(f"nvidia-ml-py is not installed: {exc}") from exc
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise ProbeUnavailable(f"NVML could not start (no NVIDIA driver?): {exc}") from exc
+        self._nvml = pynvml
+        if self.visible is not None and len(self.visible) == 0:
+            raise ProbeUnavailable("CUDA_VISIBLE_DEVICES is empty: this job has no GPU")
+        entries = self.visible
+        if entries is None:
+            entries = [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        for entry in entries:
+            self.handles.append(self._handle(entry))
+        for entry, handle in zip(entries, self.handles, strict=True):
+            self.info.append(
+                {
+                    "visible_as": entry,
+                    "nvml_index": pynvml.nvmlDeviceGetIndex(handle),
+                    "uuid": pynvml.nvmlDeviceGetUUID(handle),
+                    "name": pynvml.nvmlDeviceGetName(handle),
+                    "pci_bus_id": pynvml.nvmlDeviceGetPciInfo(handle).busId,
+                    "memory_total_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
+                    "power_limit_mw": self._optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle),
+                }
+            )
+        if not self.handles:
+            raise ProbeUnavailable("NVML sees no GPU")
+        # A GPU without the energy counter (pre-Volta) must not read as zero.
+        for info, handle in zip(self.info, self.handles, strict=True):
+            try:
+                pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            except pynvml.NVMLError as exc:
+                raise ProbeUnavailable(
+                    f"GPU {info['uuid']} has no NVML energy counter: {exc}"
+                ) from exc
+
+    def _handle(self, entry: str) -> Any:
+        nvml = self._nvml
+        if entry.startswith("MIG-"):
+            raise ProbeUnavailable(
+                f"CUDA_VISIBLE_DEVICES entry {entry} is a MIG instance: NVML reports energy "
+                "per physical GPU only, so a MIG slice's energy cannot be measured"
+            )
+        try:
+            if entry.startswith("GPU-"):
+                return nvml.nvmlDeviceGetHandleByUUID(entry)
+            return nvml.nvmlDeviceGetHandleByIndex(int(entry))
+        except (ValueError, nvml.NVMLError) as exc:
+            raise ProbeUnavailable(f"cannot open GPU {entry!r} with NVML: {exc}") from exc
+
+    def _optional(self, call: Any, handle: Any) -> Any:
+        try:
+            return call(handle)
+        except self._nvml.NVMLError:
+            return None
+
+    def sample(self) -> list[dict[str, Any]]:
+        nvml = self._nvml
+        rows = []
+        for info, h in zip(self.info, self.handles, strict=True):
+            t = time.time()
+            util = self._optional(nvml.nvmlDeviceGetUtilizationRates, h)
+            mem = self._optional(nvml.nvmlDeviceGetMemoryInfo, h)
+            rows.append(
+                {
+                    "t_unix": t,
+                    "device": str(info["nvml_index"]),
+                    "gpu_uuid": info["uuid"],
+                    "energy_mj": float(nvml.nvmlDeviceGetTotalEnergyConsumption(h)),
+                    "power_mw": self._optional(nvml.nvmlDeviceGetPowerUsage, h),
+                    "temp_c": self._optional(
+                        lambda x: nvml.nvmlDeviceGetTemperature(x, nvml.NVML_TEMPERATURE_GPU), h
+                    ),
+                    "sm_mhz": self._optional(
+                        lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_SM), h
+                    ),
+                    "mem_mhz": self._optional(
+                        lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_MEM), h
+                    ),
+                    "mem_used_mib": None if mem is None else mem.used // 2**20,
+                    "util_gpu": None if util is None else util.gpu,
+                }
+            )
+        return rows
+
+    def metadata(self) -> dict[str, Any]:
+        return {"devices": self.info, "driver": self._nvml.nvmlSystemGetDriverVersion()}
+
+    def close(self) -> None:
+        self._nvml.nvmlShutdown()
+
+
+@dataclass
+class RaplProbe:
+    """CPU package energy from the powercap interface, unwrapped at each read."""
+
+    root: Path = Path("/sys/class/powercap")
+    source: str = "rapl"
+    domain: str = "cpu"
+    is_estimate: bool = False
+    zones: list[Path] = field(default_factory=list)
+
+    def open(self) -> None:
+        zones = sorted(p for p in self.root.glob("intel-rapl:*") if p.name.count(":") == 1)
+        if not zones:
+            raise ProbeUnavailable(f"no RAPL package zone under {self.root}")
+        self._last: dict[Path, int] = {}
+        self._offset: dict[Path, int] = {}
+        self._range: dict[Path, int] = {}
+        for zone in zones:
+            try:
+                self._last[zone] = int((zone / "energy_uj").read_text())
+                self._range[zone] = int((zone / "max_energy_range_uj").read_text())
+            except OSError as exc:
+                raise ProbeUnavailable(f"{zone}/energy_uj is not readable: {exc}") from exc
+            self._offset[zone] = 0
+        self.zones = zones
+
+    def sample(self) -> list[dict[str, Any]]:
+        rows = []
+        for zone in self.zones:
+            t = time.time()
+            value = int((zone / "energy_uj").read_text())
+            if value < self._last[zone]:
+                self._offset[zone] += self._range[zone]
+            self._last[zone] = value
+            rows.append(
+                {
+                    "t_unix": t,
+                    "device": zone.name,
+                    "energy_mj": (value + self._offset[zone]) / 1000.0,
+                    "power_mw": None,
+                }
+            )
+        return rows
+
+    def metadata(self) -> dict[str, Any]:
+        return {"zones": [z.name for z in self.zones]}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class CpuTimeModelProbe:
+    """Modelled CPU energy of one process tree: busy CPU seconds x watts per busy core."""
+
+    pid: int
+    watts_per_core: float
+    source: str = "cpu-model"
+    domain: str = "cpu"
+    is_estimate: bool = True
+
+    def open(self) -> None:
+        try:
+            self._root = psutil.Process(self.pid)
+        except psutil.Error as exc:
+            raise ProbeUnavailable(f"process {self.pid} cannot be watched: {exc}") from exc
+        self._last = 0.0
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the live tree, the children it has reaped included.
+
+        A child that exits is counted again once its parent reaps it (``children_*`` times),
+        so only live processes are summed; the sampler itself is left out. Orphans that are
+        never reaped by the tree are lost, and the total is kept monotonic.
+        """
+        own = os.getpid()
+        try:
+            procs = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        total = 0.0
+        for proc in procs:
+            if proc.pid == own:
+                continue
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        self._last = max(self._last, total)
+        return self._last
+
+    def sample(self) -> list[dict[str, Any]]:
+        t = time.time()
+        cpu_s = self.cpu_seconds()
+        return [
+            {
+                "t_unix": t,
+                "device": "process-tree",
+                "cpu_time_s": cpu_s,
+                "est_energy_mj": cpu_s * self.watts_per_core * 1000.0,
+            }
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "model": "cpu_time_s x watts_per_core",
+            "watts_per_core": self.watts_per_core,
+            "pid": self.pid,
+            "logical_cpus": os.cpu_count(),
+        }
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,188 @@
+"""The in-job energy sampler: its own process, sampling every probe at a fixed period.
+
+Run as ``python -m evalwatt.sampling --out-dir DIR --pid PID``. It writes one Parquet trace
+per probe that could open (``trace-gpu.parquet``, ``trace-cpu.parquet``,
+``trace-cpu-est.parquet``) and ``sampler.json`` with what ran, what could not and why.
+Traces are written to ``*.partial`` in row groups while sampling and renamed when the sampler
+stops cleanly (SIGTERM or SIGINT): a killed sampler leaves no file that looks complete.
+
+It touches ``--ready-file`` after the first round of samples, so that the job's first mark
+falls inside the trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evalwatt.atomic import write_json
+from evalwatt.layout import TRACE_FILES
+from evalwatt.sampling.probes import (
+    CpuTimeModelProbe,
+    NvmlProbe,
+    ProbeUnavailable,
+    RaplProbe,
+    parse_visible_devices,
+)
+
+_F = pa.float64()
+_S = pa.string()
+SCHEMAS = {
+    "nvml": pa.schema(
+        [("t_unix", _F), ("device", _S), ("gpu_uuid", _S), ("energy_mj", _F), ("power_mw", _F),
+         ("temp_c", _F), ("sm_mhz", _F), ("mem_mhz", _F), ("mem_used_mib", _F), ("util_gpu", _F)]
+    ),
+    "rapl": pa.schema([("t_unix", _F), ("device", _S), ("energy_mj", _F), ("power_mw", _F)]),
+    "cpu-model": pa.schema(
+        [("t_unix", _F), ("device", _S), ("cpu_time_s", _F), ("est_energy_mj", _F)]
+    ),
+}
+FLUSH_ROWS = 2000
+
+
+@dataclass
+class TraceWriter:
+    """Buffers one probe's rows and appends them to a Parquet file in row groups."""
+
+    path: Path
+    schema: pa.Schema
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.writer = pq.ParquetWriter(self.partial, self.schema)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self.count += len(rows)
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows.clear()
+
+    def close(self, metadata: dict[str, Any]) -> None:
+        """Finish the file; the metadata lands in its footer, then the file gets its name."""
+        self.flush()
+        self.writer.add_key_value_metadata({"evalwatt.trace": json.dumps(metadata)})
+        self.writer.close()
+        os.replace(self.partial, self.path)
+
+
+def open_probes(pid: int, watts_per_core: float) -> tuple[list[Any], dict[str, str]]:
+    """Open every probe this machine supports; return them and the reasons for the others."""
+    candidates = [
+        NvmlProbe(visible=parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))),
+        RaplProbe(),
+        CpuTimeModelProbe(pid=pid, watts_per_core=watts_per_core),
+    ]
+    opened, unavailable = [], {}
+    for probe in candidates:
+        try:
+            probe.open()
+            opened.append(probe)
+        except ProbeUnavailable as exc:
+            unavailable[probe.source] = str(exc)
+    return opened, unavailable
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_: Any) -> None:
+        self.requested = True
+
+
+def run(out_dir: Path, pid: int, interval_s: float, watts_per_core: float,
+        ready_file: Path | None) -> dict[str, Any]:
+    """Sample until SIGTERM/SIGINT or until process ``pid`` is gone."""
+    stop = _Stop()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probes, unavailable = open_probes(pid, watts_per_core)
+    writers = {p.source: TraceWriter(out_dir / TRACE_FILES[p.source], SCHEMAS[p.source])
+               for p in probes}
+    started = time.time()
+    lateness: list[float] = []
+    next_t = time.monotonic()
+    rounds = 0
+    while not stop.requested:
+        for probe in probes:
+            writers[probe.source].add(probe.sample())
+        rounds += 1
+        if rounds == 1 and ready_file is not None:
+            ready_file.write_text(f"{time.time()}\n")
+        if rounds % 50 == 0 and not _alive(pid):
+            break
+        next_t += interval_s
+        delay = next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            lateness.append(-delay)
+            next_t = time.monotonic()
+    status = {
+        "started_unix": started,
+        "stopped_unix": time.time(),
+        "interval_s": interval_s,
+        "rounds": rounds,
+        "late_rounds": len(lateness),
+        "max_late_s": max(lateness, default=0.0),
+        "median_late_s": statistics.median(lateness) if lateness else 0.0,
+        "traces": {},
+        "unavailable": unavailable,
+    }
+    for probe in probes:
+        meta = {
+            "source": probe.source,
+            "domain": probe.domain,
+            "is_estimate": probe.is_estimate,
+            "interval_s": interval_s,
+            **probe.metadata(),
+        }
+        writers[probe.source].close(meta)
+        probe.close()
+        status["traces"][probe.source] = {
+            "file": TRACE_FILES[probe.source],
+            "rows": writers[probe.source].count,
+            **meta,
+        }
+    write_json(out_dir / "sampler.json", status)
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evalwatt.sampling", description=__doc__)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--pid", type=int, required=True, help="process tree to follow")
+    parser.add_argument("--interval-s", type=float, default=0.1)
+    parser.add_argument("--cpu-watts-per-core", type=float, default=10.0)
+    parser.add_argument("--ready-file", type=Path)
+    args = parser.parse_args(argv)
+    run(args.out_dir, args.pid, args.interval_s, args.cpu_watts_per_core, args.ready_file)
+    return 0
