@@ -30,14 +30,17 @@ def _job_lines(kind: str, run_dir: str) -> list[str]:
         if source != "nvml":
             devices.append(f"{source}: {info.get('zones') or info.get('model')}")
     unavailable = "; ".join(f"{k}: {v}" for k, v in sampler["unavailable"].items()) or "none"
+    slurm_id = result["slurm"].get("SLURM_JOB_ID", "– (not under Slurm)")
     lines = [
-        f"- **{kind}** `{result['id']}` — Slurm job {result['slurm'].get('SLURM_JOB_ID', '– (not under Slurm)')}, "
+        f"- **{kind}** `{result['id']}` — Slurm job {slurm_id}, "
         f"host `{result['host']}`, CUDA_VISIBLE_DEVICES={result['cuda_visible_devices']}",
         f"  - from {_iso(marks.get('job_start'))} to {_iso(marks.get('job_end'))} "
         f"({marks['job_end'] - marks['job_start']:.1f} s), padded "
-        f"{marks['pad_end'] - marks['pad_start']:.1f} s, server exit code {result['server']['exit_code']}",
+        f"{marks['pad_end'] - marks['pad_start']:.1f} s, "
+        f"server exit code {result['server']['exit_code']}",
         f"  - sampled: {'; '.join(devices) or 'nothing'}; every {sampler['interval_s']} s, "
-        f"{sampler['rounds']} rounds, {sampler['late_rounds']} late (max {sampler['max_late_s']:.3f} s)",
+        f"{sampler['rounds']} rounds, {sampler['late_rounds']} late "
+        f"(max {sampler['max_late_s']:.3f} s)",
         f"  - not sampled: {unavailable}",
         f"  - raw readings: `{run_dir}/` (timeline.json, trace-*.parquet, server.log, eval/)",
     ]
@@ -53,13 +56,20 @@ def _energy_lines(energy: dict[str, Any]) -> list[str]:
             continue
         lines.append(f"  - {DOMAIN_TITLES[domain]} (source `{info['source']}`):")
         for name, term in info["terms"].items():
-            value = "null: " + str(term["null_reason"]) if term["energy_j"] is None \
+            value = (
+                "null: " + str(term["null_reason"])
+                if term["energy_j"] is None
                 else f"{term['energy_j']:.3f} J"
+            )
             window = ""
             if term.get("window"):
                 a, b = term["window"]
                 window = f", window {_iso(a)} → {_iso(b)} ({b - a:.2f} s)"
-            extra = f", edge extrapolated {term['extrapolated_s']:.3f} s" if term.get("extrapolated_s") else ""
+            extra = (
+                f", edge extrapolated {term['extrapolated_s']:.3f} s"
+                if term.get("extrapolated_s")
+                else ""
+            )
             lines.append(f"    - {name} = {term['formula']} = {value}{window}{extra}")
     return lines
 

@@ -27,8 +27,10 @@ def _plan(args: argparse.Namespace) -> int:
     for m in plan.models.values():
         print(f"{m.model:42} {m.backend:9} {m.gpus:>4} {m.cpus:>4} {m.vram_gb:>8.1f}  {m.reason}")
     cost = cost_preview(plan, config)
-    print(f"\n{cost['cells']} cells, {cost['baselines']} load-only baselines, "
-          f"{cost['judge_jobs']} judge jobs")
+    print(
+        f"\n{cost['cells']} cells, {cost['baselines']} load-only baselines, "
+        f"{cost['judge_jobs']} judge jobs"
+    )
     print("estimated GPU-hours (rough: assumptions below, not measurements):")
     for part, hours in cost["gpu_hours"].items():
         print(f"  {part:10} {hours:10.2f}")
@@ -48,8 +50,9 @@ def _energy(args: argparse.Namespace) -> int:
     if args.baseline_trace:
         if not args.baseline_timeline:
             raise SystemExit("--baseline-trace needs --baseline-timeline")
-        baseline = TraceSource(read_trace(args.baseline_trace),
-                               read_timeline(args.baseline_timeline))
+        baseline = TraceSource(
+            read_trace(args.baseline_trace), read_timeline(args.baseline_timeline)
+        )
     tokens = args.output_tokens or marks.get("output_tokens")
     terms = cell_terms(cell, baseline, None, args.questions, int(tokens) if tokens else None)
     inference = terms["terms"]["inference"]
@@ -63,8 +66,10 @@ def _energy(args: argparse.Namespace) -> int:
         "inference_duration_s": marks["inference_end"] - marks["inference_start"],
         "check_counter_samples_inside_window_j": samples,
         "check_power_integral_j": inference["power_integral_j"],
-        "whole_job": {k: terms["terms"][k]["energy_j"]
-                      for k in ("job", "pad", "baseline_job", "baseline_pad", "net")},
+        "whole_job": {
+            k: terms["terms"][k]["energy_j"]
+            for k in ("job", "pad", "baseline_job", "baseline_pad", "net")
+        },
         "gap_j": terms["terms"]["gap"]["energy_j"],
         "gap_pct": terms["gap_pct"],
         "per_unit_wh": {k: v["value_wh"] for k, v in terms["per_unit"].items()},
@@ -79,8 +84,11 @@ def _samples_inside(source: Any, marks: dict[str, float]) -> float:
     (no interpolation): the reference the interpolated value is checked against."""
     total = 0.0
     for s in source.trace.series.values():
-        inside = [(t, e) for t, e in zip(s.t_unix, s.energy_mj, strict=True)
-                  if marks["inference_start"] <= t <= marks["inference_end"]]
+        inside = [
+            (t, e)
+            for t, e in zip(s.t_unix, s.energy_mj, strict=True)
+            if marks["inference_start"] <= t <= marks["inference_end"]
+        ]
         total += (inside[-1][1] - inside[0][1]) / 1000.0
     return total
 
@@ -92,9 +100,10 @@ def _job(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from evalwatt.config import describe_schema
     from evalwatt.results import describe_columns
 
-    sys.stdout.write(describe_columns())
+    sys.stdout.write(describe_columns() if args.what == "table" else describe_schema())
     return 0
 
 
@@ -120,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
     job.add_argument("spec", type=Path)
     job.set_defaults(func=_job)
 
-    schema = sub.add_parser("schema", help="print the final table's columns (Markdown)")
+    schema = sub.add_parser("schema", help="print the final table's columns or the config keys")
+    schema.add_argument("what", choices=["table", "config"])
     schema.set_defaults(func=_schema)
     return p
 

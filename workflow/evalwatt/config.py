@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -76,10 +77,22 @@ def _format_error(error: jsonschema.ValidationError, origin: str) -> str:
     return f"{origin}: field {where} = {shown}: {error.message}. {allowed}".rstrip(". ") + "."
 
 
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors that say what is wrong: inside a oneOf (models: a sheet path or a list),
+    the sub-errors of the branch that applies rather than "not valid under any schema"."""
+    if error.validator != "oneOf" or not error.context:
+        return [error]
+    specific = [
+        e for e in error.context if e.validator != "type" or e.absolute_path != error.absolute_path
+    ]
+    return [leaf for e in (specific or [error]) for leaf in (_leaves(e) if e is not error else [e])]
+
+
 def validate(instance: Any, schema_name: str, origin: str) -> None:
     """Raise ConfigError listing every schema violation of ``instance``."""
     errors = sorted(
-        _validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path)
+        (leaf for e in _validator(schema_name).iter_errors(instance) for leaf in _leaves(e)),
+        key=lambda e: [str(p) for p in e.absolute_path],
     )
     if errors:
         raise ConfigError("\n".join(_format_error(e, origin) for e in errors))
@@ -227,7 +240,9 @@ def _check_references(raw: dict[str, Any], origin: str) -> None:
     for name, bench in raw["benchmarks"].items():
         judge = bench.get("judge")
         if bench["scorer"].startswith("llm-judge") and not judge:
-            problems.append(f"field benchmarks.{name}.judge = None: scorer {bench['scorer']} needs a judge")
+            problems.append(
+                f"field benchmarks.{name}.judge = None: scorer {bench['scorer']} needs a judge"
+            )
         if judge and judge not in raw.get("judges", {}):
             problems.append(
                 f"field benchmarks.{name}.judge = {judge!r}: unknown judge; "
@@ -262,6 +277,71 @@ def from_dict(data: Mapping[str, Any], base_dir: Path, origin: str = "config") -
     validate(raw, CONFIG_SCHEMA, origin)
     _check_references(raw, origin)
     return Config(raw)
+
+
+def describe_schema() -> str:
+    """Every config key with its type, default and description, as Markdown (docs/config.md)."""
+    root = _schema(CONFIG_SCHEMA)
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+    def walk(schema: Mapping[str, Any], prefix: str, top: Mapping[str, Any]) -> None:
+        if "$ref" in schema:
+            ref = schema["$ref"]
+            if ref.startswith("#/"):
+                target: Any = top
+                for part in ref[2:].split("/"):
+                    target = target[part]
+                walk(target, prefix, top)
+            else:
+                walk(_schema(ref), prefix, _schema(ref))
+            return
+        for key, sub in schema.get("properties", {}).items():
+            name = f"{prefix}{key}"
+            resolved = sub
+            if "$ref" in sub and sub["$ref"].startswith("#/"):
+                resolved = top
+                for part in sub["$ref"][2:].split("/"):
+                    resolved = resolved[part]
+            kind = resolved.get("type", "object")
+            if isinstance(kind, list):
+                kind = " or ".join(kind)
+            if "enum" in resolved:
+                kind = " / ".join(map(str, resolved["enum"]))
+            default = (
+                f"`{json.dumps(sub['default'])}`"
+                if "default" in sub
+                else "required"
+                if key in schema.get("required", [])
+                else ""
+            )
+            text = " ".join(str(resolved.get("description", sub.get("description", ""))).split())
+            lines.append(f"| `{name}` | {kind} | {default} | {text} |")
+            if "properties" in resolved:
+                walk(resolved, f"{name}.", top)
+            extra = resolved.get("additionalProperties")
+            if isinstance(extra, dict):
+                walk(extra, f"{name}.<name>.", top)
+
+    walk(root, "", root)
+    lines += [
+        "",
+        "Each model (inline list item or sheet row):",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    model = _schema(MODEL_SCHEMA)
+    for key, sub in model["properties"].items():
+        kind = sub.get("type", " / ".join(map(str, sub.get("enum", []))))
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        default = (
+            f"`{json.dumps(sub['default'])}`"
+            if "default" in sub
+            else ("required" if key in model["required"] else "")
+        )
+        text = " ".join(str(sub.get("description", "")).split())
+        lines.append(f"| `{key}` | {kind} | {default} | {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def load_config(path: Path) -> Config:

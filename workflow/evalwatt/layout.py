@@ -83,6 +83,7 @@ class Layout:
     def log(self, rule: str, job_id: str) -> Path:
         return self.root / "logs" / rule / f"{job_id}.log"
 
+
 # The in-job sampler's trace files, by source. Measured and modelled never share a file.
 TRACE_FILES = {
     "nvml": "trace-gpu.parquet",

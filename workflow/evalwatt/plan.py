@@ -20,7 +20,6 @@ from typing import Any
 from evalwatt.config import Config, ConfigError
 
 
-
 def vram_gb(total_params_b: float, weight_bits: int, overhead: float) -> float:
     """The study's estimate of the memory a model needs to serve, in GB (1e9 bytes)."""
     return total_params_b * 4 / (32 / weight_bits) * overhead
@@ -73,7 +72,8 @@ def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
     if n_node == 0 or per_gpu_gb == 0:
         raise ConfigError(
             f"model {model['name']}: backend {model['backend']} needs GPUs, but cluster "
-            f"{cluster['name']} has gpus_per_node={n_node}, gpu_memory_gb={cluster['gpu_memory_gb']}"
+            f"{cluster['name']} has gpus_per_node={n_node}, "
+            f"gpu_memory_gb={cluster['gpu_memory_gb']}"
         )
     if model["gpus"] is not None:
         return _forced(model, n_node, per_gpu_gb, need_gb, cluster, common)
@@ -102,13 +102,20 @@ def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
     )
 
 
-def _forced(model: dict[str, Any], n_node: int, per_gpu_gb: float, need_gb: float,
-            cluster: dict[str, Any], common: dict[str, Any]) -> ModelPlan:
+def _forced(
+    model: dict[str, Any],
+    n_node: int,
+    per_gpu_gb: float,
+    need_gb: float,
+    cluster: dict[str, Any],
+    common: dict[str, Any],
+) -> ModelPlan:
     """A GPU count set in the model sheet: checked, never silently trusted."""
     n = model["gpus"]
     if n > n_node:
         raise ConfigError(
-            f"model {model['name']}: gpus={n} is more than a node of {cluster['name']} has ({n_node})"
+            f"model {model['name']}: gpus={n} is more than a node of "
+            f"{cluster['name']} has ({n_node})"
         )
     if not tp_size_ok(n, model["attention_heads"], model["kv_heads"]):
         raise ConfigError(
@@ -124,7 +131,9 @@ def _forced(model: dict[str, Any], n_node: int, per_gpu_gb: float, need_gb: floa
 # --- sampling and server settings --------------------------------------------------------------
 
 
-def sampling_for(model: dict[str, Any], benchmark: dict[str, Any], config: Config) -> dict[str, Any]:
+def sampling_for(
+    model: dict[str, Any], benchmark: dict[str, Any], config: Config
+) -> dict[str, Any]:
     """Top-p, top-k and max tokens of a (model, benchmark); None means the server's default."""
     profiles = config.raw["sampling"]
     key = model["family"] + ("+reasoning" if model["reasoning"] else "")
@@ -209,9 +218,7 @@ def cell_id(model: str, benchmark: str, temperature: float, max_connections: int
     return f"{model}__{benchmark}__t{format_temperature(temperature)}__c{max_connections}"
 
 
-def _cells_of(
-    model: dict[str, Any], base: Baseline, config: Config
-) -> Iterator[Cell]:
+def _cells_of(model: dict[str, Any], base: Baseline, config: Config) -> Iterator[Cell]:
     sweeps = config.raw["sweeps"]
     for bench_name in model["benchmarks"]:
         bench = config.benchmarks[bench_name]
@@ -286,12 +293,13 @@ def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
     for base in plan.baselines.values():
         load = load_s(base.model)
         hours["baselines"] += plan.models[base.model].gpus * (load + pad_s(load)) / 3600
+    parts = dict(hours)  # unrounded: printing rounds
     return {
         "cells": len(plan.cells),
         "baselines": len(plan.baselines),
         "judge_jobs": sum(1 for c in plan.cells.values() if c.judge),
-        "gpu_hours": {k: round(v, 2) for k, v in hours.items()},
-        "gpu_hours_total": round(sum(hours.values()), 2),
+        "gpu_hours": parts,
+        "gpu_hours_total": sum(parts.values()),
         "assumptions": {
             "server_start_s": planner["server_start_s"],
             "load_gb_per_s": planner["load_gb_per_s"],

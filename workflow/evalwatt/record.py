@@ -134,7 +134,8 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> di
         "baseline_load_duration_s": _span(bmarks, "load_start", "ready"),
         "baseline_job_duration_s": _span(bmarks, "job_start", "job_end"),
         "judge_duration_s": _span(judge_result["marks"], "inference_start", "inference_end")
-        if judge_result else None,
+        if judge_result
+        else None,
         **energy_columns(energy),
         "job_id": job_id(cell_result),
         "baseline_id": cell.baseline,
@@ -156,6 +157,9 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> di
             "cell_log": generation["log"],
             "scored_log": scoring.get("log"),
         },
-        "marks": {"cell": marks, "baseline": bmarks,
-                  "judge": judge_result["marks"] if judge_result else None},
+        "marks": {
+            "cell": marks,
+            "baseline": bmarks,
+            "judge": judge_result["marks"] if judge_result else None,
+        },
     }

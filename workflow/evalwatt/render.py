@@ -75,18 +75,41 @@ def model_path(model: dict[str, Any], config: Config) -> str:
 def server_argv(model: dict[str, Any], server: dict[str, Any]) -> list[str]:
     """The inference server's command; ``{port}`` and ``{model_path}`` are filled in the job."""
     if server["backend"] == "vllm":
-        argv = ["vllm", "serve", "{model_path}", "--served-model-name", model["name"],
-                "--host", "127.0.0.1", "--port", "{port}",
-                "--tensor-parallel-size", str(server["gpus"]),
-                "--gpu-memory-utilization", str(server["gpu_memory_utilization"])]
+        argv = [
+            "vllm",
+            "serve",
+            "{model_path}",
+            "--served-model-name",
+            model["name"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--tensor-parallel-size",
+            str(server["gpus"]),
+            "--gpu-memory-utilization",
+            str(server["gpu_memory_utilization"]),
+        ]
         if server["quantization"] not in ("none", "gguf"):
             argv += ["--quantization", server["quantization"]]
         if server["context_tokens"]:
             argv += ["--max-model-len", str(server["context_tokens"])]
     else:
-        argv = ["python", "-m", "llama_cpp.server", "--model", "{model_path}",
-                "--model_alias", model["name"], "--host", "127.0.0.1", "--port", "{port}",
-                "--n_threads", str(server["cpus"])]
+        argv = [
+            "python",
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            "{model_path}",
+            "--model_alias",
+            model["name"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--n_threads",
+            str(server["cpus"]),
+        ]
         if server["context_tokens"]:
             argv += ["--n_ctx", str(server["context_tokens"])]
     return argv + list(server["server_args"])
@@ -103,8 +126,14 @@ def _job_model(kind: JobKind, job_id: str, config: Config, plan: Plan) -> str:
     return cell.model
 
 
-def job_spec(kind: JobKind, job_id: str, config: Config, plan: Plan, layout: Layout,
-             python: str | None = None) -> dict[str, Any]:
+def job_spec(
+    kind: JobKind,
+    job_id: str,
+    config: Config,
+    plan: Plan,
+    layout: Layout,
+    python: str | None = None,
+) -> dict[str, Any]:
     """What the job runtime does for one job (written as spec.json)."""
     name = _job_model(kind, job_id, config, plan)
     model = config.model(name)
@@ -122,15 +151,23 @@ def job_spec(kind: JobKind, job_id: str, config: Config, plan: Plan, layout: Lay
         "id": job_id,
         "run": config.run,
         "run_dir": str(layout.run_dir(kind, job_id).resolve()),
-        "model": {"name": name, "served_name": name, "backend": model["backend"],
-                  "path": model_path(model, config), "hf_id": model["hf_id"]},
-        "server": {"argv": argv, "settings": server,
-                   "settings_id": baseline_id(model, server)},
+        "model": {
+            "name": name,
+            "served_name": name,
+            "backend": model["backend"],
+            "path": model_path(model, config),
+            "hf_id": model["hf_id"],
+        },
+        "server": {"argv": argv, "settings": server, "settings_id": baseline_id(model, server)},
         "ready_timeout_s": job["ready_timeout_s"],
-        "pad": {"accounting_window_s": config.cluster["accounting_window_s"],
-                "margin_s": config.cluster["pad_margin_s"]},
-        "sampler": {"interval_s": job["sample_interval_s"],
-                    "cpu_watts_per_core": job["cpu_watts_per_core"]},
+        "pad": {
+            "accounting_window_s": config.cluster["accounting_window_s"],
+            "margin_s": config.cluster["pad_margin_s"],
+        },
+        "sampler": {
+            "interval_s": job["sample_interval_s"],
+            "cpu_watts_per_core": job["cpu_watts_per_core"],
+        },
     }
     if kind == "cell":
         cell = plan.cells[job_id]
@@ -158,8 +195,9 @@ def job_spec(kind: JobKind, job_id: str, config: Config, plan: Plan, layout: Lay
     return spec
 
 
-def render_script(spec: dict[str, Any], config: Config, plan: Plan, spec_path: Path,
-                  python: str | None = None) -> str:
+def render_script(
+    spec: dict[str, Any], config: Config, plan: Plan, spec_path: Path, python: str | None = None
+) -> str:
     """The sbatch script of one job."""
     kind, job_id = spec["kind"], spec["id"]
     mplan = plan.models[spec["model"]["name"]]

@@ -152,10 +152,17 @@ def best_view(table: pa.Table) -> pa.Table:
 
 
 _MD_COLUMNS = [
-    ("model", "model"), ("benchmark", "benchmark"), ("temperature", "T"),
-    ("max_connections", "conn"), ("gpus", "GPUs"), ("samples_completed", "n"),
-    ("score", "score"), ("score_stderr", "± se"), ("inference_duration_s", "infer s"),
-    ("gpu_energy_per_question_wh", "GPU Wh/q"), ("cpu_energy_per_question_wh", "CPU Wh/q"),
+    ("model", "model"),
+    ("benchmark", "benchmark"),
+    ("temperature", "T"),
+    ("max_connections", "conn"),
+    ("gpus", "GPUs"),
+    ("samples_completed", "n"),
+    ("score", "score"),
+    ("score_stderr", "± se"),
+    ("inference_duration_s", "infer s"),
+    ("gpu_energy_per_question_wh", "GPU Wh/q"),
+    ("cpu_energy_per_question_wh", "CPU Wh/q"),
     ("cpu_est_energy_per_question_wh", "CPU est. Wh/q"),
     ("gpu_net_energy_per_question_wh", "GPU net Wh/q"),
     ("cpu_est_net_energy_per_question_wh", "CPU est. net Wh/q"),
@@ -174,9 +181,14 @@ def _fmt(value: Any) -> str:
 def to_markdown(table: pa.Table, title: str) -> str:
     """A readable summary; the Parquet file holds every column."""
     rows = table.to_pylist()
-    lines = [f"# {title}", "", f"schema_version {SCHEMA_VERSION}; {len(rows)} rows. "
-             "'–' is a null: see the *_energy_null_reason columns of the Parquet/CSV files.",
-             "Columns marked 'est.' are modelled estimates, not measurements.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"schema_version {SCHEMA_VERSION}; {len(rows)} rows. "
+        "'–' is a null: see the *_energy_null_reason columns of the Parquet/CSV files.",
+        "Columns marked 'est.' are modelled estimates, not measurements.",
+        "",
+    ]
     lines.append("| " + " | ".join(h for _, h in _MD_COLUMNS) + " |")
     lines.append("|" + "---|" * len(_MD_COLUMNS))
     for row in rows:

@@ -15,6 +15,7 @@ no filesystem or network isolation: see docs/methodology.md#humaneval-isolation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -67,7 +68,10 @@ async def run_limited(code: str, timeout_s: int, memory_mb: int) -> tuple[bool, 
     """Run Python ``code`` in a fresh interpreter under limits; (passed, stderr tail)."""
     with tempfile.TemporaryDirectory(prefix="evalwatt-humaneval-") as tmp:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-c", code,
+            sys.executable,
+            "-I",
+            "-c",
+            code,
             cwd=tmp,
             env={"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONDONTWRITEBYTECODE": "1"},
             stdin=asyncio.subprocess.DEVNULL,
@@ -78,10 +82,8 @@ async def run_limited(code: str, timeout_s: int, memory_mb: int) -> tuple[bool, 
         try:
             _, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s + 5)
         except TimeoutError:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
-            except ProcessLookupError:
-                pass
             await proc.wait()
             return False, "timed out"
     return proc.returncode == 0, err.decode(errors="replace")[-2000:]
@@ -94,11 +96,22 @@ def verify_limited(timeout_s: int = 10, memory_mb: int = 1024) -> Scorer:
 
     async def score(state: TaskState, target: Target) -> Score:
         answer = find_code(state.output.completion)
-        code = "".join([state.metadata["prompt"], answer, "\n", state.metadata["test"], "\n",
-                        f"check({state.metadata['entry_point']})"])
+        code = "".join(
+            [
+                state.metadata["prompt"],
+                answer,
+                "\n",
+                state.metadata["test"],
+                "\n",
+                f"check({state.metadata['entry_point']})",
+            ]
+        )
         passed, err = await run_limited(code, timeout_s, memory_mb)
-        return Score(value=CORRECT if passed else INCORRECT, answer=answer,
-                     explanation=err if not passed else None)
+        return Score(
+            value=CORRECT if passed else INCORRECT,
+            answer=answer,
+            explanation=err if not passed else None,
+        )
 
     return score
 
@@ -123,11 +136,13 @@ def _writingbench_samples(sample_ids: list[int] | None) -> list[Sample]:
     with open(str(path), encoding="utf-8") as fh:
         for line in fh:
             record = json.loads(line)
-            samples.append(Sample(
-                id=record["index"],
-                input=record["query"],
-                metadata={k: record[k] for k in ("domain1", "domain2", "checklist")},
-            ))
+            samples.append(
+                Sample(
+                    id=record["index"],
+                    input=record["query"],
+                    metadata={k: record[k] for k in ("domain1", "domain2", "checklist")},
+                )
+            )
     if sample_ids is None:
         return samples
     by_id = {s.id: s for s in samples}

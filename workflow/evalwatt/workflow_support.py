@@ -13,6 +13,7 @@ from typing import Any
 from evalwatt.atomic import write_json, write_text
 from evalwatt.config import Config, from_dict
 from evalwatt.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, JobKind, Layout
+from evalwatt.paths import REPO_DIR
 from evalwatt.plan import Plan, plan_run
 from evalwatt.render import job_spec, render_script
 
@@ -37,8 +38,11 @@ def layout(config: Config) -> Layout:
 
 
 def final_files(layout: Layout) -> dict[str, str]:
-    files = {f"{name}_{fmt}": str(layout.final(name, fmt))
-             for name in (FINAL_TABLE, FINAL_BEST) for fmt in FINAL_FORMATS}
+    files = {
+        f"{name}_{fmt}": str(layout.final(name, fmt))
+        for name in (FINAL_TABLE, FINAL_BEST)
+        for fmt in FINAL_FORMATS
+    }
     files["audit"] = str(layout.audit())
     return files
 
@@ -60,8 +64,9 @@ def spec(config: Config, plan: Plan, layout: Layout, kind: str, job: str) -> dic
     return job_spec(_kind(kind), job, config, plan, layout)
 
 
-def write_job(config: Config, plan: Plan, spec: Mapping[str, Any], script: str,
-              spec_path: str) -> None:
+def write_job(
+    config: Config, plan: Plan, spec: Mapping[str, Any], script: str, spec_path: str
+) -> None:
     write_json(spec_path, dict(spec))
     write_text(script, render_script(dict(spec), config, plan, Path(spec_path)))
     Path(script).chmod(0o755)
@@ -110,10 +115,11 @@ def job_resources(config: Config, plan: Plan, kind: str) -> dict[str, Any]:
 
 
 def conda_env(config: Config, plan: Plan, kind: str) -> Callable[[Any], str]:
-    """The pinned environment of a job, by backend (used with --software-deployment-method conda)."""
+    """The pinned environment of a job, by backend (with --software-deployment-method conda)."""
+
     def env(w: Any) -> str:
         model = _job_model(plan, config, kind, w.cell if kind != "baseline" else w.baseline)
-        return str(Path(__file__).resolve().parents[2] / ENVS[plan.models[model].backend])
+        return str(REPO_DIR / ENVS[plan.models[model].backend])
 
     return env
 
@@ -144,9 +150,18 @@ def write_final(config: Config, records: Iterable[str], outputs: Any) -> None:
 
     loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in records]
     table = to_table([r["row"] for r in loaded])
-    write_table(table, Path(outputs.energy_table_parquet), Path(outputs.energy_table_csv),
-                Path(outputs.energy_table_md), f"evalwatt run {config.run}: energy per cell")
-    write_table(best_view(table), Path(outputs.energy_table_best_parquet),
-                Path(outputs.energy_table_best_csv), Path(outputs.energy_table_best_md),
-                f"evalwatt run {config.run}: fastest max_connections per setting")
+    write_table(
+        table,
+        Path(outputs.energy_table_parquet),
+        Path(outputs.energy_table_csv),
+        Path(outputs.energy_table_md),
+        f"evalwatt run {config.run}: energy per cell",
+    )
+    write_table(
+        best_view(table),
+        Path(outputs.energy_table_best_parquet),
+        Path(outputs.energy_table_best_csv),
+        Path(outputs.energy_table_best_md),
+        f"evalwatt run {config.run}: fastest max_connections per setting",
+    )
     write_text(outputs.audit, audit_markdown(config, loaded))

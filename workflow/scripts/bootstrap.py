@@ -65,8 +65,20 @@ def llama_cpp_wheel(python: Path) -> Path:
     log(f"building {LLAMA_CPP} for the CPU (a few minutes, once; cached in {folder})")
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS, "FORCE_CMAKE": "1"}
-    run([str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-w", str(folder),
-         LLAMA_CPP], env=env)
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "-w",
+            str(folder),
+            LLAMA_CPP,
+        ],
+        env=env,
+    )
     return sorted(folder.glob("llama_cpp_python-*.whl"))[-1]
 
 
@@ -84,8 +96,7 @@ def setup() -> Path:
     log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
     run([*pip, "install", "--quiet", "--no-deps", "-r", str(LOCK)])
     run([*pip, "install", "--quiet", "--no-deps", str(llama_cpp_wheel(python))])
-    run([*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--editable",
-         str(REPO)])
+    run([*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")
     log(f"ready in {time.monotonic() - started:.0f} s")
     return python
@@ -98,16 +109,21 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     python = setup()
     bin_dir = str(VENV / "bin")
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "VIRTUAL_ENV": str(VENV)}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(VENV),
+    }
     if command == "setup":
         return 0
     if command == "demo":
         started = time.monotonic()
         argv_run = [str(VENV / "bin" / "snakemake"), "--profile", "profiles/local", *rest]
         code = subprocess.run(argv_run, cwd=REPO, env=env, check=False).returncode
-        log(f"demo finished with code {code} in {time.monotonic() - started:.0f} s; "
-            "results in results/demo/final/")
+        log(
+            f"demo finished with code {code} in {time.monotonic() - started:.0f} s; "
+            "results in results/demo/final/"
+        )
         return code
     argv_test = [str(python), "-m", "pytest", *(rest or ["tests"])]
     return subprocess.run(argv_test, cwd=REPO, env=env, check=False).returncode

@@ -22,9 +22,7 @@ def job_sources(run_dir: Path) -> tuple[dict[str, TraceSource], dict[str, str]]:
     marks = read_timeline(run_dir / TIMELINE)
     sampler = result["sampler"]
     sources: dict[str, TraceSource] = {}
-    reasons = {
-        _DOMAIN_OF_SOURCE[name]: reason for name, reason in sampler["unavailable"].items()
-    }
+    reasons = {_DOMAIN_OF_SOURCE[name]: reason for name, reason in sampler["unavailable"].items()}
     for name, info in sampler["traces"].items():
         try:
             trace = read_trace(run_dir / info.get("file", TRACE_FILES[name]))

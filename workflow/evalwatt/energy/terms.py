@@ -67,7 +67,9 @@ def _window_term(source: EnergySource | None, start: str, end: str, what: str) -
 
 def combine(formula: str, terms: dict[str, Term], signs: dict[str, int]) -> Term:
     """A signed sum of other terms; null (with every reason) if any input is null."""
-    reasons = [f"{name}: {terms[name].null_reason}" for name in signs if terms[name].energy_j is None]
+    reasons = [
+        f"{name}: {terms[name].null_reason}" for name in signs if terms[name].energy_j is None
+    ]
     if reasons:
         return Term.missing(formula, "; ".join(reasons))
     value = sum(sign * float(terms[name].energy_j or 0.0) for name, sign in signs.items())
@@ -81,8 +83,11 @@ def per_unit(term: Term, count: float | None, unit: str, scale: float = 1.0) -> 
         return {"value_wh": None, "formula": formula, "null_reason": term.null_reason}
     if not count:
         return {"value_wh": None, "formula": formula, "null_reason": f"{unit} is {count}"}
-    return {"value_wh": term.energy_j / J_PER_WH / (count / scale), "formula": formula,
-            "null_reason": None}
+    return {
+        "value_wh": term.energy_j / J_PER_WH / (count / scale),
+        "formula": formula,
+        "null_reason": None,
+    }
 
 
 def cell_terms(
@@ -101,17 +106,21 @@ def cell_terms(
         "baseline_pad": _window_term(baseline, "pad_start", "pad_end", "baseline"),
     }
     terms["net"] = combine(
-        "(job - pad) - (baseline_job - baseline_pad)", terms,
+        "(job - pad) - (baseline_job - baseline_pad)",
+        terms,
         {"job": 1, "pad": -1, "baseline_job": -1, "baseline_pad": 1},
     )
     terms["gap"] = combine("net - inference", terms, {"net": 1, "inference": -1})
     if judge is not None:
         terms["judge"] = _window_term(judge, "inference_start", "inference_end", "judge")
     else:
-        terms["judge"] = Term.missing("E(inference_end) - E(inference_start) [judge]",
-                                      "no judge job for this cell")
+        terms["judge"] = Term.missing(
+            "E(inference_end) - E(inference_start) [judge]", "no judge job for this cell"
+        )
     per = {
-        "inference_per_question": per_unit(terms["inference"], samples_completed, "completed samples"),
+        "inference_per_question": per_unit(
+            terms["inference"], samples_completed, "completed samples"
+        ),
         "net_per_question": per_unit(terms["net"], samples_completed, "completed samples"),
         "inference_per_1k_output_tokens": per_unit(
             terms["inference"], output_tokens, "output tokens / 1000", scale=1000.0

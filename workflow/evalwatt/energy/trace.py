@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class Series:
         ]
         if len(pts) < 2:
             return None
-        return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(pts, pts[1:]))
+        return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(pts))
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,7 @@ class WindowEnergy:
         return self.end - self.start
 
 
-def _build(
-    rows: list[dict[str, Any]], counter: str, device_key: str | None
-) -> dict[str, Series]:
+def _build(rows: list[dict[str, Any]], counter: str, device_key: str | None) -> dict[str, Series]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get(counter) is None:
@@ -145,7 +144,7 @@ def _build(
         grouped[str(row[device_key]) if device_key else "0"].append(row)
     series = {}
     for device, items in grouped.items():
-        items.sort(key=lambda r: r["t_unix"])
+        items.sort(key=lambda r: float(r["t_unix"]))
         if len(items) < 2:
             raise TraceError(f"device {device}: fewer than two samples, no energy can be derived")
         series[device] = Series(
@@ -165,6 +164,8 @@ def _read_csv(path: Path) -> Trace:
     if not raw or "t_unix" not in raw[0] or MEASURED_COUNTER not in raw[0]:
         raise TraceError(f"{path}: expected columns t_unix and {MEASURED_COUNTER}")
     rows = [{k: (None if v in ("", None) else v) for k, v in r.items()} for r in raw]
+    for row in rows:  # numbers, so that samples sort by time and not as text
+        row["t_unix"] = float(row["t_unix"])
     device_key = "gpu" if "gpu" in raw[0] else None
     return Trace(
         path=str(path),

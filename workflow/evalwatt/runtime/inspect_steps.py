@@ -35,8 +35,9 @@ def generate_config(evaluation: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def run_generation(evaluation: dict[str, Any], backend: str, served_name: str,
-                   base_url: str, log_dir: Path) -> Path:
+def run_generation(
+    evaluation: dict[str, Any], backend: str, served_name: str, base_url: str, log_dir: Path
+) -> Path:
     """Run the Inspect task against the running server; return the .eval log path."""
     from inspect_ai import eval as inspect_eval
 
@@ -59,8 +60,9 @@ def run_generation(evaluation: dict[str, Any], backend: str, served_name: str,
     return Path(log.location)
 
 
-def run_scoring(log_path: Path, out_path: Path, judge: dict[str, Any] | None = None,
-                base_url: str | None = None) -> Path:
+def run_scoring(
+    log_path: Path, out_path: Path, judge: dict[str, Any] | None = None, base_url: str | None = None
+) -> Path:
     """Score ``log_path`` with its task's own scorers and write the scored log to ``out_path``.
 
     This is what ``inspect score`` does, run in this process so that the scorers of every
@@ -69,11 +71,12 @@ def run_scoring(log_path: Path, out_path: Path, judge: dict[str, Any] | None = N
     provider's environment variable for tasks that build the judge from a task argument
     (``judge_model=vllm/...``).
     """
-    import evalwatt.tasks  # noqa: F401  (registers evalwatt's scorers)
     from inspect_ai import score
     from inspect_ai._eval.score import resolve_scorers  # the resolution `inspect score` uses
     from inspect_ai.log import read_eval_log, write_eval_log
     from inspect_ai.model import GenerateConfig, get_model
+
+    import evalwatt.tasks  # noqa: F401  (registers evalwatt's scorers)
 
     roles = None
     if judge is not None:
@@ -84,13 +87,15 @@ def run_scoring(log_path: Path, out_path: Path, judge: dict[str, Any] | None = N
             adaptive_connections=False,
             max_tokens=judge.get("max_tokens"),
         )
-        grader = get_model(f"{INSPECT_PROVIDER[judge['backend']]}/{judge['served_name']}",
-                           base_url=base_url, config=config)
+        grader = get_model(
+            f"{INSPECT_PROVIDER[judge['backend']]}/{judge['served_name']}",
+            base_url=base_url,
+            config=config,
+        )
         roles = {"grader": grader}
     log = read_eval_log(str(log_path))
     _qualify_scorer_names(log)
-    scored = score(log, resolve_scorers(log), model_roles=roles, action="overwrite",
-                   display="none")
+    scored = score(log, resolve_scorers(log), model_roles=roles, action="overwrite", display="none")
     write_eval_log(scored, str(out_path))
     return out_path
 

@@ -42,9 +42,16 @@ from evalwatt.runtime.server import Server, free_port
 
 SAMPLER_READY_TIMEOUT_S = 60.0
 SLURM_VARIABLES = (
-    "SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_JOB_PARTITION",
-    "SLURM_JOB_ACCOUNT", "SLURM_CPUS_PER_TASK", "SLURM_GPUS", "SLURM_JOB_GPUS",
-    "SLURM_STEP_ID", "SLURM_CLUSTER_NAME",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_NODELIST",
+    "SLURM_JOB_PARTITION",
+    "SLURM_JOB_ACCOUNT",
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_GPUS",
+    "SLURM_JOB_GPUS",
+    "SLURM_STEP_ID",
+    "SLURM_CLUSTER_NAME",
 )
 
 
@@ -102,10 +109,21 @@ class Sampler:
         ready = run_dir / ".sampler-ready"
         ready.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "evalwatt.sampling", "--out-dir", str(run_dir),
-             "--pid", str(os.getpid()), "--interval-s", str(settings["interval_s"]),
-             "--cpu-watts-per-core", str(settings["cpu_watts_per_core"]),
-             "--ready-file", str(ready)],
+            [
+                sys.executable,
+                "-m",
+                "evalwatt.sampling",
+                "--out-dir",
+                str(run_dir),
+                "--pid",
+                str(os.getpid()),
+                "--interval-s",
+                str(settings["interval_s"]),
+                "--cpu-watts-per-core",
+                str(settings["cpu_watts_per_core"]),
+                "--ready-file",
+                str(ready),
+            ],
             stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + SAMPLER_READY_TIMEOUT_S
@@ -139,7 +157,9 @@ def _served(spec: dict[str, Any]) -> tuple[str, str, list[str]]:
     return model["served_name"], str(port), argv
 
 
-def _work(spec: dict[str, Any], timeline: Timeline, server: Server, run_dir: Path) -> dict[str, Any]:
+def _work(
+    spec: dict[str, Any], timeline: Timeline, server: Server, run_dir: Path
+) -> dict[str, Any]:
     """The job's middle: generation (cell) or judging (judge); nothing for a baseline."""
     kind = spec["kind"]
     out: dict[str, Any] = {}
@@ -148,8 +168,11 @@ def _work(spec: dict[str, Any], timeline: Timeline, server: Server, run_dir: Pat
 
         timeline.mark("inference_start")
         log = inspect_steps.run_generation(
-            spec["evaluation"], spec["model"]["backend"], spec["model"]["served_name"],
-            server.url, run_dir / EVAL_DIR,
+            spec["evaluation"],
+            spec["model"]["backend"],
+            spec["model"]["served_name"],
+            server.url,
+            run_dir / EVAL_DIR,
         )
         timeline.mark("inference_end")
         out["generation"] = inspect_steps.summarize_log(log)
@@ -159,9 +182,13 @@ def _work(spec: dict[str, Any], timeline: Timeline, server: Server, run_dir: Pat
         source = Path(cell_result["generation"]["log"])
         timeline.mark("inference_start")
         judged = inspect_steps.run_scoring(
-            source, run_dir / EVAL_DIR / "judged.eval",
-            judge={**judging, "backend": spec["model"]["backend"],
-                   "served_name": spec["model"]["served_name"]},
+            source,
+            run_dir / EVAL_DIR / "judged.eval",
+            judge={
+                **judging,
+                "backend": spec["model"]["backend"],
+                "served_name": spec["model"]["served_name"],
+            },
             base_url=server.url,
         )
         timeline.mark("inference_end")
@@ -181,8 +208,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         timeline.mark("job_start")
         served_name, port, argv = _served(spec)
         timeline.mark("load_start")
-        server = Server.start(argv, "127.0.0.1", int(port), run_dir / SERVER_LOG,
-                              env=spec["server"].get("env"))
+        server = Server.start(
+            argv, "127.0.0.1", int(port), run_dir / SERVER_LOG, env=spec["server"].get("env")
+        )
         try:
             timeline.mark("ready", server.wait_ready(spec["ready_timeout_s"], served_name))
             outcome = _work(spec, timeline, server, run_dir)
@@ -195,8 +223,11 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             scored = inspect_steps.run_scoring(log, log.with_name("scored.eval"))
             timeline.mark("scoring_end")
             outcome["scoring"] = inspect_steps.summarize_log(scored)
-        pad = pad_seconds(time.time() - timeline.marks["job_start"],
-                          spec["pad"]["accounting_window_s"], spec["pad"]["margin_s"])
+        pad = pad_seconds(
+            time.time() - timeline.marks["job_start"],
+            spec["pad"]["accounting_window_s"],
+            spec["pad"]["margin_s"],
+        )
         timeline.mark("pad_start")
         time.sleep(pad)
         timeline.mark("pad_end")

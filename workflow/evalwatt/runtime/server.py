@@ -7,6 +7,7 @@ marks and a server log kept beside the results.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,8 +54,14 @@ class Server:
     argv: list[str]
 
     @classmethod
-    def start(cls, argv: list[str], host: str, port: int, log_path: Path,
-              env: dict[str, str] | None = None) -> Server:
+    def start(
+        cls,
+        argv: list[str],
+        host: str,
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> Server:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -68,7 +75,9 @@ class Server:
         return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)
 
     def _fail(self, what: str) -> ServerError:
-        return ServerError(f"{what}\n--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}")
+        return ServerError(
+            f"{what}\n--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}"
+        )
 
     def models(self) -> list[str] | None:
         """Model ids served at /v1/models, or None if the server does not answer yet."""
@@ -109,7 +118,5 @@ class Server:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -71,7 +71,9 @@ class NvmlProbe:
                     "name": pynvml.nvmlDeviceGetName(handle),
                     "pci_bus_id": pynvml.nvmlDeviceGetPciInfo(handle).busId,
                     "memory_total_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
-                    "power_limit_mw": self._optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle),
+                    "power_limit_mw": self._optional(
+                        pynvml.nvmlDeviceGetEnforcedPowerLimit, handle
+                    ),
                 }
             )
         if not self.handles:
@@ -172,8 +174,8 @@ class RaplProbe:
         for zone in self.zones:
             t = time.time()
             value = int((zone / "energy_uj").read_text())
-            if value < self._last[zone]:
-                self._offset[zone] += self._range[zone]
+            if value < self._last[zone]:  # the counter wrapped after max_energy_range_uj
+                self._offset[zone] += self._range[zone] + 1
             self._last[zone] = value
             rows.append(
                 {
@@ -223,7 +225,7 @@ class CpuTimeModelProbe:
             procs = []
         total = 0.0
         for proc in procs:
-            if proc.pid == own:
+            if proc.pid == own and proc.pid != self.pid:
                 continue
             try:
                 t = proc.cpu_times()

@@ -39,8 +39,18 @@ _F = pa.float64()
 _S = pa.string()
 SCHEMAS = {
     "nvml": pa.schema(
-        [("t_unix", _F), ("device", _S), ("gpu_uuid", _S), ("energy_mj", _F), ("power_mw", _F),
-         ("temp_c", _F), ("sm_mhz", _F), ("mem_mhz", _F), ("mem_used_mib", _F), ("util_gpu", _F)]
+        [
+            ("t_unix", _F),
+            ("device", _S),
+            ("gpu_uuid", _S),
+            ("energy_mj", _F),
+            ("power_mw", _F),
+            ("temp_c", _F),
+            ("sm_mhz", _F),
+            ("mem_mhz", _F),
+            ("mem_used_mib", _F),
+            ("util_gpu", _F),
+        ]
     ),
     "rapl": pa.schema([("t_unix", _F), ("device", _S), ("energy_mj", _F), ("power_mw", _F)]),
     "cpu-model": pa.schema(
@@ -109,14 +119,16 @@ class _Stop:
         self.requested = True
 
 
-def run(out_dir: Path, pid: int, interval_s: float, watts_per_core: float,
-        ready_file: Path | None) -> dict[str, Any]:
+def run(
+    out_dir: Path, pid: int, interval_s: float, watts_per_core: float, ready_file: Path | None
+) -> dict[str, Any]:
     """Sample until SIGTERM/SIGINT or until process ``pid`` is gone."""
     stop = _Stop()
     out_dir.mkdir(parents=True, exist_ok=True)
     probes, unavailable = open_probes(pid, watts_per_core)
-    writers = {p.source: TraceWriter(out_dir / TRACE_FILES[p.source], SCHEMAS[p.source])
-               for p in probes}
+    writers = {
+        p.source: TraceWriter(out_dir / TRACE_FILES[p.source], SCHEMAS[p.source]) for p in probes
+    }
     started = time.time()
     lateness: list[float] = []
     next_t = time.monotonic()

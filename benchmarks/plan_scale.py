@@ -1,0 +1,505 @@
+"""How long `snakemake -n` takes on a large evalwatt matrix, next to a bare workflow.
+
+What it measures
+    The wall time of a dry run (`snakemake -n`) of the evalwatt Snakefile on a synthetic study
+    config: by default 50 models x 6 benchmarks x 2 temperatures x 3 max_connections = 1,800
+    cells, plus one load-only baseline per model and one judge job per judged cell (7,303
+    jobs in all). It then times a *bare* Snakemake workflow of exactly the same shape: the same
+    rules, the same number of jobs per rule, the same dependencies (render -> run -> energy ->
+    final, a baseline per model, a judge job per judged cell, a plan rule) and the same
+    declared files (outputs and logs), but plain string wildcards, `touch {output}` bodies and
+    no Python behind params, threads, resources or conda.
+
+Why
+    A dry run is what a user does first, and what Snakemake does before every real run, on a
+    login node. The bare workflow is Snakemake's own floor for a DAG of that shape, so the
+    ratio evalwatt / bare is the overhead of evalwatt's Python (config validation, planning,
+    per-job params, resources and job specs). The target (the issue's) is a ratio <= 2.
+
+Both dry runs run in a fresh temporary directory (`--directory`), so results, `.snakemake/`
+and the Snakefile's default `config/config.yaml` (absent there) cannot leak into the figure.
+`--quiet rules host` drops the per-job printout (so the time is DAG building, not terminal
+output) but keeps the "Job stats" table, which is parsed to check that both DAGs have the
+same jobs per rule. The runs of the two workflows alternate, and each run's CPU time is
+printed next to its wall time, because on a shared machine the load drifts.
+
+    .venv/bin/python benchmarks/plan_scale.py                  # the figures
+    .venv/bin/python benchmarks/plan_scale.py --profile        # and where the time goes
+    .venv/bin/python benchmarks/plan_scale.py --models 10 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import io
+import os
+import platform
+import pstats
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+QUIET = ["--quiet", "rules", "host"]  # no per-job blocks, no header; "Job stats" stays
+TARGET_RATIO = 2.0
+EVALWATT_CODE = r"workflow/evalwatt/|Snakefile|\.smk"  # --profile's second view
+
+# Model archetypes (family, total_params_b, weight_bits, attention_heads, kv_heads), shaped like
+# the study's sheet: 1, 2 or 4 GPUs of 80 GB (two need 3, which the planner rounds to 4).
+ARCHETYPES = [
+    ("llama", 70.55, 16, 64, 8),
+    ("qwen2.5", 32.76, 16, 40, 8),
+    ("gemma", 27.43, 16, 32, 16),
+    ("qwen2.5", 7.62, 16, 28, 4),
+    ("mistral", 123.0, 8, 96, 8),
+    ("qwen3", 80.0, 16, 16, 2),
+    ("llama", 8.03, 16, 32, 8),
+    ("phi", 14.7, 16, 40, 10),
+    ("qwen3", 1.7, 16, 16, 8),
+    ("mistral", 24.0, 16, 32, 8),
+]
+JUDGE = "synth-judge"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The sizes of the synthetic study."""
+
+    models: int
+    benchmarks: int
+    temperatures: int
+    max_connections: int
+
+    @property
+    def cells(self) -> int:
+        return self.models * self.benchmarks * self.temperatures * self.max_connections
+
+
+# --- the synthetic evalwatt config ------------------------------------------------------------
+
+
+def model_names(matrix: Matrix) -> list[str]:
+    """The judge model is the first one, so judge jobs run a model of the matrix."""
+    return [JUDGE] + [f"synth-{i:02d}" for i in range(1, matrix.models)]
+
+
+def benchmark_names(matrix: Matrix) -> list[str]:
+    return [f"bench_{i}" for i in range(matrix.benchmarks)]
+
+
+def judged(benchmark_index: int) -> bool:
+    """Every other benchmark is scored by the LLM judge (the study: 3 of 6)."""
+    return benchmark_index % 2 == 0
+
+
+def temperatures(n: int) -> list[float]:
+    step = min(0.7, 2.0 / max(n - 1, 1))  # 0 and 0.7 like the study; stays within [0, 2]
+    return [round(i * step, 4) for i in range(n)]
+
+
+def connections(n: int) -> list[int]:
+    return [10 ** (i + 1) for i in range(n)]  # 10, 100, 1000 like the study
+
+
+def model_entry(index: int, name: str, benches: list[str]) -> dict:
+    family, params, bits, heads, kv = ARCHETYPES[index % len(ARCHETYPES)]
+    params = round(params * (1 + 0.01 * (index // len(ARCHETYPES))), 2)  # sizes vary a little
+    return {
+        "name": name,
+        "hf_id": f"synth-org/{name}",
+        "backend": "vllm",
+        "family": family,
+        "total_params_b": params,
+        "weight_bits": bits,
+        "attention_heads": heads,
+        "kv_heads": kv,
+        "benchmarks": benches,
+    }
+
+
+def benchmark_entry(index: int) -> dict:
+    entry = {
+        "task": f"inspect_evals/synthetic_{index}",
+        "samples": 100 + 50 * index,
+        "scorer": "llm-judge" if judged(index) else "exact-match",
+        "expected_s_per_sample": 1.0 + index,
+    }
+    if judged(index):
+        entry["judge"] = "synth-judge-role"
+    return entry
+
+
+def synthetic_config(matrix: Matrix, model_root: Path) -> dict:
+    """A config shaped like config/peren.yaml, with an inline `models:` list."""
+    benches = benchmark_names(matrix)
+    return {
+        "run": "scale",
+        "results_dir": "results",
+        "model_root": str(model_root),
+        "cluster": {
+            "name": "synthetic-h100",
+            "gpu_model": "NVIDIA H100 80GB HBM3",
+            "gpus_per_node": 4,
+            "gpu_memory_gb": 80,
+            "cpus_per_gpu": 24,
+            "accounting_window_s": 300,
+            "pad_margin_s": 30,
+            "time_limit_min": 1200,
+            "account": "abc@h100",
+            "constraint": "h100",
+        },
+        "planner": {"vram_overhead": 1.3, "round_three_to_four": True},
+        "job": {"ready_timeout_s": 3600, "env": {"VLLM_NO_USAGE_STATS": "1"}},
+        "models": [model_entry(i, n, benches) for i, n in enumerate(model_names(matrix))],
+        "benchmarks": {name: benchmark_entry(i) for i, name in enumerate(benches)},
+        "judges": {"synth-judge-role": {"model": JUDGE, "temperature": 0.2}},
+        "sweeps": {
+            "temperature": temperatures(matrix.temperatures),
+            "max_connections": connections(matrix.max_connections),
+        },
+        "sampling": {"qwen3": {"top_p": 0.8, "top_k": 20, "max_tokens": 32768}},
+    }
+
+
+def write_evalwatt_config(matrix: Matrix, workdir: Path) -> Path:
+    """Write the config and check that evalwatt accepts and plans it."""
+    sys.path.insert(0, str(REPO / "workflow"))
+    from evalwatt.config import load_config
+    from evalwatt.plan import plan_run
+
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(synthetic_config(matrix, workdir / "models"), sort_keys=False))
+    plan = plan_run(load_config(path))
+    assert len(plan.cells) == matrix.cells, (len(plan.cells), matrix.cells)
+    return path
+
+
+# --- the bare workflow ------------------------------------------------------------------------
+
+
+def cell_ids(matrix: Matrix) -> list[tuple[str, str, bool]]:
+    """(cell, model, judged) for every cell, independent of evalwatt's planner."""
+    return [
+        (f"{model}__{bench}__t{t:g}__c{c}", model, judged(b))
+        for model in model_names(matrix)
+        for b, bench in enumerate(benchmark_names(matrix))
+        for t in temperatures(matrix.temperatures)
+        for c in connections(matrix.max_connections)
+    ]
+
+
+BARE_RULES = """
+R = "results/bare"
+FINAL = [f"{R}/final/{name}.{fmt}" for name in ("energy_table", "energy_table_best")
+         for fmt in ("parquet", "csv", "md")] + [f"{R}/final/audit.md"]
+
+
+rule all:
+    input:
+        f"{R}/plan/plan.json",
+        FINAL,
+
+
+rule plan:
+    output:
+        f"{R}/plan/plan.json",
+    log:
+        f"{R}/logs/plan/plan.log",
+    shell:
+        "touch {output}"
+
+
+rule render_job:
+    output:
+        script=R + "/jobs/{kind}/{job}/job.sbatch",
+        spec=R + "/jobs/{kind}/{job}/spec.json",
+    log:
+        R + "/logs/render_{kind}/{job}.log",
+    shell:
+        "touch {output}"
+
+
+rule run_baseline:
+    input:
+        script=R + "/jobs/baseline/{baseline}/job.sbatch",
+    output:
+        R + "/baselines/{baseline}/result.json",
+    log:
+        R + "/logs/run_baseline/{baseline}.log",
+    shell:
+        "touch {output}"
+
+
+rule run_cell:
+    input:
+        script=R + "/jobs/cell/{cell}/job.sbatch",
+    output:
+        R + "/cells/{cell}/result.json",
+    log:
+        R + "/logs/run_cell/{cell}.log",
+    shell:
+        "touch {output}"
+
+
+rule run_judge:
+    input:
+        script=R + "/jobs/judge/{cell}/job.sbatch",
+        cell=R + "/cells/{cell}/result.json",
+    output:
+        R + "/judges/{cell}/result.json",
+    log:
+        R + "/logs/run_judge/{cell}.log",
+    shell:
+        "touch {output}"
+
+
+rule cell_energy:
+    input:
+        unpack(lambda w: ENERGY_INPUTS[w.cell]),
+    output:
+        R + "/energy/{cell}.json",
+    log:
+        R + "/logs/cell_energy/{cell}.log",
+    shell:
+        "touch {output}"
+
+
+rule final_table:
+    input:
+        [f"{R}/energy/{cell}.json" for cell in ENERGY_INPUTS],
+    output:
+        FINAL,
+    log:
+        f"{R}/logs/final_table/final.log",
+    shell:
+        "touch {output}"
+"""
+
+
+def bare_snakefile(matrix: Matrix) -> str:
+    """The bare Snakefile: a literal table of each cell's energy inputs, then the rules.
+
+    The table is the only non-pattern part: which baseline a cell uses and whether it has a
+    judge job cannot be written as a wildcard pattern, so cell_energy looks them up in it.
+    """
+    r = "results/bare"
+    lines = ["# Generated by benchmarks/plan_scale.py: evalwatt's DAG shape, no logic.", ""]
+    lines.append("ENERGY_INPUTS = {")
+    for cell, model, has_judge in cell_ids(matrix):
+        inputs = {
+            "cell": f"{r}/cells/{cell}/result.json",
+            "baseline": f"{r}/baselines/{model}/result.json",
+        }
+        if has_judge:
+            inputs["judge"] = f"{r}/judges/{cell}/result.json"
+        lines.append(f"    {cell!r}: {inputs!r},")
+    lines.append("}")
+    return "\n".join(lines) + "\n" + BARE_RULES
+
+
+def write_bare_workflow(matrix: Matrix, workdir: Path) -> Path:
+    path = workdir / "Snakefile"
+    path.write_text(bare_snakefile(matrix))
+    return path
+
+
+# --- running and timing -----------------------------------------------------------------------
+
+
+def dry_run_argv(snakefile: Path, workdir: Path, configfile: Path | None) -> list[str]:
+    argv = ["-n", "--snakefile", str(snakefile), "--directory", str(workdir), *QUIET]
+    if configfile is not None:
+        argv += ["--configfile", str(configfile)]
+    return argv
+
+
+@dataclass
+class Runs:
+    """The dry runs of one workflow: wall and CPU seconds of each, and the DAG's jobs."""
+
+    wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+    jobs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.wall_s)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_s)
+
+
+def dry_run(argv: list[str]) -> tuple[float, float, str]:
+    """Run `snakemake <argv>` once; return its wall time, its CPU time (user + system, which a
+    busy machine inflates less than wall time) and its output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *argv], capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake {' '.join(argv)} failed ({proc.returncode}):\n{out}")
+    return wall, cpu, out
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """The first "Job stats" table of a dry run, as {rule: count} (with "total")."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^(\S+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
+    if not rows:
+        raise ValueError(f"no Job stats table in the dry-run output:\n{output}")
+    return {rule: int(count) for rule, count in rows}
+
+
+def time_dry_runs(workflows: dict[str, list[str]], repeat: int) -> dict[str, Runs]:
+    """`repeat` rounds, each one dry run of every workflow in turn: interleaved, so that a
+    change of load on the machine weighs on all of them alike."""
+    runs = {name: Runs() for name in workflows}
+    for i in range(repeat):
+        for name, argv in workflows.items():
+            wall, cpu, out = dry_run(argv)
+            runs[name].wall_s.append(wall)
+            runs[name].cpu_s.append(cpu)
+            runs[name].jobs = job_stats(out)
+            print(
+                f"  round {i + 1}/{repeat} {name:<9} {wall:6.2f} s wall {cpu:6.2f} s CPU",
+                flush=True,
+            )
+    return runs
+
+
+def profile_dry_run(argv: list[str], workdir: Path, top: int) -> str:
+    """One more evalwatt dry run, under cProfile in a fresh interpreter (no warm caches of
+    this script's own config check): the top functions by cumulative time."""
+    stats_file = workdir / "dry_run.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "snakemake", *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not stats_file.exists():
+        raise SystemExit(f"profiled dry run failed ({proc.returncode}):\n{proc.stderr}")
+    sink = io.StringIO()
+    stats = pstats.Stats(str(stats_file), stream=sink).sort_stats("cumulative")
+    stats.print_stats(top)
+    print(f"The same, only evalwatt's own code ({EVALWATT_CODE}):", file=sink)
+    stats.print_stats(EVALWATT_CODE, top)
+    return sink.getvalue()
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo() if "model name" in line),
+        platform.processor() or "unknown CPU",
+    )
+    return (
+        f"machine: {len(os.sched_getaffinity(0))} CPUs usable (nproc), {cpu}; "
+        f"Python {platform.python_version()}; "
+        f"snakemake {importlib.metadata.version('snakemake')}; {platform.platform()}"
+    )
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" (on {os.cpu_count()} CPUs)"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def stats_table(evalwatt: dict[str, int], bare: dict[str, int]) -> str:
+    rows = [f"  {'rule':<14}{'evalwatt':>10}{'bare':>10}"]
+    rows += [
+        f"  {rule:<14}{evalwatt.get(rule, 0):>10}{bare.get(rule, 0):>10}"
+        for rule in dict.fromkeys([*evalwatt, *bare])
+    ]
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    p.add_argument("--models", type=int, default=50)
+    p.add_argument("--benchmarks", type=int, default=6)
+    p.add_argument("--temperatures", type=int, default=2)
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=3,
+        choices=range(1, 6),
+        help="number of max_connections values (10, 100, ...); at most 5",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="dry runs per workflow (median)")
+    p.add_argument("--snakefile", type=Path, default=SNAKEFILE, help="the evalwatt Snakefile")
+    p.add_argument(
+        "--profile", action="store_true", help="also profile the evalwatt dry run with cProfile"
+    )
+    p.add_argument("--top", type=int, default=25, help="functions shown by --profile")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    matrix = Matrix(args.models, args.benchmarks, args.temperatures, args.max_connections)
+    tmp = Path(tempfile.mkdtemp(prefix="evalwatt-plan-scale-"))
+    ew_dir, bare_dir = tmp / "evalwatt", tmp / "bare"
+    ew_dir.mkdir()
+    bare_dir.mkdir()
+
+    config = write_evalwatt_config(matrix, ew_dir)
+    bare = write_bare_workflow(matrix, bare_dir)
+    ew_argv = dry_run_argv(args.snakefile, ew_dir, config)
+    bare_argv = dry_run_argv(bare, bare_dir, None)
+    print(machine())
+    print(
+        f"matrix: {matrix.models} models x {matrix.benchmarks} benchmarks x "
+        f"{matrix.temperatures} temperatures x {matrix.max_connections} max_connections = "
+        f"{matrix.cells} cells; workdir {tmp}"
+    )
+    print(f"evalwatt: snakemake {' '.join(ew_argv)}")
+    print(f"bare:     snakemake {' '.join(bare_argv)}", flush=True)
+
+    print(f"load average before: {load()}", flush=True)
+    runs = time_dry_runs({"evalwatt": ew_argv, "bare": bare_argv}, args.repeat)
+    ew, bare_runs = runs["evalwatt"], runs["bare"]
+    print(f"load average after:  {load()}")
+    print("jobs per rule:")
+    print(stats_table(ew.jobs, bare_runs.jobs))
+    assert ew.jobs == bare_runs.jobs, "the bare workflow's DAG differs from evalwatt's"
+
+    ratio = ew.wall / bare_runs.wall
+    verdict = "OK" if ratio <= TARGET_RATIO else f"ABOVE the target {TARGET_RATIO:g}"
+    n = f"median of {args.repeat}"
+    print(f"evalwatt dry run: {ew.wall:.2f} s wall ({ew.cpu:.2f} s CPU), {n}")
+    print(f"bare dry run:     {bare_runs.wall:.2f} s wall ({bare_runs.cpu:.2f} s CPU), {n}")
+    print(f"ratio evalwatt / bare: {ratio:.2f} wall ({verdict}), {ew.cpu / bare_runs.cpu:.2f} CPU")
+
+    if args.profile:
+        print(f"\ncProfile of the evalwatt dry run, top {args.top} by cumulative time:")
+        print(profile_dry_run(ew_argv, tmp, args.top))
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The demo pipeline, end to end and for real, on a reduced subset.
+
+A real llama.cpp server with SmolLM2-135M on the CPU, real Inspect evaluations (HumanEval by
+unit tests, WritingBench by the same model as a judge, in its own job), the real sampler, a
+load-only baseline, forced padding, and the final table. Then the rerun rules: a second run
+does nothing; deleting one cell's result reruns that cell and what depends on it, nothing else.
+
+What is not run here: vLLM and NVML (no GPU on CI machines); their code paths are covered by
+the unit tests, and the sampler was checked on a real GPU (docs/methodology.md#validation).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WINDOW_S = 12.0
+CELLS = 4  # 2 benchmarks x 2 temperatures
+
+pytestmark = pytest.mark.integration
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake dry run, as {rule: count}."""
+    counts: dict[str, int] = {}
+    block = output.split("Job stats:")[-1]
+    for line in block.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["run"] = "ci"
+    config["cluster"]["accounting_window_s"] = WINDOW_S
+    config["cluster"]["pad_margin_s"] = 1
+    config["benchmarks"]["humaneval"]["limit"] = 1
+    config["benchmarks"]["humaneval"]["max_tokens"] = 48
+    config["benchmarks"]["writingbench"]["task_args"] = {"sample_ids": [202], "checklist_items": 1}
+    config["benchmarks"]["writingbench"]["max_tokens"] = 48
+    config["judges"]["smollm2-judge"]["max_tokens"] = 24
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    return workdir
+
+
+def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
+    rows = pq.read_table(demo / "results/ci/final/energy_table.parquet").to_pylist()
+    assert len(rows) == CELLS
+    assert {r["benchmark"] for r in rows} == {"humaneval", "writingbench"}
+    assert {r["temperature"] for r in rows} == {0.0, 0.7}
+    for row in rows:
+        assert row["samples_completed"] == 1
+        assert row["score"] is not None
+        assert row["output_tokens"] > 0
+        # No GPU here: the GPU family is null with a reason, never zero.
+        assert row["gpu_energy_per_question_wh"] is None
+        assert "NVML" in row["gpu_energy_null_reason"]
+        # The CPU estimate is there, named, positive and self-consistent.
+        assert row["cpu_est_energy_source"] == "cpu-model"
+        assert row["cpu_est_inference_energy_j"] > 0
+        assert row["cpu_est_energy_per_question_wh"] == pytest.approx(
+            row["cpu_est_inference_energy_j"] / 3600 / row["samples_completed"]
+        )
+        assert row["cpu_est_net_energy_j"] == pytest.approx(
+            row["cpu_est_job_energy_j"]
+            - row["cpu_est_pad_energy_j"]
+            - row["cpu_est_baseline_job_energy_j"]
+            + row["cpu_est_baseline_pad_energy_j"]
+        )
+        # Padding was needed and measured: the job outlasted the accounting window.
+        assert row["pad_duration_s"] > 0
+        assert row["job_duration_s"] >= WINDOW_S
+        assert row["baseline_job_duration_s"] >= WINDOW_S
+        judged = row["benchmark"] == "writingbench"
+        assert row["scored_by"] == ("judge job" if judged else "in-job")
+        assert (row["cpu_est_judge_energy_j"] is not None) == judged
+        assert row["schema_version"] == 1
+
+
+def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
+    order = [
+        "job_start",
+        "load_start",
+        "ready",
+        "inference_start",
+        "inference_end",
+        "exit",
+        "pad_start",
+        "pad_end",
+        "job_end",
+    ]
+    for result in (demo / "results/ci/cells").glob("*/result.json"):
+        data = json.loads(result.read_text())
+        marks = [data["marks"][name] for name in order]
+        assert marks == sorted(marks)
+        trace = pq.read_table(result.parent / "trace-cpu-est.parquet").column("t_unix").to_pylist()
+        assert trace[0] <= data["marks"]["job_start"] + 1.0
+        assert trace[-1] >= data["marks"]["job_end"] - 1.0
+
+
+def test_rendered_scripts_are_valid_shell(demo: Path) -> None:
+    scripts = list((demo / "results/ci/jobs").glob("*/*/job.sbatch"))
+    assert len(scripts) == CELLS + 1 + 2  # cells, one baseline, two judge jobs
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        text = script.read_text()
+        assert "#SBATCH --cpus-per-task=2" in text
+        assert "--gpus" not in text  # a CPU model asks for no GPU
+
+
+def test_second_run_does_nothing_quickly(demo: Path) -> None:
+    started = time.monotonic()
+    done = snakemake(demo)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+    assert elapsed < 30
+
+
+def test_deleting_one_cell_reruns_that_cell_only(demo: Path) -> None:
+    cells = demo / "results/ci/cells"
+    target = cells / "SmolLM2-135M-Instruct__humaneval__t0__c2" / "result.json"
+    others = {p: p.stat().st_mtime for p in cells.glob("*/result.json") if p != target}
+    target.unlink()
+    plan = snakemake(demo, "-n")
+    assert job_counts(plan.stdout + plan.stderr) == {
+        "run_cell": 1,
+        "cell_energy": 1,
+        "final_table": 1,
+        "all": 1,
+        "total": 4,
+    }
+    done = snakemake(demo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert target.exists()
+    assert {p: p.stat().st_mtime for p in others} == others
+    assert len(pq.read_table(demo / "results/ci/final/energy_table.parquet")) == CELLS

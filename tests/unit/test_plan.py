@@ -1,0 +1,358 @@
+"""The GPU-count planner, the matrix of cells and the cost preview.
+
+Expected GPU counts are worked out by hand from the study's formula
+VRAM_GB = P x 4 / (32 / Q) x 1.3 and vLLM's head-divisibility rule.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from evalwatt.config import ConfigError, from_dict, load_config
+from evalwatt.plan import cost_preview, plan_model, plan_run, tp_size_ok, vram_gb
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+PEREN = REPO_DIR / "config" / "peren.yaml"
+PEREN_SHEET = REPO_DIR / "config" / "peren_models.tsv"
+
+
+def _model(name: str, params_b: float, bits: int, heads: int, kv: int, **extra: Any) -> dict:
+    return {
+        "name": name,
+        "hf_id": f"org/{name}",
+        "backend": "vllm",
+        "family": "test",
+        "total_params_b": params_b,
+        "weight_bits": bits,
+        "attention_heads": heads,
+        "kv_heads": kv,
+        **extra,
+    }
+
+
+def _config(small_config: dict, *models: dict, **cluster: Any):
+    small_config["models"] = list(models)
+    small_config["judges"] = {}
+    small_config["benchmarks"] = {"piqa": small_config["benchmarks"]["piqa"]}
+    small_config["cluster"].update(cluster)
+    return from_dict(small_config, Path("."))
+
+
+# --- the formula and the TP rule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params_b", "bits", "overhead", "expected_gb"),
+    [
+        (70, 16, 1.3, 182.0),  # 70 x 4 / 2 x 1.3
+        (70, 16, 1.2, 168.0),
+        (32, 8, 1.3, 41.6),  # 32 x 4 / 4 x 1.3
+        (32, 4, 1.3, 20.8),  # 32 x 4 / 8 x 1.3
+        (10, 32, 1.0, 40.0),  # fp32: 4 bytes per weight
+    ],
+)
+def test_vram_gb_follows_the_study_formula(params_b, bits, overhead, expected_gb):
+    assert vram_gb(params_b, bits, overhead) == pytest.approx(expected_gb, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("tp", "heads", "kv", "ok"),
+    [
+        (1, 28, 4, True),
+        (2, 28, 4, True),
+        (4, 28, 4, True),
+        (8, 28, 4, False),  # 28 heads do not split in 8
+        (3, 28, 4, False),
+        (3, 64, 8, False),  # 64 % 3 != 0
+        (4, 16, 2, True),  # KV heads replicated: 4 % 2 == 0
+        (16, 32, 8, True),  # KV replicated: 16 % 8 == 0
+        (6, 48, 8, False),  # heads divisible, but 8 % 6 and 6 % 8 are not 0
+        (3, 48, 3, True),
+        (2, 9, 3, False),
+    ],
+)
+def test_tp_size_ok(tp, heads, kv, ok):
+    assert tp_size_ok(tp, heads, kv) is ok
+
+
+# --- plan_model ---------------------------------------------------------------------------------
+
+
+def test_smallest_count_that_holds_the_model(small_config):
+    # 40 B at 16 bits: 40 x 2 x 1.3 = 104 GB -> 2 x 80 GB
+    config = _config(small_config, _model("m40", 40, 16, 40, 8, benchmarks=["piqa"]))
+    plan = plan_model(config.model("m40"), config)
+    assert plan.gpus == 2
+    assert plan.cpus == 2 * 24
+    assert plan.vram_gb == pytest.approx(104.0)
+
+
+def test_one_gpu_when_it_fits(small_config):
+    # 30.53 B at 16 bits: 79.378 GB <= 80 GB
+    config = _config(small_config, _model("m30", 30.53, 16, 32, 4))
+    assert plan_model(config.model("m30"), config).gpus == 1
+
+
+def test_three_is_rounded_to_four(small_config):
+    # 70.55 x 2 x 1.3 = 183.43 GB: 2 x 80 is too small, 3 x 80 holds it, rounded to 4
+    config = _config(small_config, _model("m70", 70.55, 16, 48, 12))
+    plan = plan_model(config.model("m70"), config)
+    assert plan.gpus == 4
+    assert plan.cpus == 96
+    assert "3" in plan.reason and "round" in plan.reason
+
+
+def test_three_is_kept_when_rounding_is_off_and_heads_allow_it(small_config):
+    small_config["planner"] = {"round_three_to_four": False}
+    config = _config(small_config, _model("m70", 70.55, 16, 48, 12))
+    assert plan_model(config.model("m70"), config).gpus == 3
+
+
+def test_three_is_rejected_by_heads_even_without_rounding(small_config):
+    small_config["planner"] = {"round_three_to_four": False}
+    config = _config(small_config, _model("m70", 70.55, 16, 64, 8))
+    plan = plan_model(config.model("m70"), config)
+    assert plan.gpus == 4
+    assert "64" in plan.reason and "not divisible" in plan.reason
+
+
+def test_head_rule_skips_a_count_that_would_hold_the_model(small_config):
+    # 100 GB needed (P = 100 / 2.6); 2 GPUs would hold it but 9 heads do not split in 2;
+    # 3 is rounded; 4 does not divide 9 either: no node can serve it.
+    config = _config(small_config, _model("odd", 100 / 2.6, 16, 9, 3))
+    with pytest.raises(ConfigError, match="odd"):
+        plan_model(config.model("odd"), config)
+
+
+def test_too_big_for_a_node(small_config):
+    # 200 B at 16 bits: 520 GB > 4 x 80 GB = 320 GB
+    config = _config(small_config, _model("huge-200b", 200, 16, 64, 8))
+    with pytest.raises(ConfigError) as err:
+        plan_model(config.model("huge-200b"), config)
+    message = str(err.value)
+    assert "huge-200b" in message
+    assert "520.0 GB" in message
+    assert "320.0 GB" in message
+
+
+def test_forced_gpus_is_kept_and_says_so(small_config):
+    # 124 B: 322.4 GB, 2.4 GB more than 4 x 80: forced to 4 as the study ran it
+    config = _config(small_config, _model("pixtral", 124, 16, 96, 8, gpus=4))
+    plan = plan_model(config.model("pixtral"), config)
+    assert plan.gpus == 4
+    assert plan.cpus == 96
+    assert "forced" in plan.reason
+    assert "2.4 GB short" in plan.reason
+
+
+def test_forced_gpus_above_the_formula(small_config):
+    config = _config(small_config, _model("small", 7, 16, 28, 4, gpus=2))
+    plan = plan_model(config.model("small"), config)
+    assert plan.gpus == 2
+    assert "forced" in plan.reason and "holds" in plan.reason
+
+
+def test_forced_gpus_with_an_invalid_tp_size(small_config):
+    config = _config(small_config, _model("m64", 70, 16, 64, 8, gpus=3))
+    with pytest.raises(ConfigError, match=r"m64.*gpus=3.*tensor-parallel"):
+        plan_model(config.model("m64"), config)
+
+
+def test_forced_gpus_more_than_a_node(small_config):
+    config = _config(small_config, _model("m8", 70, 16, 64, 8, gpus=8))
+    with pytest.raises(ConfigError, match=r"m8: gpus=8 is more than a node .* \(4\)"):
+        plan_model(config.model("m8"), config)
+
+
+def test_llama_cpp_model_gets_no_gpu(small_config):
+    config = from_dict(small_config, Path("."))
+    plan = plan_model(config.model("SmolLM2-135M-Instruct"), config)
+    assert plan.gpus == 0
+    assert plan.cpus == 2  # cpus_per_cpu_job
+
+
+def test_vllm_on_a_cpu_only_cluster_is_an_error(small_config):
+    small_config["cluster"]["gpus_per_node"] = 0
+    config = from_dict(small_config, Path("."))
+    with pytest.raises(ConfigError, match=r"Qwen2.5-32B-Instruct.*gpus_per_node=0"):
+        plan_run(config)
+
+
+# --- the small config's matrix and cost -----------------------------------------------------
+
+
+def test_small_config_matrix(small_config):
+    config = from_dict(small_config, Path("."))
+    plan = plan_run(config)
+    assert {m: p.gpus for m, p in plan.models.items()} == {
+        "Qwen2.5-32B-Instruct": 2,  # 85.176 GB
+        "Qwen3-Next-80B-A3B-Instruct": 4,  # 207.142 GB: 3 rounded to 4
+        "SmolLM2-135M-Instruct": 0,
+    }
+    # (2 benchmarks + 1 benchmark) x 2 temperatures x 2 max_connections
+    assert len(plan.cells) == 12
+    # the judge model has no benchmark: no baseline of its own
+    assert sorted(b.model for b in plan.baselines.values()) == [
+        "Qwen2.5-32B-Instruct",
+        "SmolLM2-135M-Instruct",
+    ]
+    judged = sorted(c.id for c in plan.cells.values() if c.judge)
+    assert judged == [
+        "Qwen2.5-32B-Instruct__writingbench__t0.7__c10",
+        "Qwen2.5-32B-Instruct__writingbench__t0.7__c100",
+        "Qwen2.5-32B-Instruct__writingbench__t0__c10",
+        "Qwen2.5-32B-Instruct__writingbench__t0__c100",
+    ]
+    for cell in plan.cells.values():
+        assert plan.baselines[cell.baseline].model == cell.model
+
+
+def test_cost_preview_by_hand(small_config):
+    """GPU-hours of the small config, worked out by hand (planner defaults: server start 60 s,
+    1 GB/s loading; accounting window 300 s + 30 s margin)."""
+    config = from_dict(small_config, Path("."))
+    cost = cost_preview(plan_run(config), config)
+    load_32b = 60 + 32.76 * 2  # 125.52 s on 2 GPUs
+    load_judge = 60 + 79.67 * 2  # 219.34 s on 4 GPUs
+    piqa_s = 100 * 0.5  # limit 100 x 0.5 s
+    wb_s = 128 * 20.0
+    pad_piqa = 330 - (load_32b + piqa_s)  # 154.48 s
+    expected_s = {
+        "loading": 8 * 2 * load_32b,  # SmolLM2's cells use no GPU
+        "inference": 4 * 2 * piqa_s + 4 * 2 * wb_s,
+        "padding": 4 * 2 * pad_piqa,  # writingbench cells outlast the window
+        "baselines": 2 * 330.0,  # load + pad = window + margin
+        "judging": 4 * 4 * (load_judge + wb_s),
+    }
+    assert cost["cells"] == 12
+    assert cost["baselines"] == 2
+    assert cost["judge_jobs"] == 4
+    for part, seconds in expected_s.items():
+        assert cost["gpu_hours"][part] == pytest.approx(seconds / 3600, abs=0.005), part
+    assert cost["gpu_hours_total"] == pytest.approx(sum(expected_s.values()) / 3600, abs=0.005)
+
+
+# --- the study config -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def peren():
+    config = load_config(PEREN)
+    return config, plan_run(config)
+
+
+def _sheet_rows() -> list[dict[str, str]]:
+    with open(PEREN_SHEET, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def _fits(n: int, heads: int, kv: int) -> bool:
+    return heads % n == 0 and (kv % n == 0 or n % kv == 0)
+
+
+def test_study_every_model_on_one_node_with_a_valid_tp_size(peren):
+    _, plan = peren
+    rows = {r["name"]: r for r in _sheet_rows()}
+    assert set(plan.models) == set(rows)
+    for name, mplan in plan.models.items():
+        row = rows[name]
+        heads, kv = int(row["attention_heads"]), int(row["kv_heads"])
+        assert 1 <= mplan.gpus <= 4, name
+        assert _fits(mplan.gpus, heads, kv), name
+        need = float(row["total_params_b"]) * int(row["weight_bits"]) / 8 * 1.3
+        if "forced" not in mplan.reason:
+            assert mplan.gpus * 80 >= need, name
+            smaller = [
+                n for n in range(1, mplan.gpus) if n != 3 and n * 80 >= need and _fits(n, heads, kv)
+            ]
+            assert smaller == [], f"{name}: {smaller} would do"
+        else:
+            assert row["gpus"], f"{name} is forced but the sheet sets no gpus"
+
+
+@pytest.mark.parametrize(
+    ("model", "gpus"),
+    [
+        ("Llama-3.1-70B-Instruct", 4),  # 183.4 GB: 3 rounded to 4
+        ("Qwen2.5-7B-Instruct", 1),  # 19.8 GB
+        ("Qwen2.5-32B-Instruct", 2),  # 85.2 GB
+        ("Qwen3-Next-80B-A3B-Instruct", 4),  # 207.1 GB
+        ("QwQ-32B-AWQ", 1),  # 4-bit: 21.3 GB
+        ("Pixtral-Large-Instruct-2411", 4),  # forced
+    ],
+)
+def test_study_gpu_counts_by_hand(peren, model, gpus):
+    _, plan = peren
+    assert plan.models[model].gpus == gpus
+    assert plan.models[model].cpus == 24 * gpus
+
+
+def test_study_cell_count(peren):
+    _, plan = peren
+    with open(PEREN, encoding="utf-8") as fh:
+        sweeps = yaml.safe_load(fh)["sweeps"]
+    per_pair = len(sweeps["temperature"]) * len(sweeps["max_connections"])
+    assert per_pair == 2 * 3
+    expected = sum(len(r["benchmarks"].split(",")) * per_pair for r in _sheet_rows())
+    assert len(plan.cells) == expected
+    assert len(plan.baselines) == sum(1 for r in _sheet_rows() if r["benchmarks"].strip())
+
+
+def test_study_cost_preview_parts_are_non_negative_and_add_up(peren):
+    config, plan = peren
+    cost = cost_preview(plan, config)
+    parts = cost["gpu_hours"]
+    assert set(parts) == {"loading", "inference", "padding", "baselines", "judging"}
+    assert all(v >= 0 for v in parts.values())
+    assert cost["gpu_hours_total"] > 0
+    # each part is rounded to 0.01 h on its own: at most 5 x 0.005 h apart
+    assert cost["gpu_hours_total"] == pytest.approx(sum(parts.values()), abs=0.025)
+    assert cost["cells"] == len(plan.cells)
+    assert cost["judge_jobs"] == sum(1 for c in plan.cells.values() if c.judge)
+
+
+def test_study_cost_preview_total_is_exactly_the_sum_of_the_parts(peren):
+    config, plan = peren
+    cost = cost_preview(plan, config)
+    assert cost["gpu_hours_total"] == pytest.approx(sum(cost["gpu_hours"].values()), rel=1e-12)
+
+
+# --- sampling settings and multimodal checks --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "benchmark", "expected"),
+    [
+        # reasoning Qwen3: the `qwen3+reasoning` profile
+        ("Qwen3-30B-A3B-Thinking-2507", "piqa", {"top_p": 0.95, "top_k": 20, "max_tokens": 32768}),
+        # the benchmark's max_tokens (WritingBench: 16,000) wins over the family's
+        (
+            "Qwen3-30B-A3B-Thinking-2507",
+            "writingbench",
+            {"top_p": 0.95, "top_k": 20, "max_tokens": 16000},
+        ),
+        ("Qwen3-30B-A3B-Instruct-2507", "piqa", {"top_p": 0.8, "top_k": 20, "max_tokens": 32768}),
+        # families without a profile: server defaults, max tokens unset
+        ("Llama-3.1-70B-Instruct", "piqa", {"top_p": None, "top_k": None, "max_tokens": None}),
+        (
+            "Llama-3.1-70B-Instruct",
+            "writingbench",
+            {"top_p": None, "top_k": None, "max_tokens": 16000},
+        ),
+    ],
+)
+def test_study_sampling_settings(peren, model, benchmark, expected):
+    _, plan = peren
+    cell = plan.cells[f"{model}__{benchmark}__t0__c10"]
+    assert cell.sampling == expected
+
+
+def test_multimodal_benchmark_for_a_text_model_is_an_error(small_config):
+    small_config["benchmarks"]["piqa"]["multimodal"] = True
+    config = from_dict(small_config, Path("."))
+    with pytest.raises(ConfigError, match=r"Qwen2.5-32B-Instruct: benchmark piqa needs images"):
+        plan_run(config)

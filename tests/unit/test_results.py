@@ -1,0 +1,153 @@
+"""The final table's schema: columns, units, versioning, the best view, flattened energy."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from evalwatt.record import energy_columns
+from evalwatt.results import (
+    SCHEMA_VERSION,
+    TABLE_SCHEMA,
+    SchemaVersionError,
+    best_view,
+    read_table,
+    to_table,
+    write_table,
+)
+
+DOMAIN_PREFIXES = ("gpu_", "cpu_est_", "cpu_")
+NOT_ENERGY = {"gpu_model", "gpus", "cpus", "energy_method"}  # energy_method: a sentence
+
+
+def _energy_columns() -> list[str]:
+    return [
+        n
+        for n in TABLE_SCHEMA.names
+        if n not in NOT_ENERGY and (n.startswith(DOMAIN_PREFIXES) or "energy" in n)
+    ]
+
+
+def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **extra):
+    return {
+        "run": "unit",
+        "cell_id": f"{model}__{benchmark}__t{temperature:g}__c{conns}",
+        "model": model,
+        "benchmark": benchmark,
+        "temperature": temperature,
+        "max_connections": conns,
+        "inference_duration_s": duration,
+        "schema_version": SCHEMA_VERSION,
+        **extra,
+    }
+
+
+def test_to_table_rejects_unknown_columns():
+    with pytest.raises(KeyError, match="gpu_energy_kwh"):
+        to_table([_row(gpu_energy_kwh=1.0)])
+
+
+def test_to_table_keeps_known_columns_and_nulls_the_rest():
+    table = to_table([_row(duration=12.5, gpu_inference_energy_j=1234.5)])
+    assert table.schema.equals(TABLE_SCHEMA, check_metadata=True)
+    (row,) = table.to_pylist()
+    assert row["gpu_inference_energy_j"] == 1234.5
+    assert row["cpu_inference_energy_j"] is None
+    assert row["inference_duration_s"] == 12.5
+
+
+def test_energy_columns_carry_their_unit():
+    names = _energy_columns()
+    assert len(names) > 30  # three families of a dozen terms each
+    for name in names:
+        assert name.endswith(("_j", "_wh", "_pct", "_energy_source", "_energy_null_reason")), name
+        if name.endswith(("_j", "_wh", "_pct")):
+            assert TABLE_SCHEMA.field(name).type == pa.float64(), name
+
+
+def test_each_energy_family_has_the_same_columns():
+    families = {}
+    for domain in ("gpu", "cpu", "cpu_est"):
+        families[domain] = sorted(
+            n.removeprefix(f"{domain}_")
+            for n in _energy_columns()
+            if n.startswith(f"{domain}_") and not (domain == "cpu" and n.startswith("cpu_est_"))
+        )
+    assert families["gpu"] == families["cpu"] == families["cpu_est"]
+    assert "energy_source" in families["gpu"] and "energy_null_reason" in families["gpu"]
+
+
+def test_parquet_round_trip_keeps_schema_version(tmp_path):
+    table = to_table(
+        [_row(duration=3.0, gpu_inference_energy_j=10.0), _row(conns=100, duration=2.0)]
+    )
+    paths = [tmp_path / "t.parquet", tmp_path / "t.csv", tmp_path / "t.md"]
+    write_table(table, *paths, title="unit")
+    back = read_table(paths[0])
+    assert back.schema.metadata[b"evalwatt.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert back.to_pylist() == table.to_pylist()
+    assert back.schema.field("gpu_inference_energy_j").metadata[b"doc"]
+    assert paths[1].read_text().splitlines()[0].startswith('"run","cell_id"')
+    assert "| m | b |" in paths[2].read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("version", [b"0", b"2", None])
+def test_read_table_refuses_another_schema_version(tmp_path, version):
+    table = to_table([_row(duration=3.0)])
+    metadata = dict(table.schema.metadata)
+    if version is None:
+        del metadata[b"evalwatt.schema_version"]
+    else:
+        metadata[b"evalwatt.schema_version"] = version
+    path = tmp_path / "old.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    with pytest.raises(SchemaVersionError, match="schema_version"):
+        read_table(path)
+
+
+def test_best_view_keeps_the_fastest_max_connections():
+    rows = [
+        _row("m1", "piqa", 0.0, 10, 50.0),
+        _row("m1", "piqa", 0.0, 100, 30.0),
+        _row("m1", "piqa", 0.0, 1000, 40.0),
+        _row("m1", "piqa", 0.7, 10, 20.0),
+        _row("m1", "piqa", 0.7, 100, 25.0),
+        _row("m1", "humaneval", 0.0, 10, None),
+        _row("m1", "humaneval", 0.0, 100, 9.0),
+        _row("m2", "piqa", 0.0, 1000, 5.0),
+        _row("m2", "piqa", 0.0, 10, None),
+    ]
+    best = best_view(to_table(rows)).to_pylist()
+    kept = {(r["model"], r["benchmark"], r["temperature"]): r["max_connections"] for r in best}
+    assert kept == {
+        ("m1", "piqa", 0.0): 100,
+        ("m1", "piqa", 0.7): 10,
+        ("m1", "humaneval", 0.0): 100,  # a null duration never beats a measured one
+        ("m2", "piqa", 0.0): 1000,
+    }
+    assert len(best) == 4
+
+
+# --- flattening energy terms into columns ----------------------------------------------
+
+
+def test_unavailable_domain_is_null_with_its_reason_never_zero():
+    energy = {
+        "gpu": {"unavailable": "NVML could not start (no NVIDIA driver?)"},
+        "cpu": {"unavailable": "no RAPL package zone"},
+    }
+    row = energy_columns(energy)
+    for domain in ("gpu", "cpu"):
+        values = [
+            v
+            for k, v in row.items()
+            if k.startswith(f"{domain}_")
+            and k.endswith(("_j", "_wh", "_pct"))
+            and not (domain == "cpu" and k.startswith("cpu_est_"))
+        ]
+        assert values and all(v is None for v in values)
+    assert row["gpu_energy_null_reason"] == "NVML could not start (no NVIDIA driver?)"
+    assert row["cpu_energy_null_reason"] == "no RAPL package zone"
+    assert row["cpu_est_energy_null_reason"] == "not computed"
+    assert to_table([_row(**row)]).num_rows == 1  # every flattened column is in the schema
