@@ -5,6 +5,7 @@
 #
 # Stages (one file each under workflow/rules/):
 #   common   validate the config, plan the matrix (GPUs per model, cells, baselines)
+#   plan     write the plan and its cost preview, for the record
 #   jobs     render one sbatch script per job (jinja2) and run it: cells, load-only
 #            baselines, judge jobs
 #   energy   per cell: energy terms from the jobs' raw readings, with formulas
@@ -18,6 +19,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/energy.smk"
 include: "workflow/rules/final.smk"

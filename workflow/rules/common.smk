@@ -26,14 +26,3 @@ localrules:
 
 def final_outputs():
     return ew.final_outputs(LAYOUT)
-
-
-rule plan:
-    output:
-        LAYOUT.plan(),
-    params:
-        plan=PLAN.to_json(),
-    log:
-        LAYOUT.log("plan", "plan"),
-    run:
-        ew.write_plan(CONFIG, PLAN, output[0])

@@ -163,7 +163,9 @@ def _read_csv(path: Path) -> Trace:
         raw = list(csv.DictReader(fh))
     if not raw or "t_unix" not in raw[0] or MEASURED_COUNTER not in raw[0]:
         raise TraceError(f"{path}: expected columns t_unix and {MEASURED_COUNTER}")
-    rows = [{k: (None if v in ("", None) else v) for k, v in r.items()} for r in raw]
+    rows: list[dict[str, Any]] = [
+        {k: (None if v in ("", None) else v) for k, v in r.items()} for r in raw
+    ]
     for row in rows:  # numbers, so that samples sort by time and not as text
         row["t_unix"] = float(row["t_unix"])
     device_key = "gpu" if "gpu" in raw[0] else None

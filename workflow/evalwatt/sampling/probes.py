@@ -18,9 +18,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
+
+
+class Probe(Protocol):
+    """What the sampler needs from a probe."""
+
+    source: str
+    domain: str
+    is_estimate: bool
+
+    def open(self) -> None: ...
+    def sample(self) -> list[dict[str, Any]]: ...
+    def metadata(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
 
 
 class ProbeUnavailable(Exception):

@@ -30,6 +30,7 @@ from evalwatt.layout import TRACE_FILES
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,
     NvmlProbe,
+    Probe,
     ProbeUnavailable,
     RaplProbe,
     parse_visible_devices,
@@ -92,14 +93,15 @@ class TraceWriter:
         os.replace(self.partial, self.path)
 
 
-def open_probes(pid: int, watts_per_core: float) -> tuple[list[Any], dict[str, str]]:
+def open_probes(pid: int, watts_per_core: float) -> tuple[list[Probe], dict[str, str]]:
     """Open every probe this machine supports; return them and the reasons for the others."""
-    candidates = [
+    candidates: list[Probe] = [
         NvmlProbe(visible=parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))),
         RaplProbe(),
         CpuTimeModelProbe(pid=pid, watts_per_core=watts_per_core),
     ]
-    opened, unavailable = [], {}
+    opened: list[Probe] = []
+    unavailable: dict[str, str] = {}
     for probe in candidates:
         try:
             probe.open()
@@ -148,7 +150,8 @@ def run(
         else:
             lateness.append(-delay)
             next_t = time.monotonic()
-    status = {
+    traces: dict[str, Any] = {}
+    status: dict[str, Any] = {
         "started_unix": started,
         "stopped_unix": time.time(),
         "interval_s": interval_s,
@@ -156,7 +159,7 @@ def run(
         "late_rounds": len(lateness),
         "max_late_s": max(lateness, default=0.0),
         "median_late_s": statistics.median(lateness) if lateness else 0.0,
-        "traces": {},
+        "traces": traces,
         "unavailable": unavailable,
     }
     for probe in probes:
@@ -169,7 +172,7 @@ def run(
         }
         writers[probe.source].close(meta)
         probe.close()
-        status["traces"][probe.source] = {
+        traces[probe.source] = {
             "file": TRACE_FILES[probe.source],
             "rows": writers[probe.source].count,
             **meta,

@@ -1,0 +1,12 @@
+# The planned matrix, written for the record: GPUs per model and why, cells, baselines, cost.
+
+
+rule plan:
+    output:
+        LAYOUT.plan(),
+    params:
+        plan=PLAN.to_json(),
+    log:
+        LAYOUT.log("plan", "plan"),
+    run:
+        ew.write_plan(CONFIG, PLAN, output[0])
