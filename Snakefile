@@ -15,7 +15,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default is the CPU demo. `--configfile FILE` replaces it: Snakemake would
+# otherwise merge the two, nested keys and all (a demo judge inside the study's config).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
