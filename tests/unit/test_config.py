@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from evalwatt.config import ConfigError, from_dict, load_config
 
 SHEET_HEADER = [

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from evalwatt.cli import main as cli_main
 from evalwatt.energy.jobs import cell_energy
 from evalwatt.energy.sources import TraceSource, column_prefix

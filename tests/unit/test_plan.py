@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from evalwatt.config import ConfigError, from_dict, load_config
 from evalwatt.plan import cost_preview, plan_model, plan_run, tp_size_ok, vram_gb
 

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from evalwatt.config import ConfigError, from_dict
 from evalwatt.layout import Layout
 from evalwatt.plan import plan_run

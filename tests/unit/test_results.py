@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from evalwatt.record import energy_columns
 from evalwatt.results import (
     SCHEMA_VERSION,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from evalwatt.layout import Layout
 from evalwatt.runtime.job import Timeline, pad_seconds, resolve_model_path
 from evalwatt.runtime.server import free_port, log_tail

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pynvml
 import pytest
+
 from evalwatt.energy.trace import read_trace
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,

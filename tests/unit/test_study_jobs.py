@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from evalwatt.config import load_config
 from evalwatt.layout import Layout
 from evalwatt.plan import plan_run
