@@ -98,17 +98,25 @@ def validate(instance: Any, schema_name: str, origin: str) -> None:
         raise ConfigError("\n".join(_format_error(e, origin) for e in errors))
 
 
+def _deref(
+    schema: Mapping[str, Any], root: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """Follow a ``$ref`` (local ``#/...`` or another schema file); return (schema, its root)."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema, root
+    if not ref.startswith("#/"):
+        return _schema(ref), _schema(ref)
+    target: Any = root
+    for part in ref[2:].split("/"):
+        target = target[part]
+    return target, root
+
+
 def _fill_defaults(instance: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> None:
     """Write the schema's ``default`` values into ``instance``, recursively, in place."""
     if "$ref" in schema:
-        ref = schema["$ref"]
-        if ref.startswith("#/"):
-            target: Any = root
-            for part in ref[2:].split("/"):
-                target = target[part]
-            _fill_defaults(instance, target, root)
-        else:
-            _fill_defaults(instance, _schema(ref), _schema(ref))
+        _fill_defaults(instance, *_deref(schema, root))
         return
     if isinstance(instance, dict):
         for key, sub in schema.get("properties", {}).items():
@@ -286,22 +294,12 @@ def describe_schema() -> str:
 
     def walk(schema: Mapping[str, Any], prefix: str, top: Mapping[str, Any]) -> None:
         if "$ref" in schema:
-            ref = schema["$ref"]
-            if ref.startswith("#/"):
-                target: Any = top
-                for part in ref[2:].split("/"):
-                    target = target[part]
-                walk(target, prefix, top)
-            else:
-                walk(_schema(ref), prefix, _schema(ref))
+            target, new_top = _deref(schema, top)
+            walk(target, prefix, new_top)
             return
         for key, sub in schema.get("properties", {}).items():
             name = f"{prefix}{key}"
-            resolved = sub
-            if "$ref" in sub and sub["$ref"].startswith("#/"):
-                resolved = top
-                for part in sub["$ref"][2:].split("/"):
-                    resolved = resolved[part]
+            resolved = _deref(sub, top)[0] if sub.get("$ref", "").startswith("#/") else sub
             kind = resolved.get("type", "object")
             if isinstance(kind, list):
                 kind = " or ".join(kind)
