@@ -94,9 +94,9 @@ def setup() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
     log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
-    run([*pip, "install", "--quiet", "--no-deps", "-r", str(LOCK)])
-    run([*pip, "install", "--quiet", "--no-deps", str(llama_cpp_wheel(python))])
-    run([*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
+    run([*pip, "install", "-qq", "--no-deps", "-r", str(LOCK)])
+    run([*pip, "install", "-qq", "--no-deps", str(llama_cpp_wheel(python))])
+    run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")
     log(f"ready in {time.monotonic() - started:.0f} s")
     return python
