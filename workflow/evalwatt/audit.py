@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ def _iso(t: float | None) -> str:
     if t is None:
         return "–"
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _exit(code: int) -> str:
+    """A server's exit code in words: -15 is the SIGTERM the job sends to stop it."""
+    if code == -signal.SIGTERM:
+        return "stopped by the job (SIGTERM)"
+    if code == -signal.SIGKILL:
+        return "killed after the grace period (SIGKILL)"
+    return f"exited with code {code}"
 
 
 def _job_lines(kind: str, run_dir: str) -> list[str]:
@@ -37,7 +47,7 @@ def _job_lines(kind: str, run_dir: str) -> list[str]:
         f"  - from {_iso(marks.get('job_start'))} to {_iso(marks.get('job_end'))} "
         f"({marks['job_end'] - marks['job_start']:.1f} s), padded "
         f"{marks['pad_end'] - marks['pad_start']:.1f} s, "
-        f"server exit code {result['server']['exit_code']}",
+        f"server {_exit(result['server']['exit_code'])}",
         f"  - sampled: {'; '.join(devices) or 'nothing'}; every {sampler['interval_s']} s, "
         f"{sampler['rounds']} rounds, {sampler['late_rounds']} late "
         f"(max {sampler['max_late_s']:.3f} s)",
