@@ -42,32 +42,60 @@ def check(visible: str, out: Path, seconds: float) -> dict:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": str(WORKFLOW)}
     ready = out / ".ready"
     sampler = subprocess.Popen(
-        [sys.executable, "-m", "evalwatt.sampling", "--out-dir", str(out), "--pid",
-         str(os.getpid()), "--interval-s", "0.1", "--ready-file", str(ready)], env=env)
+        [
+            sys.executable,
+            "-m",
+            "evalwatt.sampling",
+            "--out-dir",
+            str(out),
+            "--pid",
+            str(os.getpid()),
+            "--interval-s",
+            "0.1",
+            "--ready-file",
+            str(ready),
+        ],
+        env=env,
+    )
     while not ready.exists():
         time.sleep(0.05)
     start = time.time()
-    burn = subprocess.run([sys.executable, "-c", BURN.format(seconds=seconds)], env=env,
-                          capture_output=True, text=True, check=True)
+    burn = subprocess.run(
+        [sys.executable, "-c", BURN.format(seconds=seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     end = time.time()
     sampler.terminate()
     sampler.wait()
-    cuda_uuid = next(line.split()[1] for line in burn.stdout.splitlines()
-                     if line.startswith("cuda-uuid"))
+    cuda_uuid = next(
+        line.split()[1] for line in burn.stdout.splitlines() if line.startswith("cuda-uuid")
+    )
     status = json.loads((out / "sampler.json").read_text())
     devices = status["traces"]["nvml"]["devices"]
     trace = read_trace(out / "trace-gpu.parquet")
     window = trace.window(start + 1, end - 0.5)
     watts = {d: j / window.duration_s for d, j in window.per_device_j.items()}
-    return {"CUDA_VISIBLE_DEVICES": visible, "cuda_ran_on": cuda_uuid,
-            "sampled": [{"nvml_index": d["nvml_index"], "uuid": d["uuid"],
-                         "mean_w_during_burst": round(watts[str(d["nvml_index"])], 1)}
-                        for d in devices]}
+    return {
+        "CUDA_VISIBLE_DEVICES": visible,
+        "cuda_ran_on": cuda_uuid,
+        "sampled": [
+            {
+                "nvml_index": d["nvml_index"],
+                "uuid": d["uuid"],
+                "mean_w_during_burst": round(watts[str(d["nvml_index"])], 1),
+            }
+            for d in devices
+        ],
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("visible", nargs="+", help="CUDA_VISIBLE_DEVICES values to try")

@@ -157,7 +157,8 @@ def test_deleting_one_cell_reruns_that_cell_only(demo: Path) -> None:
     others = {p: p.stat().st_mtime for p in cells.glob("*/result.json") if p != target}
     target.unlink()
     plan = snakemake(demo, "-n")
-    assert job_counts(plan.stdout + plan.stderr) == {
+    output = plan.stdout + plan.stderr
+    assert job_counts(output) == {
         "run_cell": 1,
         "cell_energy": 1,
         "final_table": 1,

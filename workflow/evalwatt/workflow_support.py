@@ -47,8 +47,16 @@ def final_files(layout: Layout) -> dict[str, str]:
     return files
 
 
-def final_outputs(layout: Layout) -> list[str]:
-    return [str(layout.plan()), *final_files(layout).values()]
+def final_outputs(layout: Layout, plan: Plan) -> list[str]:
+    """Everything a run must have, each job's result included: Snakemake does not rerun a job
+    whose output was deleted while what it feeds is still there, unless it is a target."""
+    jobs = [layout.run_result("baseline", b) for b in plan.baselines]
+    for cell in plan.cells.values():
+        jobs.append(layout.run_result("cell", cell.id))
+        if cell.judge:
+            jobs.append(layout.run_result("judge", cell.id))
+        jobs.append(layout.cell_energy(cell.id))
+    return [str(layout.plan()), *map(str, jobs), *final_files(layout).values()]
 
 
 def write_plan(config: Config, plan: Plan, path: str) -> None:

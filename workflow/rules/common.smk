@@ -25,4 +25,4 @@ localrules:
 
 
 def final_outputs():
-    return ew.final_outputs(LAYOUT)
+    return ew.final_outputs(LAYOUT, PLAN)
