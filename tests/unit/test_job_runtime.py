@@ -138,3 +138,30 @@ def test_a_server_that_never_answers_times_out(tmp_path):
             server.wait_ready(1.0, "x", poll_s=0.1)
     finally:
         assert server.stop(grace_s=5) != 0
+
+
+def test_sigterm_stops_the_server_and_the_sampler(tmp_path, fake_server):
+    """A job killed by Slurm (SIGTERM) leaves no server behind and no result."""
+    import signal
+    import subprocess
+
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(_spec(tmp_path, fake_server, window_s=60)))
+    job = subprocess.Popen([sys.executable, "-m", "evalwatt", "job", str(spec_path)])
+    run_dir = tmp_path / "baselines" / "fake"
+    deadline = time.monotonic() + 20
+    while "pad_start" not in (
+        json.loads((run_dir / "timeline.json").read_text())["marks"]
+        if (run_dir / "timeline.json").exists()
+        else {}
+    ):
+        assert time.monotonic() < deadline, "the job never reached its padding"
+        time.sleep(0.1)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=20) == 128 + signal.SIGTERM
+    assert not (run_dir / "result.json").exists()
+    assert (run_dir / "trace-cpu-est.parquet").exists()  # the sampler closed its trace
+    # The fake server runs in its own session: it must have been stopped, not orphaned.
+    out = subprocess.run(["pgrep", "-f", str(fake_server)], capture_output=True, text=True)
+    assert out.stdout.strip() == "", f"server still running: {out.stdout}"
+    assert "exit" in json.loads((run_dir / "timeline.json").read_text())["marks"]

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -255,9 +256,16 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """Slurm (time limit, scancel) and Snakemake stop jobs with SIGTERM: unwind, so that the
+    server (its own process group) and the sampler are stopped by the ``finally`` blocks."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="evalwatt job", description=__doc__)
     parser.add_argument("spec", type=Path, help="spec.json written next to job.sbatch")
     args = parser.parse_args(argv)
