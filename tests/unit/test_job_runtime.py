@@ -53,7 +53,9 @@ def fake_server(tmp_path: Path) -> Path:
     return path
 
 
-def _spec(tmp_path: Path, server: Path, mode: str = "ok", window_s: float = 3.0) -> dict:
+def _spec(
+    tmp_path: Path, server: Path, mode: str = "ok", window_s: float = 3.0, load_s: float = 0.3
+) -> dict:
     return {
         "spec_version": 1,
         "kind": "baseline",
@@ -68,7 +70,7 @@ def _spec(tmp_path: Path, server: Path, mode: str = "ok", window_s: float = 3.0)
             "hf_id": "org/fake",
         },
         "server": {
-            "argv": [sys.executable, "{model_path}", "fake", "{port}", "0.3", mode],
+            "argv": [sys.executable, "{model_path}", "fake", "{port}", str(load_s), mode],
             "settings": {},
             "settings_id": "x",
         },
@@ -146,17 +148,18 @@ def test_sigterm_stops_the_server_and_the_sampler(tmp_path, fake_server):
     import subprocess
 
     spec_path = tmp_path / "spec.json"
-    spec_path.write_text(json.dumps(_spec(tmp_path, fake_server, window_s=60)))
+    spec_path.write_text(json.dumps(_spec(tmp_path, fake_server, window_s=60, load_s=30)))
     job = subprocess.Popen([sys.executable, "-m", "evalwatt", "job", str(spec_path)])
     run_dir = tmp_path / "baselines" / "fake"
     deadline = time.monotonic() + 20
-    while "pad_start" not in (
+    while "load_start" not in (
         json.loads((run_dir / "timeline.json").read_text())["marks"]
         if (run_dir / "timeline.json").exists()
         else {}
     ):
-        assert time.monotonic() < deadline, "the job never reached its padding"
+        assert time.monotonic() < deadline, "the job never started its server"
         time.sleep(0.1)
+    time.sleep(1.0)  # the server is loading: a job killed now must not orphan it
     job.send_signal(signal.SIGTERM)
     assert job.wait(timeout=20) == 128 + signal.SIGTERM
     assert not (run_dir / "result.json").exists()
