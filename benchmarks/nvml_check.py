@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from evalwatt.energy.trace import read_trace
 from evalwatt.sampling.probes import NvmlProbe, parse_visible_devices
+from evalwatt.sampling.process import SamplerProcess
 
 PHASES = ("cold_idle", "context", "compute", "post_idle")
 
@@ -102,25 +103,10 @@ def main() -> int:
         gpu_work(seconds, args.out / "child-marks.json")
         return 0
 
-    ready = args.out / ".ready"
-    sampler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalwatt.sampling",
-            "--out-dir",
-            str(args.out),
-            "--pid",
-            str(os.getpid()),
-            "--interval-s",
-            str(args.interval_s),
-            "--ready-file",
-            str(ready),
-        ],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")},
+    workflow = str(Path(__file__).resolve().parents[1] / "workflow")
+    sampler = SamplerProcess(
+        args.out, interval_s=args.interval_s, env={**os.environ, "PYTHONPATH": workflow}
     )
-    while not ready.exists():
-        time.sleep(0.05)
     probe = NvmlProbe(visible=parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
     probe.open()
     job_start_mj, job_start = sum(r["energy_mj"] for r in probe.sample()), time.time()
@@ -140,8 +126,7 @@ def main() -> int:
     time.sleep(args.pad_s)
     pad_end_mj, pad_end = sum(r["energy_mj"] for r in probe.sample()), time.time()
     time.sleep(0.3)
-    sampler.terminate()
-    sampler.wait()
+    sampler.stop()
 
     child = json.loads((args.out / "child-marks.json").read_text())
     marks = {**child["marks"], "job_start": job_start, "pad_start": pad_start, "pad_end": pad_end}

@@ -68,8 +68,7 @@ def check(visible: str, out: Path, seconds: float) -> dict:
         check=True,
     )
     end = time.time()
-    sampler.terminate()
-    sampler.wait()
+    sampler.stop()
     cuda_uuid = next(
         line.split()[1] for line in burn.stdout.splitlines() if line.startswith("cuda-uuid")
     )

@@ -26,8 +26,6 @@ import os
 import platform
 import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -40,8 +38,8 @@ from evalwatt.layout import EVAL_DIR, RESULT, SAMPLER_STATUS, SERVER_LOG, TIMELI
 from evalwatt.results import SCHEMA_VERSION
 from evalwatt.runtime import inspect_steps
 from evalwatt.runtime.server import Server, free_port
+from evalwatt.sampling.process import SamplerProcess
 
-SAMPLER_READY_TIMEOUT_S = 60.0
 SLURM_VARIABLES = (
     "SLURM_JOB_ID",
     "SLURM_JOB_NAME",
@@ -101,44 +99,6 @@ def _versions() -> dict[str, str | None]:
         except importlib_metadata.PackageNotFoundError:
             out[dist] = None
     return out
-
-
-class Sampler:
-    """The energy sampler process, following this job's process tree."""
-
-    def __init__(self, run_dir: Path, settings: dict[str, Any]) -> None:
-        ready = run_dir / ".sampler-ready"
-        ready.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "evalwatt.sampling",
-                "--out-dir",
-                str(run_dir),
-                "--pid",
-                str(os.getpid()),
-                "--interval-s",
-                str(settings["interval_s"]),
-                "--cpu-watts-per-core",
-                str(settings["cpu_watts_per_core"]),
-                "--ready-file",
-                str(ready),
-            ],
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + SAMPLER_READY_TIMEOUT_S
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the energy sampler did not start (see the job log)")
-            time.sleep(0.05)
-        ready.unlink()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        if self.process.wait(timeout=120) != 0:
-            raise RuntimeError(f"the energy sampler exited with code {self.process.returncode}")
 
 
 def _set_aside_previous_attempt(run_dir: Path) -> None:
@@ -203,7 +163,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     _set_aside_previous_attempt(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     timeline = Timeline(run_dir / TIMELINE)
-    sampler = Sampler(run_dir, spec["sampler"])
+    sampler = SamplerProcess(
+        run_dir, spec["sampler"]["interval_s"], spec["sampler"]["cpu_watts_per_core"]
+    )
     outcome: dict[str, Any] = {}
     try:
         timeline.mark("job_start")
