@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Literal
 
 JobKind = Literal["cell", "baseline", "judge"]
-JOB_KINDS: tuple[JobKind, ...] = ("cell", "baseline", "judge")
 
 TIMELINE = "timeline.json"
 SERVER_LOG = "server.log"

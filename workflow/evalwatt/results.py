@@ -9,7 +9,6 @@ why a value is null. Nulls are never zeros.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +220,3 @@ def describe_columns() -> str:
     lines = ["| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {t} | {d} |" for n, t, d in COLUMNS]
     return "\n".join(lines) + "\n"
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
