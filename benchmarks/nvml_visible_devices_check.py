@@ -24,6 +24,7 @@ WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 sys.path.insert(0, str(WORKFLOW))
 
 from evalwatt.energy.trace import read_trace  # noqa: E402
+from evalwatt.sampling.process import SamplerProcess  # noqa: E402
 
 BURN = """
 import time, torch
@@ -40,25 +41,7 @@ torch.cuda.synchronize()
 def check(visible: str, out: Path, seconds: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": str(WORKFLOW)}
-    ready = out / ".ready"
-    sampler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalwatt.sampling",
-            "--out-dir",
-            str(out),
-            "--pid",
-            str(os.getpid()),
-            "--interval-s",
-            "0.1",
-            "--ready-file",
-            str(ready),
-        ],
-        env=env,
-    )
-    while not ready.exists():
-        time.sleep(0.05)
+    sampler = SamplerProcess(out, interval_s=0.1, env=env)
     start = time.time()
     burn = subprocess.run(
         [sys.executable, "-c", BURN.format(seconds=seconds)],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from evalwatt.sampling.probes import (
     RaplProbe,
     parse_visible_devices,
 )
+from evalwatt.sampling.process import SamplerProcess
 
 
 def _nvml_works() -> bool:
@@ -251,37 +251,14 @@ def test_cpu_model_on_a_missing_process():
 
 @pytest.mark.skipif(not NO_NVML, reason="expects a machine without NVML")
 def test_sampler_process_runs_and_stops_cleanly(tmp_path):
-    out, ready = tmp_path / "run", tmp_path / "ready"
+    """The helper the job runtime uses: start, wait until sampling, SIGTERM, clean files."""
+    out = tmp_path / "run"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    sampler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalwatt.sampling",
-            "--out-dir",
-            str(out),
-            "--pid",
-            str(sleeper.pid),
-            "--interval-s",
-            "0.05",
-            "--ready-file",
-            str(ready),
-            "--cpu-watts-per-core",
-            "7.5",
-        ],
-    )
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert sampler.poll() is None, "the sampler died before it was ready"
-            assert time.monotonic() < deadline, "the sampler never became ready"
-            time.sleep(0.02)
+        sampler = SamplerProcess(out, interval_s=0.05, cpu_watts_per_core=7.5, pid=sleeper.pid)
         time.sleep(0.5)
-        sampler.send_signal(signal.SIGTERM)
-        assert sampler.wait(timeout=30) == 0
+        sampler.stop()  # raises unless the sampler exits 0 after SIGTERM
     finally:
-        if sampler.poll() is None:
-            sampler.kill()
         sleeper.kill()
         sleeper.wait()
 
@@ -301,7 +278,7 @@ def test_sampler_process_runs_and_stops_cleanly(tmp_path):
     assert trace.metadata["pid"] == sleeper.pid
     times = trace.series["process-tree"].t_unix
     assert times == sorted(times)
-    assert float(ready.read_text()) <= times[-1]
+    assert times[0] <= sampler.ready_unix <= times[-1]
 
 
 @pytest.mark.skipif(not NO_NVML, reason="expects a machine without NVML")
