@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evalwatt.errors import EXIT_USER_ERROR, UserError
 from evalwatt.paths import REPO_DIR
 
 DEFAULT_CONFIG = REPO_DIR / "config" / "config.yaml"
@@ -49,7 +50,7 @@ def _energy(args: argparse.Namespace) -> int:
     baseline = None
     if args.baseline_trace:
         if not args.baseline_timeline:
-            raise SystemExit("--baseline-trace needs --baseline-timeline")
+            raise UserError("--baseline-trace needs --baseline-timeline")
         baseline = TraceSource(
             read_trace(args.baseline_trace), read_timeline(args.baseline_timeline)
         )
@@ -136,11 +137,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evalwatt.config import ConfigError
-
+    """Run one command. Expected errors (``UserError``: bad config, sheet, trace, value) become
+    one message on stderr and exit 2; only real bugs show a traceback."""
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"evalwatt: configuration error:\n{exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        print(f"evalwatt {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

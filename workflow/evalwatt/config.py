@@ -21,13 +21,14 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
+from evalwatt.errors import UserError
 from evalwatt.paths import SCHEMA_DIR
 
 CONFIG_SCHEMA = "config.schema.yaml"
 MODEL_SCHEMA = "model.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration that does not satisfy the schema or the planner's rules."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from evalwatt.errors import UserError
 from evalwatt.config import Config
 from evalwatt.layout import JobKind, Layout
 from evalwatt.paths import TEMPLATE_DIR
@@ -25,7 +26,7 @@ SPEC_VERSION = 1
 _SBATCH_SAFE = re.compile(r"^[A-Za-z0-9._,:@%&|()=+-]+$")
 
 
-class RenderError(ValueError):
+class RenderError(UserError):
     """A value that cannot be written into a job script safely."""
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from evalwatt.errors import UserError
 from evalwatt.atomic import atomic_path, write_text
 
 SCHEMA_VERSION = 1
@@ -120,7 +121,7 @@ ENERGY_METHOD = (
 )
 
 
-class SchemaVersionError(ValueError):
+class SchemaVersionError(UserError):
     """A results file written by another version of the schema."""
 
 

@@ -29,6 +29,8 @@ LOCK = REPO / "envs" / "demo-lock.txt"
 STAMP = VENV / ".evalwatt-setup"
 
 LLAMA_CPP = "llama-cpp-python==0.3.36"
+# The registry's sha256 of that sdist: the build starts from exactly the published source.
+LLAMA_CPP_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 LLAMA_CPP_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AMX=OFF -DGGML_AVX512=OFF"
 WHEEL_CACHE = Path(
     os.environ.get("EVALWATT_WHEEL_CACHE", Path.home() / ".cache" / "evalwatt" / "wheels")
@@ -52,33 +54,26 @@ def fingerprint() -> str:
     for path in (LOCK, REPO / "pyproject.toml", Path(__file__)):
         digest.update(path.read_bytes())
     digest.update(f"{sys.version_info[:2]}{LLAMA_CPP}{LLAMA_CPP_CMAKE_ARGS}".encode())
+    digest.update(LLAMA_CPP_SHA256.encode())
     return digest.hexdigest()
 
 
 def llama_cpp_wheel(python: Path) -> Path:
     """Build llama-cpp-python once per flag set; pip's own cache ignores CMAKE_ARGS."""
-    key = hashlib.sha256(f"{LLAMA_CPP} {LLAMA_CPP_CMAKE_ARGS} {sys.version_info[:2]}".encode())
+    key = hashlib.sha256(
+        f"{LLAMA_CPP} {LLAMA_CPP_SHA256} {LLAMA_CPP_CMAKE_ARGS} {sys.version_info[:2]}".encode()
+    )
     folder = WHEEL_CACHE / key.hexdigest()[:16]
     wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
     if wheels:
         return wheels[-1]
     log(f"building {LLAMA_CPP} for the CPU (a few minutes, once; cached in {folder})")
     folder.mkdir(parents=True, exist_ok=True)
+    pinned = folder / "requirement.txt"
+    pinned.write_text(f"{LLAMA_CPP} --hash=sha256:{LLAMA_CPP_SHA256}\n")
     env = {**os.environ, "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS, "FORCE_CMAKE": "1"}
-    run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-cache-dir",
-            "-w",
-            str(folder),
-            LLAMA_CPP,
-        ],
-        env=env,
-    )
+    pip_wheel = [str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir"]
+    run([*pip_wheel, "--require-hashes", "-w", str(folder), "-r", str(pinned)], env=env)
     return sorted(folder.glob("llama_cpp_python-*.whl"))[-1]
 
 
@@ -94,7 +89,7 @@ def setup() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
     log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
-    run([*pip, "install", "-qq", "--no-deps", "-r", str(LOCK)])
+    run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(LOCK)])
     run([*pip, "install", "-qq", "--no-deps", str(llama_cpp_wheel(python))])
     run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")

@@ -26,12 +26,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from evalwatt.errors import UserError
+
 MEASURED_COUNTER = "energy_mj"
 ESTIMATED_COUNTER = "est_energy_mj"
 EDGE_TOLERANCE_S = 1.0
 
 
-class TraceError(ValueError):
+class TraceError(UserError):
     """A trace that cannot be read or does not cover what is asked of it."""
 
 
