@@ -6,10 +6,12 @@
     python3 workflow/scripts/bootstrap.py setup                      # only the set-up
 
 The set-up is idempotent and fast once done: a virtual environment in ``.venv`` with the
-exact versions of ``envs/demo-lock.txt`` (installed without dependency resolution, so the
-environment is the same everywhere), llama-cpp-python built once with CPU flags that work on
-any x86-64 (the default native build crashed at the first generation on our machines) and
-cached in ``~/.cache/evalwatt/wheels``, and evalwatt itself installed in editable mode.
+exact versions of ``envs/demo-lock.txt`` (registry pins checked against their sha256,
+installed without dependency resolution, so the environment is the same everywhere),
+llama-cpp-python built once from its hash-checked sdist with CPU flags that work on any
+x86-64 (the default native build crashed at the first generation on our machines) and cached
+in ``$XDG_CACHE_HOME/evalwatt/wheels`` (default ``~/.cache``; CI uses a fresh one), and
+evalwatt itself installed in editable mode.
 A stamp records what was installed; a changed lock file or pyproject re-runs the set-up.
 """
 
@@ -32,8 +34,10 @@ LLAMA_CPP = "llama-cpp-python==0.3.36"
 # The registry's sha256 of that sdist: the build starts from exactly the published source.
 LLAMA_CPP_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 LLAMA_CPP_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AMX=OFF -DGGML_AVX512=OFF"
+# A build cache only: rebuilt when absent, keyed by the sdist's hash and the build flags.
 WHEEL_CACHE = Path(
-    os.environ.get("EVALWATT_WHEEL_CACHE", Path.home() / ".cache" / "evalwatt" / "wheels")
+    os.environ.get("EVALWATT_WHEEL_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evalwatt" / "wheels"
 )
 
 

@@ -5,6 +5,7 @@ Used by the job runtime and by the GPU checks in benchmarks/, so that both measu
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -45,13 +46,30 @@ class SamplerProcess:
             str(ready),
         ]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the energy sampler did not start (see the job log)")
-            time.sleep(0.02)
-        self.ready_unix = float(ready.read_text())
+        self.ready_unix = self._wait_ready(ready)
         ready.unlink()
+
+    def _wait_ready(self, ready: Path) -> float:
+        """Poll until the sampler has written its first round's time. The sampler writes the
+        file atomically; a half-written or unreadable file is read again, never trusted, so a
+        busy node only makes the wait longer."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            ready_unix = _read_unix_time(ready)
+            if ready_unix is not None:
+                return ready_unix
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"the energy sampler exited with code {code} before sampling (see the job log)"
+                )
+            if time.monotonic() > deadline:
+                self.process.terminate()
+                raise RuntimeError(
+                    f"the energy sampler did not sample within {READY_TIMEOUT_S:.0f} s "
+                    "(see the job log)"
+                )
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """SIGTERM, then wait: the sampler closes its traces and writes sampler.json."""
@@ -59,3 +77,12 @@ class SamplerProcess:
             self.process.terminate()
         if self.process.wait(timeout=120) != 0:
             raise RuntimeError(f"the energy sampler exited with code {self.process.returncode}")
+
+
+def _read_unix_time(path: Path) -> float | None:
+    """The unix time in ``path``, or None while it is absent, empty or not yet a number."""
+    try:
+        value = float(path.read_text(encoding="utf-8").strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None

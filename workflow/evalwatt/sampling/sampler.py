@@ -6,14 +6,15 @@ per probe that could open (``trace-gpu.parquet``, ``trace-cpu.parquet``,
 Traces are written to ``*.partial`` in row groups while sampling and renamed when the sampler
 stops cleanly (SIGTERM or SIGINT): a killed sampler leaves no file that looks complete.
 
-It touches ``--ready-file`` after the first round of samples, so that the job's first mark
-falls inside the trace.
+It writes ``--ready-file`` (the unix time, atomically: a poller never reads it half-written)
+after the first round of samples, so that the job's first mark falls inside the trace.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -25,8 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalwatt.atomic import write_json
-from evalwatt.layout import TRACE_FILES
+from evalwatt.atomic import write_json, write_text
+from evalwatt.layout import SAMPLER_STATUS, TRACE_FILES
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,
     NvmlProbe,
@@ -140,7 +141,7 @@ def run(
             writers[probe.source].add(probe.sample())
         rounds += 1
         if rounds == 1 and ready_file is not None:
-            ready_file.write_text(f"{time.time()}\n")
+            write_text(ready_file, f"{time.time()!r}\n")
         if rounds % 50 == 0 and not _alive(pid):
             break
         next_t += interval_s
@@ -177,7 +178,7 @@ def run(
             "rows": writers[probe.source].count,
             **meta,
         }
-    write_json(out_dir / "sampler.json", status)
+    write_json(out_dir / SAMPLER_STATUS, status)
     return status
 
 
@@ -191,12 +192,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _positive_seconds(text: str) -> float:
+    """A finite, positive number: NaN would busy-loop the sampler, infinity never sample."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalwatt.sampling", description=__doc__)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--pid", type=int, required=True, help="process tree to follow")
-    parser.add_argument("--interval-s", type=float, default=0.1)
-    parser.add_argument("--cpu-watts-per-core", type=float, default=10.0)
+    parser.add_argument("--interval-s", type=_positive_seconds, default=0.1)
+    parser.add_argument("--cpu-watts-per-core", type=_positive_seconds, default=10.0)
     parser.add_argument("--ready-file", type=Path)
     args = parser.parse_args(argv)
     run(args.out_dir, args.pid, args.interval_s, args.cpu_watts_per_core, args.ready_file)
