@@ -63,6 +63,7 @@ AccountingStorageEnforce=associations
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
 JobCompType=jobcomp/none
+AccountingStoreFlags=job_comment
 MinJobAge=3600
 KillWait=10
 InactiveLimit=0

@@ -19,7 +19,7 @@ from evalwatt.cli import main as cli_main
 from evalwatt.energy.jobs import cell_energy
 from evalwatt.energy.sources import TraceSource, column_prefix
 from evalwatt.energy.terms import Term, cell_terms, combine, per_unit
-from evalwatt.energy.trace import TraceError, read_timeline, read_trace
+from evalwatt.energy.trace import CounterWentBackwards, TraceError, read_timeline, read_trace
 from evalwatt.record import energy_columns
 from evalwatt.sampling.sampler import SCHEMAS, TraceWriter
 
@@ -374,11 +374,98 @@ def test_unknown_trace_format(tmp_path):
 
 def test_read_timeline_accepts_both_shapes(tmp_path):
     flat = tmp_path / "flat.json"
-    flat.write_text(json.dumps({"job_start": 1.5, "output_tokens": 7, "note": "x"}))
+    flat.write_text(json.dumps({"job_start": 1.5, "output_tokens": 7}))
     nested = tmp_path / "nested.json"
     nested.write_text(json.dumps({"marks": {"job_start": 1.5, "job_end": 3}}))
     assert read_timeline(flat) == {"job_start": 1.5, "output_tokens": 7.0}
     assert read_timeline(nested) == {"job_start": 1.5, "job_end": 3.0}
+
+
+def test_read_timeline_refuses_a_value_that_is_not_a_number(tmp_path):
+    # it used to be skipped, so that a mark written as a string silently vanished
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"job_start": 1.5, "note": "x"}))
+    with pytest.raises(TraceError, match=r"flat\.json: mark note is 'x', expected a number"):
+        read_timeline(flat)
+
+
+# --- a counter that goes backwards (driver reload, GPU reset) ---------------------------------
+
+
+def _reset_at(rows: list[dict], i: int, to_mj: float = 1000.0) -> list[dict]:
+    """The counter restarts at ``to_mj`` on sample ``i`` and grows as before from there."""
+    shift = rows[i]["energy_mj"] - to_mj
+    return [{**r, "energy_mj": r["energy_mj"] - shift} if j >= i else r for j, r in enumerate(rows)]
+
+
+def test_counter_reset_inside_a_window_cannot_be_measured(tmp_path):
+    # 100 W, the counter restarts at 1000 mJ at T0 + 5 (it read 5,500,000 mJ at T0 + 5 before)
+    trace = read_trace(_write_csv(tmp_path / "t.csv", _reset_at(_constant(100), 5)))
+    series = trace.series["0"]
+    assert series.backward_steps(T0, T0 + 10) == [(T0 + 5, 5_500_000 - 1000 - 100_000)]
+    with pytest.raises(CounterWentBackwards) as caught:
+        trace.window(T0 + 2.5, T0 + 7.5)
+    assert str(caught.value).startswith(
+        f"counter of device 0 went backwards by 5399000 mJ at t={T0 + 5:.3f}"
+    )
+    # a window that only touches the sample before the step is not affected, nor one after it
+    assert trace.window(T0 + 1, T0 + 4).energy_j == pytest.approx(300.0, rel=1e-9)
+    assert trace.window(T0 + 5, T0 + 9.5).energy_j == pytest.approx(450.0, rel=1e-9)
+    assert trace.window(T0 + 4, T0 + 4).energy_j == 0.0
+    with pytest.raises(CounterWentBackwards):
+        trace.window(T0 + 4.5, T0 + 4.5)  # between the two samples of the step
+    # the raw-samples cross-check never subtracts across the step either
+    assert trace.inner_counter_j(T0 + 2.5, T0 + 7.5) is None
+    assert trace.inner_counter_j(T0 + 5, T0 + 9.5) == pytest.approx(400.0, rel=1e-9)
+
+
+def test_counter_reset_becomes_a_null_term_with_its_reason_not_a_negative(tmp_path):
+    trace = read_trace(_write_csv(tmp_path / "t.csv", _reset_at(_constant(100), 5)))
+    marks = {
+        "job_start": T0,
+        "job_end": T0 + 10,
+        "inference_start": T0 + 2.5,
+        "inference_end": T0 + 7.5,
+        "pad_start": T0 + 8,
+        "pad_end": T0 + 10,
+    }
+    out = cell_terms(TraceSource(trace, marks), None, None, 10, 1000)
+    terms = out["terms"]
+    for name in ("inference", "job"):
+        assert terms[name]["energy_j"] is None, name
+        assert "counter of device 0 went backwards by 5399000 mJ" in terms[name]["null_reason"]
+        assert str(tmp_path / "t.csv") in terms[name]["null_reason"]
+    assert terms["pad"]["energy_j"] == pytest.approx(200.0, rel=1e-9)  # after the reset: fine
+    assert terms["net"]["energy_j"] is None and "went backwards" in terms["net"]["null_reason"]
+    assert out["per_unit"]["inference_per_question"]["value_wh"] is None
+    assert out["gap_pct"] is None
+
+
+def test_counter_reset_at_the_edge_without_power_is_not_extrapolated(tmp_path):
+    # no power column: the edge is extrapolated with the counter's slope, here negative
+    rows = [{k: v for k, v in r.items() if k != "power_mw"} for r in _constant(100)]
+    trace = read_trace(_write_csv(tmp_path / "t.csv", _reset_at(rows, 1)))
+    with pytest.raises(CounterWentBackwards, match="went backwards"):
+        trace.window(T0 - 0.8, T0 - 0.2)
+
+
+def test_term_of_a_window_that_is_not_a_physical_energy_is_null():
+    from evalwatt.energy.trace import WindowEnergy
+
+    for bad in (-1.0, float("nan"), float("inf")):
+        measure = WindowEnergy(T0, T0 + 1, bad, {"0": bad}, 0.0, None)
+        term = Term.of_window(measure, "E(b) - E(a)")
+        assert term.energy_j is None and "not a finite energy" in term.null_reason
+
+
+def test_net_may_be_negative_but_never_nan():
+    terms = {"a": Term(1.0, "a"), "b": Term(3.0, "b")}
+    assert combine("a - b", terms, {"a": 1, "b": -1}).energy_j == -2.0  # a real outcome, kept
+    huge = {"a": Term(1.7e308, "a"), "b": Term(1.7e308, "b")}
+    out = combine("a + b", huge, {"a": 1, "b": 1})
+    assert out.energy_j is None and "not a finite number" in out.null_reason
+    negative = per_unit(Term(7200.0, "x"), -4, "completed samples")
+    assert negative["value_wh"] is None and "completed samples is -4" in negative["null_reason"]
 
 
 # --- Parquet traces as the sampler writes them -----------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,31 +42,45 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _energy(args: argparse.Namespace) -> int:
-    from evalwatt.energy.sources import TraceSource
-    from evalwatt.energy.terms import cell_terms
+    """Energy terms of one recorded trace as JSON on stdout.
+
+    Bad input (a file that cannot be read, a malformed trace or timeline, a mark missing, out of
+    order or outside the trace, a count below 1) is a UserError: one line, exit 2. A counter
+    that went backwards inside a window is not bad input but a fact of the measurement (a
+    driver reload or GPU reset): that term is null with the reason, the same null the final
+    table carries; if it is the headline inference window, ``inference_energy_j`` is null
+    with ``inference_null_reason``, a note says so on stderr, and the exit code is 0."""
+    from evalwatt.energy.sources import INFERENCE_WINDOW, JOB_WINDOW, PAD_WINDOW, TraceSource
+    from evalwatt.energy.terms import cell_terms, parse_count
     from evalwatt.energy.trace import read_timeline, read_trace
 
+    questions = parse_count(args.questions, "--questions")
+    tokens = parse_count(args.output_tokens, "--output-tokens")
+    if bool(args.baseline_trace) != bool(args.baseline_timeline):
+        raise UserError("--baseline-trace and --baseline-timeline go together: give both or none")
     marks = read_timeline(args.timeline)
     cell = TraceSource(read_trace(args.trace), marks)
+    cell.check_marks(args.timeline, required=[INFERENCE_WINDOW], optional=[JOB_WINDOW, PAD_WINDOW])
     baseline = None
     if args.baseline_trace:
-        if not args.baseline_timeline:
-            raise UserError("--baseline-trace needs --baseline-timeline")
         baseline = TraceSource(
             read_trace(args.baseline_trace), read_timeline(args.baseline_timeline)
         )
-    tokens = args.output_tokens or marks.get("output_tokens")
-    terms = cell_terms(cell, baseline, None, args.questions, int(tokens) if tokens else None)
+        baseline.check_marks(args.baseline_timeline, required=[JOB_WINDOW, PAD_WINDOW])
+    if tokens is None and "output_tokens" in marks:
+        tokens = int(marks["output_tokens"])
+    terms = cell_terms(cell, baseline, None, questions, tokens)
     inference = terms["terms"]["inference"]
-    samples = _samples_inside(cell, marks)
+    measured = inference["energy_j"] is not None
     out: dict[str, Any] = {
         "trace": str(args.trace),
         "source": cell.name,
         "is_estimate": cell.is_estimate,
         "devices": cell.trace.devices,
         "inference_energy_j": inference["energy_j"],
+        "inference_null_reason": inference["null_reason"],
         "inference_duration_s": marks["inference_end"] - marks["inference_start"],
-        "check_counter_samples_inside_window_j": samples,
+        "check_counter_samples_inside_window_j": _samples_inside(cell, marks) if measured else None,
         "check_power_integral_j": inference["power_integral_j"],
         "whole_job": {
             k: terms["terms"][k]["energy_j"]
@@ -76,22 +91,20 @@ def _energy(args: argparse.Namespace) -> int:
         "per_unit_wh": {k: v["value_wh"] for k, v in terms["per_unit"].items()},
         "terms": terms["terms"],
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, allow_nan=False))  # a NaN here is a bug: fail loudly
+    if not measured:
+        print(
+            f"evalwatt energy: note: inference_energy_j is null: {inference['null_reason']}",
+            file=sys.stderr,
+        )
     return 0
 
 
-def _samples_inside(source: Any, marks: dict[str, float]) -> float:
+def _samples_inside(source: Any, marks: dict[str, float]) -> float | None:
     """Counter difference between the first and last samples inside the inference window
-    (no interpolation): the reference the interpolated value is checked against."""
-    total = 0.0
-    for s in source.trace.series.values():
-        inside = [
-            (t, e)
-            for t, e in zip(s.t_unix, s.energy_mj, strict=True)
-            if marks["inference_start"] <= t <= marks["inference_end"]
-        ]
-        total += (inside[-1][1] - inside[0][1]) / 1000.0
-    return total
+    (no interpolation): the reference the interpolated value is checked against. None when a
+    device has fewer than two samples there or its counter went backwards there."""
+    return source.trace.inner_counter_j(marks["inference_start"], marks["inference_end"])
 
 
 def _job(args: argparse.Namespace) -> int:
@@ -122,8 +135,12 @@ def parser() -> argparse.ArgumentParser:
     energy.add_argument("--timeline", type=Path, required=True, help="marks JSON")
     energy.add_argument("--baseline-trace", type=Path)
     energy.add_argument("--baseline-timeline", type=Path)
-    energy.add_argument("--questions", type=int, help="completed samples (for Wh per question)")
-    energy.add_argument("--output-tokens", type=int, help="default: output_tokens of the marks")
+    energy.add_argument(
+        "--questions", metavar="N", help="completed samples, >= 1 (for Wh per question)"
+    )
+    energy.add_argument(
+        "--output-tokens", metavar="N", help=">= 1; default: output_tokens of the marks"
+    )
     energy.set_defaults(func=_energy)
 
     job = sub.add_parser("job", help="run one rendered job (what job.sbatch calls)")
@@ -145,3 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"evalwatt {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `evalwatt ... | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

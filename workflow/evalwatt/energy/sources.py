@@ -9,10 +9,17 @@ reason, never a zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from evalwatt.energy.trace import Trace, TraceError, WindowEnergy
+
+# The windows of a job's timeline that the energy terms cut (start mark, end mark).
+INFERENCE_WINDOW = ("inference_start", "inference_end")
+JOB_WINDOW = ("job_start", "job_end")
+PAD_WINDOW = ("pad_start", "pad_end")
 
 
 class Unavailable(Exception):
@@ -84,4 +91,41 @@ class TraceSource:
         return self.window(self.marks[start_mark], self.marks[end_mark])
 
     def job(self) -> WindowEnergy:
-        return self.mark_window("job_start", "job_end")
+        return self.mark_window(*JOB_WINDOW)
+
+    def check_marks(
+        self,
+        timeline: Path | str,
+        required: Sequence[tuple[str, str]],
+        optional: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Refuse a timeline that cannot belong to this trace, with a TraceError naming the
+        timeline file, the mark and its value: a mark of a required window missing, a window
+        that ends before it starts, a mark further outside the trace than the edge tolerance.
+        An optional window with a missing mark is left alone: its term becomes a null with
+        the reason. (A counter that went backwards is not checked here: it is a fact of the
+        measurement, recorded as a null term, not an input to fix.)"""
+        for window in [*required, *optional]:
+            absent = [m for m in window if m not in self.marks]
+            if absent:
+                if window in required:
+                    present = ", ".join(sorted(self.marks)) or "none"
+                    raise TraceError(
+                        f"{timeline}: no mark {', '.join(absent)} (needed for the window "
+                        f"{window[0]}..{window[1]}; marks present: {present})"
+                    )
+                continue
+            (start, end), (t0, t1) = window, (self.marks[window[0]], self.marks[window[1]])
+            if t1 < t0:
+                raise TraceError(
+                    f"{timeline}: mark {end}={t1:.3f} is {t0 - t1:.3f} s before "
+                    f"{start}={t0:.3f}: the window ends before it starts"
+                )
+            for mark in window:
+                for series in self.trace.series.values():
+                    why = series.outside(self.marks[mark])
+                    if why is not None:
+                        raise TraceError(
+                            f"{timeline}: mark {mark} does not fall in trace "
+                            f"{self.trace.path}: {why}"
+                        )

@@ -10,15 +10,30 @@ Two methods, reported side by side when a trace exists:
 ``gap = net - inference`` is what the whole-job method counts beyond generation (idle time
 around it, start-up and shutdown differences between the cell and its baseline).
 Per question divides by the completed samples; per 1,000 output tokens by the output tokens.
+
+What a term can be:
+
+* a window term (``inference``, ``job``, ``pad``, ``baseline_*``, ``judge``) is a physical
+  energy: a finite number of joules of zero or more, or None with its ``null_reason``. A window
+  that cannot be measured (a missing mark, a window outside the trace, a counter that went
+  backwards inside it, a source that gives job totals only) is a null with the reason, never
+  a zero, a negative or a guess;
+* ``net`` and ``gap`` are differences of measurements. A negative value is a real outcome,
+  not a fault (the baseline job used more energy than the cell outside its pad, e.g. a GPU left
+  in another power state, or noise larger than the inference itself) and is kept as it is,
+  never clipped to zero; it is null when any of its inputs is;
+* nothing is ever NaN or infinite: a value that would be is a null with the reason.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evalwatt.energy.sources import EnergySource, TraceSource, Unavailable
 from evalwatt.energy.trace import WindowEnergy
+from evalwatt.errors import UserError
 
 J_PER_WH = 3600.0
 
@@ -37,6 +52,12 @@ class Term:
 
     @classmethod
     def of_window(cls, measure: WindowEnergy, formula: str) -> Term:
+        """The term of a measured window; a null if the source returned no physical energy."""
+        values = [measure.energy_j, *measure.per_device_j.values()]
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            return cls.missing(
+                formula, f"the source gave {measure.energy_j} J, not a finite energy >= 0"
+            )
         return cls(
             energy_j=measure.energy_j,
             formula=formula,
@@ -73,6 +94,8 @@ def combine(formula: str, terms: dict[str, Term], signs: dict[str, int]) -> Term
     if reasons:
         return Term.missing(formula, "; ".join(reasons))
     value = sum(sign * float(terms[name].energy_j or 0.0) for name, sign in signs.items())
+    if not math.isfinite(value):
+        return Term.missing(formula, f"the sum is {value}, not a finite number")
     return Term(energy_j=value, formula=formula)
 
 
@@ -81,13 +104,26 @@ def per_unit(term: Term, count: float | None, unit: str, scale: float = 1.0) -> 
     formula = f"{term.formula.split(' [')[0]} / 3600 / ({unit})"
     if term.energy_j is None:
         return {"value_wh": None, "formula": formula, "null_reason": term.null_reason}
-    if not count:
+    if count is None or not count > 0:
         return {"value_wh": None, "formula": formula, "null_reason": f"{unit} is {count}"}
-    return {
-        "value_wh": term.energy_j / J_PER_WH / (count / scale),
-        "formula": formula,
-        "null_reason": None,
-    }
+    value = term.energy_j / J_PER_WH / (count / scale)
+    if not math.isfinite(value):
+        return {"value_wh": None, "formula": formula, "null_reason": f"{value} is not finite"}
+    return {"value_wh": value, "formula": formula, "null_reason": None}
+
+
+def parse_count(text: str | None, option: str) -> int | None:
+    """A count given on the command line (``--questions``, ``--output-tokens``): a whole
+    number of one or more, or None when the option was not given. Raises UserError."""
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UserError(f"{option} is {text!r}, expected a whole number >= 1") from None
+    if value < 1:
+        raise UserError(f"{option} is {value}, expected a whole number >= 1")
+    return value
 
 
 def cell_terms(
@@ -128,6 +164,8 @@ def cell_terms(
     }
     inference, net = terms["inference"].energy_j, terms["net"].energy_j
     gap_pct = None if not inference or net is None else 100.0 * (net - inference) / inference
+    if gap_pct is not None and not math.isfinite(gap_pct):
+        gap_pct = None
     first = cell or baseline
     return {
         "source": first.name if first else None,

@@ -3,38 +3,77 @@
 Two on-disk formats are read:
 
 * CSV as recorded in ``shared/data/traces`` (``t_unix, energy_mj, power_mw, ...`` and an
-  optional ``gpu`` column when several GPUs were sampled);
-* the in-job sampler's Parquet (``evalwatt.sampling``), whose schema metadata names the source
-  (``nvml``, ``rapl``, ``cpu-model``), the domain (``gpu``, ``cpu``) and whether the counter is
-  a model estimate. An estimate's counter column is ``est_energy_mj``, never ``energy_mj``.
+  optional ``gpu`` column when several GPUs were sampled). The format carries no metadata: a
+  CSV trace is taken to be NVML's measured GPU counter, the only thing recorded in it;
+* the in-job sampler's Parquet (``evalwatt.sampling``), whose footer metadata
+  (``evalwatt.trace``) names the source (``nvml``, ``rapl``, ``cpu-model``), the domain
+  (``gpu``, ``cpu``) and whether the counter is a model estimate. An estimate's counter column
+  is ``est_energy_mj``, never ``energy_mj``. A Parquet file without that footer is refused:
+  nothing in it says whether its numbers are a measured GPU counter, and guessing would put a
+  model's estimate or a foreign table in the measured columns.
+
+Reading is strict. A file either reads into series in which every sample has a finite time, a
+finite counter that is not negative and, where there is one, a finite power that is not
+negative, or it is refused with a ``TraceError`` naming the file, the line (CSV) or row
+(Parquet), the column and the bad value. Nothing is skipped silently. In particular:
+
+* a CSV whose last line has no line end was cut while being written, and the cut can leave a
+  partial number that still parses (``2214`` for ``22145182``): the file is refused, naming
+  that line (delete the line to use the samples before it), never read as if complete;
+* a row with fewer or more fields than the header, an empty, non-numeric, NaN or infinite
+  value, or a second sample of one device at the same time is refused;
+* rows are sorted by time (a CSV of several GPUs interleaves them); the counter check below
+  runs on the sorted samples, so a clock that stepped back cannot hide behind the sort.
+
+A counter that goes backwards (NVML's counter restarts when the driver reloads or the GPU is
+reset) is not a fault of the file: the samples are what the device reported. No energy can be
+derived across such a step, though. A window that spans one raises ``CounterWentBackwards``,
+which the energy terms record as a null with that reason, never as a negative or guessed
+number; windows elsewhere in the trace are unaffected.
 
 Energy over a window is the counter difference, linearly interpolated at the window's edges.
 A window edge up to ``EDGE_TOLERANCE_S`` outside the samples is extrapolated with the power at
 the nearest sample (recorded in the result); further out, the window cannot be measured.
+Every ``WindowEnergy`` is finite and not negative.
 """
 
 from __future__ import annotations
 
 import bisect
 import csv
+import io
 import itertools
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalwatt.errors import UserError
 
 MEASURED_COUNTER = "energy_mj"
 ESTIMATED_COUNTER = "est_energy_mj"
+TIME = "t_unix"
+POWER = "power_mw"
+CSV_DEVICE = "gpu"
+PARQUET_DEVICE = "device"
+FOOTER_KEY = b"evalwatt.trace"
+DOMAINS = ("gpu", "cpu")
 EDGE_TOLERANCE_S = 1.0
+# Counts a timeline may carry besides its marks (whole numbers, not times).
+COUNTS = ("output_tokens",)
 
 
 class TraceError(UserError):
-    """A trace that cannot be read or does not cover what is asked of it."""
+    """A trace or timeline that cannot be read or does not cover what is asked of it."""
+
+
+class CounterWentBackwards(TraceError):
+    """A window spans a step where the counter decreased: its energy cannot be derived."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +85,18 @@ class Series:
     energy_mj: list[float]
     power_mw: list[float | None]
 
+    def outside(self, t: float) -> str | None:
+        """Why ``t`` is too far outside the samples to be measured, or None."""
+        ts = self.t_unix
+        gap = t - ts[0] if t < ts[0] else t - ts[-1] if t > ts[-1] else 0.0
+        if abs(gap) <= EDGE_TOLERANCE_S:
+            return None
+        where = "before the first" if gap < 0 else "after the last"
+        return (
+            f"device {self.device}: t={t:.3f} is {abs(gap):.3f} s {where} sample "
+            f"(tolerance {EDGE_TOLERANCE_S} s)"
+        )
+
     def at(self, t: float) -> tuple[float, float]:
         """Counter value (mJ) at ``t`` and the seconds extrapolated beyond the samples."""
         ts = self.t_unix
@@ -54,14 +105,11 @@ class Series:
             span = ts[i + 1] - ts[i]
             frac = (t - ts[i]) / span if span > 0 else 0.0
             return self.energy_mj[i] + frac * (self.energy_mj[i + 1] - self.energy_mj[i]), 0.0
+        why = self.outside(t)
+        if why is not None:
+            raise TraceError(why)
         edge = 0 if t < ts[0] else len(ts) - 1
         gap = t - ts[edge]
-        if abs(gap) > EDGE_TOLERANCE_S:
-            where = "before the first" if gap < 0 else "after the last"
-            raise TraceError(
-                f"device {self.device}: t={t:.3f} is {abs(gap):.3f} s {where} sample "
-                f"(tolerance {EDGE_TOLERANCE_S} s)"
-            )
         return self.energy_mj[edge] + self._edge_power_mw(edge) * gap, abs(gap)
 
     def _edge_power_mw(self, edge: int) -> float:
@@ -69,7 +117,22 @@ class Series:
         if power is not None:
             return power
         a, b = (0, 1) if edge == 0 else (len(self.t_unix) - 2, len(self.t_unix) - 1)
+        drop = self.energy_mj[a] - self.energy_mj[b]
+        if drop > 0:
+            raise CounterWentBackwards(_backwards(self.device, [(self.t_unix[b], drop)]))
         return (self.energy_mj[b] - self.energy_mj[a]) / (self.t_unix[b] - self.t_unix[a])
+
+    def backward_steps(self, start: float, end: float) -> list[tuple[float, float]]:
+        """(time, drop in mJ) of each counter decrease between two samples whose interval
+        overlaps [start, end]: the steps an interpolation over that window would cross."""
+        ts = self.t_unix
+        lo = max(bisect.bisect_right(ts, start) - 1, 0)
+        hi = min(bisect.bisect_left(ts, end), len(ts) - 1)
+        return [
+            (ts[i + 1], self.energy_mj[i] - self.energy_mj[i + 1])
+            for i in range(lo, hi)
+            if self.energy_mj[i + 1] < self.energy_mj[i]
+        ]
 
     def power_integral_mj(self, start: float, end: float) -> float | None:
         """Trapezoidal integral of sampled power over the samples inside [start, end]
@@ -82,6 +145,15 @@ class Series:
         if len(pts) < 2:
             return None
         return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(pts))
+
+
+def _backwards(device: str, steps: list[tuple[float, float]]) -> str:
+    t, drop = steps[0]
+    more = f" ({len(steps)} such steps in the window)" if len(steps) > 1 else ""
+    return (
+        f"counter of device {device} went backwards by {drop:.0f} mJ at t={t:.3f}{more}: "
+        "a counter reset (driver reload or GPU reset?); no energy can be derived across it"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,15 +172,28 @@ class Trace:
         return sorted(self.series)
 
     def window(self, start: float, end: float) -> WindowEnergy:
-        """Energy of every device between two unix times, summed."""
+        """Energy of every device between two unix times, summed. Raises TraceError (and
+        CounterWentBackwards) rather than return a negative or non-finite energy."""
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise TraceError(f"window {start}..{end} is not made of finite times")
         if end < start:
             raise TraceError(f"window ends before it starts ({start} > {end})")
         per_device = {}
         extrapolated = 0.0
-        for name, s in self.series.items():
+        for name in self.devices:
+            s = self.series[name]
+            steps = s.backward_steps(start, end)
+            if steps:
+                raise CounterWentBackwards(_backwards(name, steps))
             e0, x0 = s.at(start)
             e1, x1 = s.at(end)
-            per_device[name] = (e1 - e0) / 1000.0
+            joules = (e1 - e0) / 1000.0
+            if not math.isfinite(joules) or joules < 0:
+                raise TraceError(
+                    f"device {name}: the counter gives {joules} J over {start:.3f}..{end:.3f}, "
+                    "not a finite energy of zero or more"
+                )
+            per_device[name] = joules
             extrapolated = max(extrapolated, x0, x1)
         integrals = [s.power_integral_mj(start, end) for s in self.series.values()]
         power_j = None if None in integrals else sum(i for i in integrals if i) / 1000.0
@@ -120,6 +205,19 @@ class Trace:
             extrapolated_s=extrapolated,
             power_integral_j=power_j,
         )
+
+    def inner_counter_j(self, start: float, end: float) -> float | None:
+        """Counter difference between the first and last samples inside [start, end], summed
+        over devices (no interpolation); None when a device has fewer than two samples there
+        or its counter went backwards there."""
+        total = 0.0
+        for s in self.series.values():
+            lo, hi = bisect.bisect_left(s.t_unix, start), bisect.bisect_right(s.t_unix, end)
+            inside = s.energy_mj[lo:hi]
+            if len(inside) < 2 or any(b < a for a, b in itertools.pairwise(inside)):
+                return None
+            total += (inside[-1] - inside[0]) / 1000.0
+        return total
 
 
 @dataclass(frozen=True)
@@ -138,81 +236,311 @@ class WindowEnergy:
         return self.end - self.start
 
 
-def _build(rows: list[dict[str, Any]], counter: str, device_key: str | None) -> dict[str, Series]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if row.get(counter) is None:
-            continue
-        grouped[str(row[device_key]) if device_key else "0"].append(row)
+# --- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sample:
+    where: str  # "path:line" (CSV) or "path: row N" (Parquet), for messages
+    at: str  # "line N" or "row N"
+    device: str
+    t: float
+    energy: float
+    power: float | None
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(value: Any, where: str, column: str) -> float:
+    """A finite number from a CSV field or a Parquet cell, or a TraceError saying why not."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise TraceError(f"{where}: {column} is empty")
+    if isinstance(value, bool):
+        raise TraceError(f"{where}: {column} is {value}, not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise TraceError(f"{where}: {column} is {_show(value)}, not a number") from None
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise TraceError(f"{where}: {column} is {_show(value)}, not a finite number")
+    return number
+
+
+def _sample(
+    where: str,
+    at: str,
+    *,
+    device: Any,
+    t: Any,
+    energy: Any,
+    power: Any,
+    counter: str,
+    device_key: str,
+) -> _Sample:
+    """One checked sample: a device, a finite time, a counter >= 0, a power >= 0 or None."""
+    if device is None or not str(device).strip():
+        raise TraceError(f"{where}: {device_key} (the device of the sample) is empty")
+    e = _number(energy, where, counter)
+    if e < 0:
+        raise TraceError(
+            f"{where}: {counter} is {_show(energy)}; an energy counter is never negative"
+        )
+    p = None
+    if power is not None and not (isinstance(power, str) and not power.strip()):
+        p = _number(power, where, POWER)
+        if p < 0:
+            raise TraceError(f"{where}: {POWER} is {_show(power)}; a power is never negative")
+    return _Sample(where, at, str(device), _number(t, where, TIME), e, p)
+
+
+def _build(path: Path, samples: list[_Sample]) -> dict[str, Series]:
+    if not samples:
+        raise TraceError(f"{path}: no samples, only a header")
+    grouped: dict[str, list[_Sample]] = defaultdict(list)
+    for sample in samples:
+        grouped[sample.device].append(sample)
     series = {}
-    for device, items in grouped.items():
-        items.sort(key=lambda r: float(r["t_unix"]))
+    for device, items in sorted(grouped.items()):
+        items.sort(key=lambda s: s.t)  # stable: equal times keep their order in the file
+        for a, b in itertools.pairwise(items):
+            if a.t == b.t:
+                raise TraceError(
+                    f"{b.where}: {TIME} {b.t!r} repeats the time of {a.at} for device {device}"
+                )
         if len(items) < 2:
-            raise TraceError(f"device {device}: fewer than two samples, no energy can be derived")
+            raise TraceError(
+                f"{path}: device {device}: fewer than two samples, no energy can be derived"
+            )
         series[device] = Series(
             device=device,
-            t_unix=[float(r["t_unix"]) for r in items],
-            energy_mj=[float(r[counter]) for r in items],
-            power_mw=[None if r.get("power_mw") is None else float(r["power_mw"]) for r in items],
+            t_unix=[s.t for s in items],
+            energy_mj=[s.energy for s in items],
+            power_mw=[s.power for s in items],
         )
-    if not series:
-        raise TraceError(f"no samples with a {counter} value")
     return series
 
 
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise TraceError(f"{path}: no such {what} file")
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory, not a {what} file")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # a BOM is not data
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise TraceError(
+            f"{path}: not a UTF-8 text {what} (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start})"
+        ) from None
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
 def _read_csv(path: Path) -> Trace:
-    with open(path, encoding="utf-8", newline="") as fh:
-        raw = list(csv.DictReader(fh))
-    if not raw or "t_unix" not in raw[0] or MEASURED_COUNTER not in raw[0]:
-        raise TraceError(f"{path}: expected columns t_unix and {MEASURED_COUNTER}")
-    rows: list[dict[str, Any]] = [
-        {k: (None if v in ("", None) else v) for k, v in r.items()} for r in raw
-    ]
-    for row in rows:  # numbers, so that samples sort by time and not as text
-        row["t_unix"] = float(row["t_unix"])
-    device_key = "gpu" if "gpu" in raw[0] else None
+    text = _read_text(path, "CSV trace")
+    if not text.strip():
+        raise TraceError(
+            f"{path}: empty file, expected a header with {TIME} and {MEASURED_COUNTER}"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    try:
+        header = next(reader)
+        records = [(reader.line_num, record) for record in reader]
+    except csv.Error as exc:
+        raise TraceError(f"{path}:{reader.line_num}: not CSV ({exc})") from None
+    doubled = sorted({c for c in header if header.count(c) > 1})
+    if doubled:
+        raise TraceError(f"{path}:1: column {doubled[0]} appears twice in the header")
+    for column in (TIME, MEASURED_COUNTER):
+        if column not in header:
+            raise TraceError(
+                f"{path}:1: no {column} column (header: {_show(','.join(header), 80)})"
+            )
+    records = [(line, record) for line, record in records if record]  # blank lines
+    if records and not text.endswith(("\n", "\r")):
+        line, record = records[-1]
+        raise TraceError(
+            f"{path}:{line}: the last line has no line end, so the file was cut while being "
+            f"written ({_show(','.join(record))}); delete that line to use the samples before it"
+        )
+    col = {
+        name: header.index(name)
+        for name in (TIME, MEASURED_COUNTER, POWER, CSV_DEVICE)
+        if name in header
+    }
+    samples = []
+    for line, record in records:
+        where = f"{path}:{line}"
+        if len(record) != len(header):
+            raise TraceError(
+                f"{where}: {len(record)} fields where the header has {len(header)} "
+                f"({_show(','.join(record))})"
+            )
+        samples.append(
+            _sample(
+                where,
+                f"line {line}",
+                device=record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0",
+                t=record[col[TIME]],
+                energy=record[col[MEASURED_COUNTER]],
+                power=record[col[POWER]] if POWER in col else None,
+                counter=MEASURED_COUNTER,
+                device_key=CSV_DEVICE,
+            )
+        )
     return Trace(
         path=str(path),
         source="nvml",
         domain="gpu",
         is_estimate=False,
-        series=_build(rows, MEASURED_COUNTER, device_key),
+        series=_build(path, samples),
         metadata={"format": "csv"},
     )
 
 
+def _footer(path: Path, footer: dict[bytes, bytes]) -> dict[str, Any]:
+    """The sampler's metadata from a Parquet footer, checked."""
+    name = FOOTER_KEY.decode()
+    raw = footer.get(FOOTER_KEY)
+    if raw is None:
+        raise TraceError(
+            f"{path}: no {name} metadata in the Parquet footer, so nothing says what its numbers "
+            "measure (source, domain, is_estimate); only traces written by evalwatt's sampler "
+            "are read"
+        )
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TraceError(f"{path}: footer metadata {name} is not JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise TraceError(f"{path}: footer metadata {name} is {_show(info)}, not a JSON object")
+    source, domain, is_estimate = info.get("source"), info.get("domain"), info.get("is_estimate")
+    if not isinstance(source, str) or not source.strip():
+        raise TraceError(
+            f"{path}: footer metadata {name}: source is {_show(source)}, expected a name"
+        )
+    if domain not in DOMAINS:
+        raise TraceError(
+            f"{path}: footer metadata {name}: domain is {_show(domain)}, expected one of "
+            f"{', '.join(DOMAINS)}"
+        )
+    if not isinstance(is_estimate, bool):
+        raise TraceError(
+            f"{path}: footer metadata {name}: is_estimate is {_show(is_estimate)}, expected "
+            "true or false"
+        )
+    return info
+
+
 def _read_parquet(path: Path) -> Trace:
-    table = pq.read_table(path)
-    footer = pq.read_metadata(path).metadata or {}
-    info = json.loads(footer.get(b"evalwatt.trace", b"{}").decode())
-    is_estimate = bool(info.get("is_estimate", False))
+    try:
+        pf = pq.ParquetFile(path)
+        footer = pf.metadata.metadata or {}
+        table = pf.read()
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TraceError(f"{path}: not a readable Parquet file ({reason})") from None
+    info = _footer(path, footer)
+    if table.num_rows == 0:
+        raise TraceError(f"{path}: no rows, so no samples")
+    is_estimate = bool(info["is_estimate"])
     counter = ESTIMATED_COUNTER if is_estimate else MEASURED_COUNTER
-    if counter not in table.column_names:
-        raise TraceError(f"{path}: no {counter} column (is_estimate={is_estimate})")
-    rows = table.to_pylist()
+    for column in (TIME, counter):
+        if column not in table.column_names:
+            raise TraceError(f"{path}: no {column} column (is_estimate={is_estimate})")
+    for column in (TIME, counter, POWER):
+        if column in table.column_names:
+            kind = table.schema.field(column).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                raise TraceError(f"{path}: column {column} holds {kind}, expected numbers")
+    wanted = [c for c in (TIME, counter, POWER, PARQUET_DEVICE) if c in table.column_names]
+    samples = [
+        _sample(
+            f"{path}: row {i}",
+            f"row {i}",
+            device=row.get(PARQUET_DEVICE, "0"),
+            t=row[TIME],
+            energy=row[counter],
+            power=row.get(POWER),
+            counter=counter,
+            device_key=PARQUET_DEVICE,
+        )
+        for i, row in enumerate(table.select(wanted).to_pylist(), start=1)
+    ]
     return Trace(
         path=str(path),
-        source=str(info.get("source", "unknown")),
-        domain=str(info.get("domain", "gpu")),
+        source=str(info["source"]),
+        domain=str(info["domain"]),
         is_estimate=is_estimate,
-        series=_build(rows, counter, "device" if "device" in table.column_names else None),
+        series=_build(path, samples),
         metadata=info,
     )
 
 
 def read_trace(path: Path | str) -> Trace:
-    """Read a CSV or Parquet energy trace."""
+    """Read a CSV or Parquet energy trace; any fault is a TraceError naming the file."""
     path = Path(path)
-    if path.suffix == ".csv":
+    _check_file(path, "trace")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         return _read_csv(path)
-    if path.suffix == ".parquet":
+    if suffix == ".parquet":
         return _read_parquet(path)
     raise TraceError(f"{path}: unknown trace format (expected .csv or .parquet)")
 
 
+def _no_repeats(path: Path) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise TraceError(f"{path}: mark {repeated[0]} appears twice")
+        return dict(items)
+
+    return pairs
+
+
 def read_timeline(path: Path | str) -> dict[str, float]:
-    """Read phase marks (unix seconds) and counts such as ``output_tokens``."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    """Read phase marks (unix seconds) and counts such as ``output_tokens``.
+
+    The file is a JSON object of marks, flat or under a ``marks`` key (as the job runtime writes
+    it). Every value must be a finite number, and a count (``COUNTS``) a whole number of zero
+    or more; anything else is a TraceError naming the file, the mark and the value, never
+    skipped (a mark written as a string would otherwise just vanish)."""
+    path = Path(path)
+    _check_file(path, "timeline")
+    text = _read_text(path, "timeline")
+    try:
+        data = json.loads(text, object_pairs_hook=_no_repeats(path))
+    except json.JSONDecodeError as exc:
+        raise TraceError(
+            f"{path}:{exc.lineno}: not JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise TraceError(
+            f"{path}: expected a JSON object of marks, got {type(data).__name__} {_show(data)}"
+        )
     marks = data.get("marks", data)
-    return {k: float(v) for k, v in marks.items() if isinstance(v, int | float)}
+    if not isinstance(marks, dict):
+        raise TraceError(f"{path}: marks is {_show(marks)}, expected a JSON object of marks")
+    out = {}
+    for key, value in marks.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TraceError(
+                f"{path}: mark {key} is {_show(value)}, expected a number (unix seconds)"
+            )
+        number = _number(value, str(path), f"mark {key}")
+        if key in COUNTS and (number < 0 or not number.is_integer()):
+            raise TraceError(f"{path}: {key} is {_show(value)}, expected a whole number >= 0")
+        out[key] = number
+    return out
