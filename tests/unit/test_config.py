@@ -224,7 +224,7 @@ def _sheet_config(tmp_path: Path, small_config: dict, header: list[str], *rows: 
 
 def test_model_sheet_is_read_typed_and_completed(tmp_path, small_config):
     path = _sheet_config(tmp_path, small_config, SHEET_HEADER, SHEET_ROW)
-    config = load_config(path)
+    config = load_config(path, check_environment=False)
     (model,) = config.models
     assert model["total_params_b"] == 7.62
     assert model["weight_bits"] == 16
@@ -239,7 +239,7 @@ def test_model_sheet_bad_boolean(tmp_path, small_config):
     row[SHEET_HEADER.index("moe")] = "yes"
     path = _sheet_config(tmp_path, small_config, SHEET_HEADER, SHEET_ROW, row)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, check_environment=False)
     message = str(err.value)
     assert "models.tsv:3" in message  # the header is line 1, the bad row line 3
     assert "column moe" in message
@@ -251,9 +251,9 @@ def test_model_sheet_unknown_column(tmp_path, small_config):
     header = [*SHEET_HEADER, "gpu_count"]
     path = _sheet_config(tmp_path, small_config, header, [*SHEET_ROW, "2"])
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, check_environment=False)
     message = str(err.value)
-    assert "unknown column(s) gpu_count" in message
+    assert "models.tsv:1: unknown column(s) 'gpu_count'" in message
     assert "allowed columns:" in message and "gpus" in message
 
 
@@ -262,9 +262,9 @@ def test_model_sheet_bad_enum_names_the_row(tmp_path, small_config):
     row[SHEET_HEADER.index("backend")] = "vlm"
     path = _sheet_config(tmp_path, small_config, SHEET_HEADER, row)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, check_environment=False)
     message = str(err.value)
-    assert "models.tsv row 2" in message
+    assert "models.tsv:2: field backend" in message
     assert "field backend = 'vlm'" in message
     assert "'vllm'" in message and "'llama-cpp'" in message
 
@@ -274,14 +274,14 @@ def test_model_sheet_bad_integer(tmp_path, small_config):
     row[SHEET_HEADER.index("kv_heads")] = "four"
     path = _sheet_config(tmp_path, small_config, SHEET_HEADER, row)
     with pytest.raises(ConfigError, match=r"models.tsv:2: column kv_heads = 'four'"):
-        load_config(path)
+        load_config(path, check_environment=False)
 
 
 def test_config_that_is_not_a_mapping(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="expected a mapping"):
-        load_config(path)
+        load_config(path, check_environment=False)
 
 
 def test_job_env_names_are_checked(small_config):
@@ -300,4 +300,4 @@ def test_benchmark_names_are_checked(small_config):
     message = _error(small_config)
     assert "field benchmarks" in message
     assert "'PIQA-2'" in message
-    assert "^[a-z][a-z0-9_]{0,39}$" in message
+    assert "[a-z][a-z0-9_]{0,39}$" in message

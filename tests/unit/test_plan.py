@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from evalwatt.config import ConfigError, from_dict, load_config
-from evalwatt.plan import cost_preview, plan_model, plan_run, tp_size_ok, vram_gb
+from evalwatt.plan import (
+    cost_preview,
+    format_temperature,
+    plan_model,
+    plan_run,
+    tp_size_ok,
+    vram_gb,
+)
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 PEREN = REPO_DIR / "config" / "peren.yaml"
@@ -357,3 +364,53 @@ def test_multimodal_benchmark_for_a_text_model_is_an_error(small_config):
     config = from_dict(small_config, Path("."))
     with pytest.raises(ConfigError, match=r"Qwen2.5-32B-Instruct: benchmark piqa needs images"):
         plan_run(config)
+
+
+# --- ids --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("temperature", "text"),
+    [(0.0, "0"), (0, "0"), (0.7, "0.7"), (1.5, "1.5"), (0.1000001, "0.1000001"), (1e-7, "1e-07")],
+)
+def test_format_temperature_is_short_and_exact(temperature, text):
+    assert format_temperature(temperature) == text
+    assert float(text) == temperature
+
+
+def test_temperatures_that_print_alike_with_g_get_distinct_cells(small_config):
+    small_config["sweeps"]["temperature"] = [0.1, 0.1000001]
+    plan = plan_run(from_dict(small_config, Path(".")))
+    ids = {c.id for c in plan.cells.values() if c.model == "SmolLM2-135M-Instruct"}
+    assert ids == {
+        "SmolLM2-135M-Instruct__piqa__t0.1__c10",
+        "SmolLM2-135M-Instruct__piqa__t0.1__c100",
+        "SmolLM2-135M-Instruct__piqa__t0.1000001__c10",
+        "SmolLM2-135M-Instruct__piqa__t0.1000001__c100",
+    }
+
+
+def test_two_cells_with_one_id_are_an_error_naming_both(small_config, monkeypatch):
+    monkeypatch.setattr("evalwatt.plan.format_temperature", lambda t: "x")
+    config = from_dict(small_config, Path("."), origin="cfg.yaml")
+    with pytest.raises(ConfigError) as err:
+        plan_run(config)
+    message = str(err.value)
+    assert message.startswith("cfg.yaml: cell id Qwen2.5-32B-Instruct__piqa__tx__c10 names two")
+    assert "temperature 0.0" in message and "temperature 0.7" in message
+
+
+def test_an_empty_matrix_is_an_error(small_config):
+    for model in small_config["models"]:
+        model["benchmarks"] = []
+    with pytest.raises(ConfigError, match=r"config: field models: every model has an empty"):
+        plan_run(from_dict(small_config, Path(".")))
+
+
+def test_the_plan_records_deferred_checks(monkeypatch):
+    monkeypatch.delenv("DSDIR", raising=False)
+    config = load_config(PEREN)  # $DSDIR is not set here: the weights are checked in the job
+    checks = plan_run(config).to_json()["checks"]
+    deferred = {c["name"] for c in checks if c["status"] == "deferred"}
+    assert "weights:Llama-3.1-70B-Instruct" in deferred
+    assert {c["name"] for c in checks if c["status"] == "passed"} >= {"task:piqa", "job_python"}

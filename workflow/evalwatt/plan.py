@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evalwatt.config import Config, ConfigError
+from evalwatt.config import Check, Config, ConfigError
 
 
 def vram_gb(total_params_b: float, weight_bits: int, overhead: float) -> float:
@@ -71,12 +71,13 @@ def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
     n_node = cluster["gpus_per_node"]
     if n_node == 0 or per_gpu_gb == 0:
         raise ConfigError(
-            f"model {model['name']}: backend {model['backend']} needs GPUs, but cluster "
+            f"{config.model_field(model['name'], 'backend')} = {model['backend']!r}: model "
+            f"{model['name']}: backend {model['backend']} needs GPUs, but cluster "
             f"{cluster['name']} has gpus_per_node={n_node}, "
             f"gpu_memory_gb={cluster['gpu_memory_gb']}"
         )
     if model["gpus"] is not None:
-        return _forced(model, n_node, per_gpu_gb, need_gb, cluster, common)
+        return _forced(model, n_node, per_gpu_gb, need_gb, config, common)
     rejected = []
     for n in range(1, n_node + 1):
         if n * per_gpu_gb < need_gb:
@@ -96,7 +97,8 @@ def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
     capacity = n_node * per_gpu_gb
     detail = f"; rejected tensor-parallel sizes {', '.join(rejected)}" if rejected else ""
     raise ConfigError(
-        f"model {model['name']} fits on no single node: it needs {need_gb:.1f} GB "
+        f"{config.where(model['name'])}: model {model['name']} fits on no single node: "
+        f"it needs {need_gb:.1f} GB "
         f"(VRAM formula, overhead {planner['vram_overhead']}), a node of cluster "
         f"{cluster['name']} holds {n_node} x {per_gpu_gb:.1f} GB = {capacity:.1f} GB{detail}"
     )
@@ -107,20 +109,23 @@ def _forced(
     n_node: int,
     per_gpu_gb: float,
     need_gb: float,
-    cluster: dict[str, Any],
+    config: Config,
     common: dict[str, Any],
 ) -> ModelPlan:
     """A GPU count set in the model sheet: checked, never silently trusted."""
     n = model["gpus"]
+    cluster = config.cluster
+    where = config.model_field(model["name"], "gpus")
     if n > n_node:
         raise ConfigError(
-            f"model {model['name']}: gpus={n} is more than a node of "
-            f"{cluster['name']} has ({n_node})"
+            f"{where} = {n}: model {model['name']}: gpus={n} is more than a node of "
+            f"{cluster['name']} has ({n_node}); allowed: 1 to {n_node}"
         )
     if not tp_size_ok(n, model["attention_heads"], model["kv_heads"]):
         raise ConfigError(
-            f"model {model['name']}: gpus={n} is not a valid tensor-parallel size for "
-            f"{model['attention_heads']} attention heads and {model['kv_heads']} KV heads"
+            f"{where} = {n}: model {model['name']}: gpus={n} is not a valid tensor-parallel "
+            f"size for {model['attention_heads']} attention heads and {model['kv_heads']} KV "
+            "heads; allowed: a count dividing the attention heads"
         )
     held = n * per_gpu_gb
     fit = "holds" if held >= need_gb else f"is {need_gb - held:.1f} GB short of"
@@ -167,8 +172,11 @@ def _short_hash(data: Any) -> str:
 
 
 def format_temperature(t: float) -> str:
-    """0 -> '0', 0.7 -> '0.7': short, exact and safe in paths."""
-    return f"{t:g}"
+    """0 -> '0', 0.7 -> '0.7': short, exact and safe in paths. Exact: ``:g`` keeps 6
+    significant digits (0.1 and 0.1000001 would both give '0.1'), so when it does not read
+    back as ``t`` the shortest exact form (``repr``) is used instead."""
+    short = f"{t:g}"
+    return short if float(short) == t else repr(float(t))
 
 
 @dataclass(frozen=True)
@@ -196,17 +204,20 @@ class Cell:
 
 @dataclass(frozen=True)
 class Plan:
-    """The whole matrix of one run."""
+    """The whole matrix of one run, and the environment checks of its config (passed or
+    deferred to the job, evalwatt.checks)."""
 
     models: dict[str, ModelPlan]
     baselines: dict[str, Baseline]
     cells: dict[str, Cell]
+    checks: tuple[Check, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "models": [asdict(m) for m in self.models.values()],
             "baselines": [asdict(b) for b in self.baselines.values()],
             "cells": [asdict(c) for c in self.cells.values()],
+            "checks": [asdict(c) for c in self.checks],
         }
 
 
@@ -241,8 +252,19 @@ def _cells_of(model: dict[str, Any], base: Baseline, config: Config) -> Iterator
                 )
 
 
+def _describe_cell(cell: Cell) -> str:
+    return (
+        f"model {cell.model}, benchmark {cell.benchmark}, temperature {cell.temperature!r}, "
+        f"max_connections {cell.max_connections}"
+    )
+
+
 def plan_run(config: Config) -> Plan:
-    """Plan every model, baseline and cell of a validated config."""
+    """Plan every model, baseline and cell of a validated config.
+
+    Ids name result folders and Snakemake targets: two jobs with one id would share (and
+    overwrite) one folder, so a collision is an error naming both, never a silent merge.
+    """
     models: dict[str, ModelPlan] = {}
     baselines: dict[str, Baseline] = {}
     cells: dict[str, Cell] = {}
@@ -253,9 +275,30 @@ def plan_run(config: Config) -> Plan:
         base = Baseline(id=baseline_id(model, server), model=model["name"], server=server)
         new_cells = list(_cells_of(model, base, config))
         if new_cells:
+            other = baselines.get(base.id)
+            if other is not None and other.model != base.model:
+                raise ConfigError(
+                    f"{config.origin}: baseline id {base.id} of model {base.model} is also the "
+                    f"id of model {other.model}'s baseline; rename one of the models"
+                )
             baselines[base.id] = base
-        cells.update((c.id, c) for c in new_cells)
-    return Plan(models=models, baselines=baselines, cells=cells)
+        for cell in new_cells:
+            if cell.id in cells:
+                raise ConfigError(
+                    f"{config.origin}: cell id {cell.id} names two cells: "
+                    f"({_describe_cell(cells[cell.id])}) and ({_describe_cell(cell)}); "
+                    "values that print alike (sweeps.temperature) must differ"
+                )
+            cells[cell.id] = cell
+    if not cells:
+        first = config.where(config.models[0]["name"])  # the sheet, if the models are in one
+        where = first.rpartition(":")[0] if first != config.origin else first
+        raise ConfigError(
+            f"{where}: field models: every model has an empty `benchmarks` list, so the matrix "
+            f"has no cell; give at least one of {', '.join(config.model_names())} a benchmark "
+            f"of: {', '.join(sorted(config.benchmarks))}"
+        )
+    return Plan(models=models, baselines=baselines, cells=cells, checks=config.checks)
 
 
 # --- cost preview -----------------------------------------------------------------------------

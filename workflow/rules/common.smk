@@ -4,10 +4,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from evalwatt import workflow_support as ew  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
 
-CONFIG = ew.load(config, workflow.configfiles)
-PLAN = ew.plan(CONFIG)
+from evalwatt import workflow_support as ew  # noqa: E402
+from evalwatt.checks import check_environment  # noqa: E402
+from evalwatt.config import read_config_file  # noqa: E402
+from evalwatt.errors import UserError  # noqa: E402
+
+# A bad config is the user's to fix: show the message (file, field, value, what is allowed),
+# not a traceback of evalwatt. Snakemake's own YAML reading keeps the last of two equal keys,
+# so each config file is read again strictly first.
+try:
+    for _configfile in workflow.configfiles:
+        read_config_file(Path(_configfile))
+    CONFIG = check_environment(ew.load(config, workflow.configfiles))
+    PLAN = ew.plan(CONFIG)
+except UserError as _error:
+    raise WorkflowError(f"evalwatt: bad configuration:\n{_error}") from None
 LAYOUT = ew.layout(CONFIG)
 
 
