@@ -256,7 +256,7 @@ def test_sampler_process_runs_and_stops_cleanly(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         sampler = SamplerProcess(out, interval_s=0.05, cpu_watts_per_core=7.5, pid=sleeper.pid)
-        time.sleep(0.5)
+        time.sleep(2.3)
         sampler.stop()  # raises unless the sampler exits 0 after SIGTERM
     finally:
         sleeper.kill()
@@ -270,7 +270,11 @@ def test_sampler_process_runs_and_stops_cleanly(tmp_path):
     assert all(reason.strip() for reason in status["unavailable"].values())
     assert set(status["traces"]) == {"cpu-model"}
     rows = status["traces"]["cpu-model"]["rows"]
-    assert rows > 3
+    # the CPU-time model is sampled once a second (its tree walk is costly), plus a last
+    # sample at stop: rounds 0, 20 and 40 of 0.05 s in 2.3 s, and the last
+    assert 3 <= rows <= 5
+    assert status["traces"]["cpu-model"]["interval_s"] == pytest.approx(1.0)
+    assert status["rounds"] >= 40
     assert pq.read_metadata(trace_path).num_rows == rows
     trace = read_trace(trace_path)
     assert trace.is_estimate is True and trace.source == "cpu-model"

@@ -52,6 +52,7 @@ class NvmlProbe:
     """Samples the GPUs this job was given."""
 
     visible: list[str] | None = None
+    aux_every: int = 1
     handles: list[Any] = field(default_factory=list)
     info: list[dict[str, Any]] = field(default_factory=list)
     source: str = "nvml"
@@ -68,6 +69,7 @@ class NvmlProbe:
         except pynvml.NVMLError as exc:
             raise ProbeUnavailable(f"NVML could not start (no NVIDIA driver?): {exc}") from exc
         self._nvml = pynvml
+        self._rounds = 0
         if self.visible is not None and len(self.visible) == 0:
             raise ProbeUnavailable("CUDA_VISIBLE_DEVICES is empty: this job has no GPU")
         entries = self.visible
@@ -121,36 +123,54 @@ class NvmlProbe:
             return None
 
     def sample(self) -> list[dict[str, Any]]:
+        """The energy counter and power every round, stamped at the middle of the counter
+        read; temperature, clocks, memory and utilisation every ``aux_every`` rounds only
+        (null in between): they explain a trace, they are not integrated, and reading them
+        every round was most of the sampler's cost."""
         nvml = self._nvml
+        aux = self._rounds % self.aux_every == 0
+        self._rounds += 1
         rows = []
         for info, h in zip(self.info, self.handles, strict=True):
-            t = time.time()
-            util = self._optional(nvml.nvmlDeviceGetUtilizationRates, h)
-            mem = self._optional(nvml.nvmlDeviceGetMemoryInfo, h)
-            rows.append(
-                {
-                    "t_unix": t,
-                    "device": str(info["nvml_index"]),
-                    "gpu_uuid": info["uuid"],
-                    "energy_mj": float(nvml.nvmlDeviceGetTotalEnergyConsumption(h)),
-                    "power_mw": self._optional(nvml.nvmlDeviceGetPowerUsage, h),
-                    "temp_c": self._optional(
-                        lambda x: nvml.nvmlDeviceGetTemperature(x, nvml.NVML_TEMPERATURE_GPU), h
-                    ),
-                    "sm_mhz": self._optional(
-                        lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_SM), h
-                    ),
-                    "mem_mhz": self._optional(
-                        lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_MEM), h
-                    ),
-                    "mem_used_mib": None if mem is None else mem.used // 2**20,
-                    "util_gpu": None if util is None else util.gpu,
-                }
-            )
+            before = time.time()
+            energy_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(h))
+            t = (before + time.time()) / 2
+            row: dict[str, Any] = {
+                "t_unix": t,
+                "device": str(info["nvml_index"]),
+                "gpu_uuid": info["uuid"],
+                "energy_mj": energy_mj,
+                "power_mw": self._optional(nvml.nvmlDeviceGetPowerUsage, h),
+            }
+            if aux:
+                row.update(self._aux(h))
+            rows.append(row)
         return rows
 
+    def _aux(self, h: Any) -> dict[str, Any]:
+        nvml = self._nvml
+        util = self._optional(nvml.nvmlDeviceGetUtilizationRates, h)
+        mem = self._optional(nvml.nvmlDeviceGetMemoryInfo, h)
+        return {
+            "temp_c": self._optional(
+                lambda x: nvml.nvmlDeviceGetTemperature(x, nvml.NVML_TEMPERATURE_GPU), h
+            ),
+            "sm_mhz": self._optional(
+                lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_SM), h
+            ),
+            "mem_mhz": self._optional(
+                lambda x: nvml.nvmlDeviceGetClockInfo(x, nvml.NVML_CLOCK_MEM), h
+            ),
+            "mem_used_mib": None if mem is None else mem.used // 2**20,
+            "util_gpu": None if util is None else util.gpu,
+        }
+
     def metadata(self) -> dict[str, Any]:
-        return {"devices": self.info, "driver": self._nvml.nvmlSystemGetDriverVersion()}
+        return {
+            "devices": self.info,
+            "driver": self._nvml.nvmlSystemGetDriverVersion(),
+            "aux_every_rounds": self.aux_every,
+        }
 
     def close(self) -> None:
         self._nvml.nvmlShutdown()
@@ -223,9 +243,11 @@ class CpuTimeModelProbe:
         except psutil.Error as exc:
             raise ProbeUnavailable(f"process {self.pid} cannot be watched: {exc}") from exc
         self._last = 0.0
+        self.failed_walks = 0
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the live tree, the children it has reaped included.
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds of the live tree, the children it has reaped included; None when the
+        tree cannot be listed (the row's estimate is then null, never a frozen value).
 
         A child that exits is counted again once its parent reaps it (``children_*`` times),
         so only live processes are summed; the sampler itself is left out. Orphans that are
@@ -235,7 +257,8 @@ class CpuTimeModelProbe:
         try:
             procs = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
-            procs = []
+            self.failed_walks += 1
+            return None
         total = 0.0
         for proc in procs:
             if proc.pid == own and proc.pid != self.pid:
@@ -256,7 +279,7 @@ class CpuTimeModelProbe:
                 "t_unix": t,
                 "device": "process-tree",
                 "cpu_time_s": cpu_s,
-                "est_energy_mj": cpu_s * self.watts_per_core * 1000.0,
+                "est_energy_mj": None if cpu_s is None else cpu_s * self.watts_per_core * 1e3,
             }
         ]
 
@@ -266,6 +289,7 @@ class CpuTimeModelProbe:
             "watts_per_core": self.watts_per_core,
             "pid": self.pid,
             "logical_cpus": os.cpu_count(),
+            "failed_tree_walks": self.failed_walks,
         }
 
     def close(self) -> None:

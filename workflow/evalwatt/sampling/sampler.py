@@ -94,10 +94,24 @@ class TraceWriter:
         os.replace(self.partial, self.path)
 
 
-def open_probes(pid: int, watts_per_core: float) -> tuple[list[Probe], dict[str, str]]:
+# Seconds between samples of what explains a trace rather than measures it (GPU temperature,
+# clocks, memory, utilisation) and of the CPU-time model, whose process-tree walk costs about
+# 1 ms: sampled every round they were most of the sampler's CPU (benchmarks/sampler_cost.py).
+SLOW_PERIOD_S = 1.0
+
+
+def rounds_per(period_s: float, interval_s: float) -> int:
+    """How many sampling rounds make ``period_s`` (at least one)."""
+    return max(1, round(period_s / interval_s))
+
+
+def open_probes(
+    pid: int, watts_per_core: float, interval_s: float = 0.1
+) -> tuple[list[Probe], dict[str, str]]:
     """Open every probe this machine supports; return them and the reasons for the others."""
+    visible = parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
     candidates: list[Probe] = [
-        NvmlProbe(visible=parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))),
+        NvmlProbe(visible=visible, aux_every=rounds_per(SLOW_PERIOD_S, interval_s)),
         RaplProbe(),
         CpuTimeModelProbe(pid=pid, watts_per_core=watts_per_core),
     ]
@@ -128,7 +142,12 @@ def run(
     """Sample until SIGTERM/SIGINT or until process ``pid`` is gone."""
     stop = _Stop()
     out_dir.mkdir(parents=True, exist_ok=True)
-    probes, unavailable = open_probes(pid, watts_per_core)
+    probes, unavailable = open_probes(pid, watts_per_core, interval_s)
+    # the CPU-time model every SLOW_PERIOD_S; counters every round
+    every = {
+        p.source: rounds_per(SLOW_PERIOD_S, interval_s) if p.source == "cpu-model" else 1
+        for p in probes
+    }
     writers = {
         p.source: TraceWriter(out_dir / TRACE_FILES[p.source], SCHEMAS[p.source]) for p in probes
     }
@@ -138,7 +157,8 @@ def run(
     rounds = 0
     while not stop.requested:
         for probe in probes:
-            writers[probe.source].add(probe.sample())
+            if rounds % every[probe.source] == 0:
+                writers[probe.source].add(probe.sample())
         rounds += 1
         if rounds == 1 and ready_file is not None:
             write_text(ready_file, f"{time.time()!r}\n")
@@ -151,6 +171,8 @@ def run(
         else:
             lateness.append(-delay)
             next_t = time.monotonic()
+    for probe in probes:  # a last sample of every probe: the trace covers the job's end
+        writers[probe.source].add(probe.sample())
     traces: dict[str, Any] = {}
     status: dict[str, Any] = {
         "started_unix": started,
@@ -168,7 +190,7 @@ def run(
             "source": probe.source,
             "domain": probe.domain,
             "is_estimate": probe.is_estimate,
-            "interval_s": interval_s,
+            "interval_s": interval_s * every[probe.source],
             **probe.metadata(),
         }
         writers[probe.source].close(meta)

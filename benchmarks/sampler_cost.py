@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""What the in-job energy sampler costs: CPU share of one core, and samples present.
+
+Runs the sampler exactly as a job does (``SamplerProcess``, its own process) for ``--seconds``
+at each ``--interval``, and prints, per interval:
+
+* the sampler's CPU time over the window as a share of one core (start-up excluded: the
+  imports happen before the job's first mark);
+* the share of the expected rounds the energy trace holds (rows per device / window /
+  interval), and the late rounds the sampler recorded;
+* which probes ran (``nvml`` on a GPU machine, ``rapl`` where readable, ``cpu-model``).
+
+Each figure is checked against an expectation; the script exits 1 if one fails, so it can
+gate a release. On a GPU machine set ``CUDA_VISIBLE_DEVICES`` to the GPUs to sample.
+
+    python3 benchmarks/sampler_cost.py --seconds 30 --interval 0.1 --interval 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+
+from evalwatt.energy.trace import read_trace
+from evalwatt.layout import SAMPLER_STATUS, TRACE_FILES
+from evalwatt.sampling.process import SamplerProcess
+
+# Expectations (issue 10): at 10 Hz, at most 0.5 % of one core and at least 99.5 % of samples.
+MAX_CPU_PCT = {0.1: 0.5}
+MIN_PRESENT_PCT = 99.5
+
+
+@dataclass(frozen=True)
+class Cost:
+    interval_s: float
+    seconds: float
+    cpu_pct: float
+    probes: list[str]
+    present_pct: float
+    late_rounds: int
+    rounds: int
+
+
+def measure(interval_s: float, seconds: float, out: Path) -> Cost:
+    sampler = SamplerProcess(out, interval_s=interval_s)
+    proc = psutil.Process(sampler.process.pid)
+    before, t0 = proc.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    after, t1 = proc.cpu_times(), time.monotonic()
+    sampler.stop()
+    cpu_s = (after.user + after.system) - (before.user + before.system)
+    status = json.loads((out / SAMPLER_STATUS).read_text(encoding="utf-8"))
+    counter = "nvml" if "nvml" in status["traces"] else next(iter(status["traces"]))
+    trace = read_trace(out / TRACE_FILES[counter])
+    every_s = float(status["traces"][counter]["interval_s"])
+    start, end = sampler.ready_unix, sampler.ready_unix + (t1 - t0)
+    expected = max(1, round((end - start) / every_s))
+    present = [
+        min(1.0, sum(start <= t <= end for t in series.t_unix) / expected)
+        for series in trace.series.values()
+    ]
+    return Cost(
+        interval_s=interval_s,
+        seconds=t1 - t0,
+        cpu_pct=100 * cpu_s / (t1 - t0),
+        probes=sorted(status["traces"]),
+        present_pct=100 * min(present),
+        late_rounds=int(status["late_rounds"]),
+        rounds=int(status["rounds"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--interval", type=float, action="append", help="default: 0.1 and 0.02")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    failures = []
+    costs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for interval in args.interval or [0.1, 0.02]:
+            cost = measure(interval, args.seconds, Path(tmp) / f"i{interval}")
+            costs.append(cost)
+            print(
+                f"interval {interval:g} s ({1 / interval:g} Hz) over {cost.seconds:.1f} s: "
+                f"sampler CPU {cost.cpu_pct:.2f} % of one core; samples present "
+                f"{cost.present_pct:.1f} %; late rounds {cost.late_rounds} of {cost.rounds}; "
+                f"probes {', '.join(cost.probes)}"
+            )
+            limit = MAX_CPU_PCT.get(interval)
+            if limit is not None and cost.cpu_pct > limit:
+                failures.append(f"{interval:g} s: CPU {cost.cpu_pct:.2f} % > {limit} %")
+            if cost.present_pct < MIN_PRESENT_PCT:
+                failures.append(
+                    f"{interval:g} s: samples present {cost.present_pct:.1f} % < {MIN_PRESENT_PCT} %"
+                )
+    if args.json:
+        args.json.write_text(json.dumps([c.__dict__ for c in costs], indent=2) + "\n")
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
