@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             if limit is not None and cost.cpu_pct > limit:
                 failures.append(f"{interval:g} s: CPU {cost.cpu_pct:.2f} % > {limit} %")
             if cost.present_pct < MIN_PRESENT_PCT:
-                failures.append(
-                    f"{interval:g} s: samples present {cost.present_pct:.1f} % < {MIN_PRESENT_PCT} %"
-                )
+                present = f"samples present {cost.present_pct:.1f} % < {MIN_PRESENT_PCT} %"
+                failures.append(f"{interval:g} s: {present}")
     if args.json:
         args.json.write_text(json.dumps([c.__dict__ for c in costs], indent=2) + "\n")
     for failure in failures:

@@ -74,8 +74,10 @@ def test_sampler_starts_every_time_under_cpu_load(tmp_path: Path, busy_cores: in
 def test_sampler_refuses_a_non_finite_interval(tmp_path: Path):
     for bad in ("nan", "inf", "0", "-1", "fast"):
         run = subprocess.run(
-            [sys.executable, "-m", "evalwatt.sampling", "--out-dir", str(tmp_path / bad)]
-            + ["--pid", str(os.getpid()), "--interval-s", bad],
+            [
+                *(sys.executable, "-m", "evalwatt.sampling", "--out-dir", str(tmp_path / bad)),
+                *("--pid", str(os.getpid()), "--interval-s", bad),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
