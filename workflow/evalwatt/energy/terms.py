@@ -1,15 +1,32 @@
 """The energy terms of a cell, each with its formula, its inputs and, if null, the reason.
 
-Two methods, reported side by side when a trace exists:
+Three methods, reported side by side when a trace exists:
 
 * **phase-resolved**: ``inference = E(inference_end) - E(inference_start)``, the counter
   interpolated at the marks, summed over the job's devices;
 * **whole-job** (the study's method, for sources that only give job totals):
-  ``net = (E_job - E_pad) - (E_baseline - E_pad(baseline))``.
+  ``net = (E_job - E_pad) - (E_baseline - E_pad(baseline))``;
+* **corrected whole-job** (``corrected``): job totals plus the two timelines. Each stretch of
+  a job between two marks is in one GPU state (``STATE_AFTER``): *cold* (no CUDA context:
+  before loading, scoring after the server stopped, the pad), *load*, *loaded* (the model in
+  memory, idle: after ``ready``, the ``import inspect_ai`` before ``inference_start``, after
+  ``inference_end`` until the server is gone) or *work* (inference). The cell's total minus
+  its cold seconds at its cold-idle power and its load + loaded seconds at the baseline's
+  warm power leaves the work::
 
-``gap = net - inference`` is what the whole-job method counts beyond generation (idle time
-around it, start-up and shutdown differences between the cell and its baseline).
-Per question divides by the completed samples; per 1,000 output tokens by the output tokens.
+      P_cold    = pad / pad_s                    (each job its own pad; or a stated power)
+      P_warm    = (baseline_job - P_cold(baseline) x cold_s(baseline))
+                  / (load_s + loaded_s)(baseline)
+      corrected = job - P_cold x cold_s - P_warm x (load_s + loaded_s)
+
+  It subtracts like with like where the study's method subtracts the baseline's whole
+  non-pad energy: a longer load, the loaded idle after inference that only the cell has, a
+  longer wait before loading or in-job scoring no longer count as inference. It assumes
+  loading draws about the loaded-idle power (transformers on an H100: 115 W vs 119 W).
+
+``gap = net - inference`` and ``corrected_gap = corrected - inference`` are what each
+whole-job method counts beyond generation. Per question divides by the completed samples; per
+1,000 output tokens by the output tokens.
 
 What a term can be:
 
@@ -27,15 +44,179 @@ What a term can be:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evalwatt.energy.sources import EnergySource, TraceSource, Unavailable
-from evalwatt.energy.trace import WindowEnergy
+from evalwatt.energy.trace import COUNTS, WindowEnergy
 from evalwatt.errors import UserError
 
 J_PER_WH = 3600.0
+
+# --- the corrected whole-job method ------------------------------------------------------------
+
+COLD, LOAD, LOADED, WORK = "cold", "load", "loaded", "work"
+# The GPU state of the stretch that follows each mark, up to the next mark. ``exit`` is special:
+# evalwatt's runtime stamps it once the server is gone (cold after it); the harness of the
+# shared traces stamps it when it asks the worker to stop and stamps ``worker_exited`` once it
+# is gone (loaded in between).
+STATE_AFTER = {
+    "job_start": COLD,
+    "cold_idle_end": COLD,
+    "load_start": LOAD,
+    "ready": LOADED,
+    "ready_idle_end": LOADED,
+    "inference_start": WORK,
+    "inference_end": LOADED,
+    "judging_start": WORK,
+    "judging_end": LOADED,
+    "post_idle_end": LOADED,
+    "worker_exited": COLD,
+    "scoring_start": COLD,
+    "scoring_end": COLD,
+    "pad_start": COLD,
+    "pad_end": COLD,
+}
+# A pad shorter than this gives no cold-idle power of its own (the NVML counter steps every
+# ~100 ms: about +-1 % on 10 s); the cell then takes its baseline's.
+MIN_PAD_S = 10.0
+CORRECTED_FORMULA = (
+    "job - P_cold x cold_s - P_warm x (load_s + loaded_s); P_cold = pad / pad_s; "
+    "P_warm = (baseline_job - P_cold(baseline) x cold_s(baseline)) / "
+    "(load_s + loaded_s)(baseline)"
+)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Seconds a job spent in each GPU state, from its timeline (and the source's span)."""
+
+    cold_s: float
+    load_s: float
+    loaded_s: float
+    work_s: float
+    pad_s: float
+
+    @property
+    def warm_s(self) -> float:
+        return self.load_s + self.loaded_s
+
+
+def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None = None) -> Phases:
+    """Seconds in each state (``STATE_AFTER``) between ``job_start`` and ``job_end``, or over
+    ``span`` (the job as the energy source counts it, e.g. Slurm's start and end): the time of
+    the span outside the marks counts as cold. Raises Unavailable naming what is missing."""
+    needed = ("job_start", "load_start", "ready", "pad_start", "pad_end", "job_end")
+    absent = [m for m in needed if m not in marks]
+    if absent:
+        raise Unavailable(f"timeline has no mark {', '.join(absent)}")
+    times = sorted(
+        ((t, m) for m, t in marks.items() if m not in COUNTS),
+        key=lambda item: item[0],
+    )
+    first, last = marks["job_start"], marks["job_end"]
+    outside = [m for t, m in times if not first <= t <= last]
+    if outside:
+        raise Unavailable(f"mark {', '.join(outside)} outside job_start..job_end")
+    unknown = [m for _, m in times if m not in STATE_AFTER and m not in ("exit", "job_end")]
+    if unknown:
+        raise Unavailable(f"mark {', '.join(unknown)}: no known GPU state after it")
+    seconds = {COLD: 0.0, LOAD: 0.0, LOADED: 0.0, WORK: 0.0}
+    for (t0, mark), (t1, _) in itertools.pairwise(times):
+        if mark == "job_end":
+            continue
+        state = STATE_AFTER.get(mark, LOADED if "worker_exited" in marks else COLD)
+        seconds[state] += t1 - t0
+    if span is not None:
+        t0, t1 = span
+        if not (math.isfinite(t0) and math.isfinite(t1)) or t0 > first or t1 < last:
+            raise Unavailable(
+                f"the source's span {t0}..{t1} does not hold job_start..job_end {first}..{last}"
+            )
+        seconds[COLD] += (first - t0) + (t1 - last)
+    return Phases(
+        cold_s=seconds[COLD],
+        load_s=seconds[LOAD],
+        loaded_s=seconds[LOADED],
+        work_s=seconds[WORK],
+        pad_s=marks["pad_end"] - marks["pad_start"],
+    )
+
+
+@dataclass(frozen=True)
+class JobTotal:
+    """What the corrected method needs of one job from a job-total source: its energy over
+    the job (``span``, or job_start..job_end), its timeline, and its cold-idle power, either
+    from its pad's energy (``pad_j``: a source that can cut the pad, or the trace) or stated
+    (``cold_idle_w``: e.g. a separately measured sleep job on the same GPUs, as the study did)."""
+
+    energy_j: float
+    marks: Mapping[str, float]
+    pad_j: float | None = None
+    cold_idle_w: float | None = None
+    span: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """The corrected whole-job estimate, with the levels and durations behind it."""
+
+    energy_j: float
+    cell: Phases
+    baseline: Phases
+    cold_w: float
+    cold_from: str
+    baseline_cold_w: float
+    baseline_cold_from: str
+    warm_w: float
+
+    def describe(self) -> str:
+        c, b = self.cell, self.baseline
+        return (
+            f"P_cold {self.cold_w:.1f} W ({self.cold_from}) x {c.cold_s:.1f} s; "
+            f"P_warm {self.warm_w:.1f} W x ({c.load_s:.1f} + {c.loaded_s:.1f}) s; "
+            f"baseline: P_cold {self.baseline_cold_w:.1f} W ({self.baseline_cold_from}) x "
+            f"{b.cold_s:.1f} s, warm ({b.load_s:.1f} + {b.loaded_s:.1f}) s"
+        )
+
+
+def _cold_power(job: JobTotal, phases: Phases, who: str) -> tuple[float | None, str]:
+    if job.pad_j is not None and phases.pad_s >= MIN_PAD_S:
+        return job.pad_j / phases.pad_s, f"{who} pad, {phases.pad_s:.1f} s"
+    if job.cold_idle_w is not None:
+        return job.cold_idle_w, "stated"
+    if job.pad_j is None:
+        return None, f"{who}: no pad energy and no stated cold-idle power"
+    return None, f"{who}: pad of {phases.pad_s:.1f} s < {MIN_PAD_S:g} s, no stated power"
+
+
+def corrected_whole_job(cell: JobTotal, baseline: JobTotal) -> Corrected:
+    """The corrected whole-job estimate of the cell's inference energy (module docstring).
+    Raises Unavailable with the reason when an input is missing or not physical."""
+    cp = phase_durations(cell.marks, cell.span)
+    bp = phase_durations(baseline.marks, baseline.span)
+    base_cold, base_from = _cold_power(baseline, bp, "baseline's")
+    if base_cold is None:
+        raise Unavailable(f"no cold-idle power: {base_from}")
+    cold, cold_from = _cold_power(cell, cp, "cell's")
+    if cold is None:
+        cold, cold_from = base_cold, f"baseline's, as the {cold_from}"
+    if not bp.warm_s > 0:
+        raise Unavailable("the baseline's timeline has no load or loaded seconds")
+    warm = (baseline.energy_j - base_cold * bp.cold_s) / bp.warm_s
+    if not (math.isfinite(warm) and warm >= 0):
+        raise Unavailable(
+            f"the baseline's warm power is {warm:.1f} W: its job total "
+            f"{baseline.energy_j:.1f} J is below its cold idle ({base_cold:.1f} W x "
+            f"{bp.cold_s:.1f} s)"
+        )
+    value = cell.energy_j - cold * cp.cold_s - warm * cp.warm_s
+    if not math.isfinite(value):
+        raise Unavailable(f"the estimate is {value}, not a finite number")
+    return Corrected(value, cp, bp, cold, cold_from, base_cold, base_from, warm)
 
 
 @dataclass(frozen=True)
@@ -126,14 +307,89 @@ def parse_count(text: str | None, option: str) -> int | None:
     return value
 
 
+def _marks_of(source: EnergySource | None, given: Mapping[str, float] | None) -> Any:
+    if given is not None:
+        return given
+    return source.marks if isinstance(source, TraceSource) else None
+
+
+def corrected_term(
+    terms: Mapping[str, Term],
+    cell_marks: Mapping[str, float] | None,
+    baseline_marks: Mapping[str, float] | None,
+    cold_idle_w: float | None = None,
+) -> Term:
+    """The corrected whole-job term from the job and pad terms and the two timelines; the
+    levels and durations behind it are in its formula's brackets. ``cold_idle_w`` (the
+    job's GPUs at cold idle, stated) stands in for a pad the source cannot cut."""
+    names = ("job", "pad", "baseline_job", "baseline_pad")
+    reasons = [f"{n}: {terms[n].null_reason}" for n in names[::2] if terms[n].energy_j is None]
+    if cell_marks is None or baseline_marks is None:
+        reasons.append("no timeline of the cell and its baseline")
+    if reasons:
+        return Term.missing(CORRECTED_FORMULA, "; ".join(reasons))
+    assert cell_marks is not None and baseline_marks is not None
+    try:
+        estimate = corrected_whole_job(
+            JobTotal(
+                float(terms["job"].energy_j or 0.0), cell_marks, terms["pad"].energy_j, cold_idle_w
+            ),
+            JobTotal(
+                float(terms["baseline_job"].energy_j or 0.0),
+                baseline_marks,
+                terms["baseline_pad"].energy_j,
+                cold_idle_w,
+            ),
+        )
+    except Unavailable as exc:
+        return Term.missing(CORRECTED_FORMULA, str(exc))
+    return Term(energy_j=estimate.energy_j, formula=f"{CORRECTED_FORMULA} [{estimate.describe()}]")
+
+
+METHODS = (
+    ("phase_resolved", "inference", None),
+    ("whole_job", "net", "gap"),
+    ("corrected_whole_job", "corrected", "corrected_gap"),
+)
+
+
+def method_comparison(out: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The three methods of one family's terms (``cell_terms``' output) side by side: each
+    one's energy, its gap to phase-resolved in J and %, its formula or why it is null."""
+    terms = out["terms"]
+    reference = terms["inference"]["energy_j"]
+    table = {}
+    for method, name, gap in METHODS:
+        term = terms[name]
+        gap_j = terms[gap]["energy_j"] if gap else 0.0 if reference is not None else None
+        pct = None
+        if gap_j is not None and reference:
+            pct = 100.0 * gap_j / reference
+            pct = pct if math.isfinite(pct) else None
+        table[method] = {
+            "energy_j": term["energy_j"],
+            "gap_j": gap_j,
+            "gap_pct": pct,
+            "formula": term["formula"],
+            "null_reason": term["null_reason"],
+        }
+    return table
+
+
 def cell_terms(
     cell: EnergySource | None,
     baseline: EnergySource | None,
     judge: EnergySource | None,
     samples_completed: int | None,
     output_tokens: int | None,
+    *,
+    cell_marks: Mapping[str, float] | None = None,
+    baseline_marks: Mapping[str, float] | None = None,
+    cold_idle_w: float | None = None,
 ) -> dict[str, Any]:
-    """Every energy term of one cell for one source (one domain)."""
+    """Every energy term of one cell for one source (one domain). The timelines default to
+    the sources' own marks (a trace source); a job-total source passes them, and
+    ``cold_idle_w`` when it cannot give the pads' energy."""
     terms = {
         "inference": _window_term(cell, "inference_start", "inference_end", "cell"),
         "job": _window_term(cell, "job_start", "job_end", "cell"),
@@ -147,6 +403,12 @@ def cell_terms(
         {"job": 1, "pad": -1, "baseline_job": -1, "baseline_pad": 1},
     )
     terms["gap"] = combine("net - inference", terms, {"net": 1, "inference": -1})
+    terms["corrected"] = corrected_term(
+        terms, _marks_of(cell, cell_marks), _marks_of(baseline, baseline_marks), cold_idle_w
+    )
+    terms["corrected_gap"] = combine(
+        "corrected - inference", terms, {"corrected": 1, "inference": -1}
+    )
     if judge is not None:
         terms["judge"] = _window_term(judge, "inference_start", "inference_end", "judge")
     else:
@@ -158,6 +420,9 @@ def cell_terms(
             terms["inference"], samples_completed, "completed samples"
         ),
         "net_per_question": per_unit(terms["net"], samples_completed, "completed samples"),
+        "corrected_per_question": per_unit(
+            terms["corrected"], samples_completed, "completed samples"
+        ),
         "inference_per_1k_output_tokens": per_unit(
             terms["inference"], output_tokens, "output tokens / 1000", scale=1000.0
         ),

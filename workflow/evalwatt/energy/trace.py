@@ -31,6 +31,28 @@ derived across such a step, though. A window that spans one raises ``CounterWent
 which the energy terms record as a null with that reason, never as a negative or guessed
 number; windows elsewhere in the trace are unaffected.
 
+A counter that *wraps* (a fixed-width register that restarts at zero after its range) is
+repaired, and only where that is unambiguous: the trace metadata gives the counter's range
+(``counter_range_mj``, for all devices or per device) and the energy implied by the wrap,
+``range - before + after``, fits in the interval at no more than the device's power cap (its
+``power_limit_mw`` from the metadata, else twice the highest power seen around the step). Each
+repair is listed in ``Trace.repairs``. Any other backward step stays a reset (above). NVML's
+counter is 64 bits of mJ and never wraps; the sampler unwraps RAPL at every read.
+
+Every device's samples are accounted for. A device whose counter is empty in *every* row (a
+counter that could not be read at all), and a device that the sampler's metadata lists
+(``devices`` for NVML, ``zones`` for RAPL) but that has no row, is kept in ``Trace.missing``
+with the reason; every window of that trace raises ``DeviceMissing`` (a null with the reason),
+never a sum over the devices that remain. A counter empty in some rows only is a fault of the
+file (refused, as above).
+
+Samples must be close enough together. A window that overlaps an interval between two
+consecutive samples of a device longer than ``Trace.max_gap_s`` raises ``SampleGap``: at a
+window edge the interpolated counter can be off by up to ``gap x (P_high - P_low) / 4``, and
+inside a window a reset could hide in the gap. The limit is ``max(1 s, 10 x interval)``, the
+interval taken from the trace metadata (``interval_s``, written by the sampler) or, when the
+metadata has none (CSV), the median spacing of the samples.
+
 Energy over a window is the counter difference, linearly interpolated at the window's edges.
 A window edge up to ``EDGE_TOLERANCE_S`` outside the samples is extrapolated with the power at
 the nearest sample (recorded in the result); further out, the window cannot be measured.
@@ -45,8 +67,10 @@ import io
 import itertools
 import json
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +88,13 @@ PARQUET_DEVICE = "device"
 FOOTER_KEY = b"evalwatt.trace"
 DOMAINS = ("gpu", "cpu")
 EDGE_TOLERANCE_S = 1.0
+# Longest interval between two samples a window may overlap: max(MIN_GAP_LIMIT_S,
+# GAP_LIMIT_INTERVALS x the sampling interval). See the module docstring and docs/methodology.md.
+MIN_GAP_LIMIT_S = 1.0
+GAP_LIMIT_INTERVALS = 10
+# Power cap assumed for a wrap repair when the metadata gives none: this many times the highest
+# power seen around the step.
+WRAP_POWER_MARGIN = 2.0
 # Counts a timeline may carry besides its marks (whole numbers, not times).
 COUNTS = ("output_tokens",)
 
@@ -74,6 +105,14 @@ class TraceError(UserError):
 
 class CounterWentBackwards(TraceError):
     """A window spans a step where the counter decreased: its energy cannot be derived."""
+
+
+class SampleGap(TraceError):
+    """A window overlaps an interval between samples longer than the trace's gap limit."""
+
+
+class DeviceMissing(TraceError):
+    """A device of the trace has no usable samples: no window can be summed over devices."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +173,20 @@ class Series:
             if self.energy_mj[i + 1] < self.energy_mj[i]
         ]
 
+    def widest_gap(self, start: float, end: float) -> tuple[float, float, float]:
+        """(seconds, from, to) of the longest interval between consecutive samples that
+        overlaps [start, end]; (0, start, start) when no interval does."""
+        ts = self.t_unix
+        lo = max(bisect.bisect_right(ts, start) - 1, 0)
+        hi = min(bisect.bisect_left(ts, end), len(ts) - 1)
+        if start == end and ts[0] <= start <= ts[-1]:
+            hi = max(hi, lo + 1)  # a point falls inside one interval
+        widest = (0.0, start, start)
+        for i in range(lo, hi):
+            if ts[i + 1] - ts[i] > widest[0]:
+                widest = (ts[i + 1] - ts[i], ts[i], ts[i + 1])
+        return widest
+
     def power_integral_mj(self, start: float, end: float) -> float | None:
         """Trapezoidal integral of sampled power over the samples inside [start, end]
         (a cross-check of the counter; None without a power column)."""
@@ -166,10 +219,73 @@ class Trace:
     is_estimate: bool
     series: dict[str, Series]
     metadata: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    """Devices without usable samples -> why (see the module docstring)."""
+    repairs: list[str] = field(default_factory=list)
+    """Counter wraps repaired while reading, one line each."""
 
     @property
     def devices(self) -> list[str]:
         return sorted(self.series)
+
+    @cached_property
+    def interval_s(self) -> tuple[float, str]:
+        """The sampling interval (s) and where it comes from."""
+        value = self.metadata.get("interval_s")
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
+            return float(value), "interval_s of the trace metadata"
+        spacing = [b - a for s in self.series.values() for a, b in itertools.pairwise(s.t_unix)]
+        if not spacing:
+            return math.nan, "no samples"
+        return statistics.median(spacing), "median spacing of the samples (no interval_s)"
+
+    @property
+    def max_gap_s(self) -> float:
+        """Longest interval between samples a window may overlap."""
+        interval, _ = self.interval_s
+        if not math.isfinite(interval):
+            return MIN_GAP_LIMIT_S
+        return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval)
+
+    def gap_limit_text(self) -> str:
+        interval, basis = self.interval_s
+        return (
+            f"limit {self.max_gap_s:g} s = max({MIN_GAP_LIMIT_S:g} s, {GAP_LIMIT_INTERVALS} x "
+            f"the sampling interval {interval:.3g} s, from the {basis})"
+        )
+
+    def missing_reason(self) -> str | None:
+        """Why no window of this trace can be summed over its devices, or None."""
+        if not self.missing:
+            return None
+        listed = "; ".join(f"device {d}: {why}" for d, why in sorted(self.missing.items()))
+        return (
+            f"{listed}; a sum over the {len(self.series)} device(s) left would leave "
+            f"{'it' if len(self.missing) == 1 else 'them'} out"
+        )
+
+    def gap_reason(self, name: str, start: float, end: float) -> str | None:
+        """Why a gap between samples of device ``name`` spoils [start, end], or None."""
+        gap, t0, t1 = self.series[name].widest_gap(start, end)
+        if gap <= self.max_gap_s:
+            return None
+        where = (
+            "across the window's start"
+            if t0 < start < t1
+            else "across the window's end"
+            if t0 < end < t1
+            else "inside the window"
+        )
+        return (
+            f"device {name}: no sample for {gap:.3f} s ({t0:.3f}..{t1:.3f}) {where} "
+            f"{start:.3f}..{end:.3f} ({self.gap_limit_text()}): the interpolated counter at "
+            "an edge can be off by up to gap x power swing / 4, and a reset can hide in a gap"
+        )
 
     def window(self, start: float, end: float) -> WindowEnergy:
         """Energy of every device between two unix times, summed. Raises TraceError (and
@@ -178,6 +294,9 @@ class Trace:
             raise TraceError(f"window {start}..{end} is not made of finite times")
         if end < start:
             raise TraceError(f"window ends before it starts ({start} > {end})")
+        missing = self.missing_reason()
+        if missing is not None:
+            raise DeviceMissing(missing)
         per_device = {}
         extrapolated = 0.0
         for name in self.devices:
@@ -185,6 +304,9 @@ class Trace:
             steps = s.backward_steps(start, end)
             if steps:
                 raise CounterWentBackwards(_backwards(name, steps))
+            gap = self.gap_reason(name, start, end)
+            if gap is not None:
+                raise SampleGap(gap)
             e0, x0 = s.at(start)
             e1, x1 = s.at(end)
             joules = (e1 - e0) / 1000.0
@@ -209,7 +331,9 @@ class Trace:
     def inner_counter_j(self, start: float, end: float) -> float | None:
         """Counter difference between the first and last samples inside [start, end], summed
         over devices (no interpolation); None when a device has fewer than two samples there
-        or its counter went backwards there."""
+        or its counter went backwards there, or a device has no samples at all."""
+        if self.missing:
+            return None
         total = 0.0
         for s in self.series.values():
             lo, hi = bisect.bisect_left(s.t_unix, start), bisect.bisect_right(s.t_unix, end)
@@ -298,6 +422,93 @@ def _sample(
     return _Sample(where, at, str(device), _number(t, where, TIME), e, p)
 
 
+def _empty_counters(rows: list[tuple[Any, Any]]) -> dict[str, int]:
+    """Devices whose counter is empty in every one of their rows -> their row count.
+    ``rows`` are (device, counter) as read; a device that is itself empty is left to
+    ``_sample`` to refuse."""
+    empty: dict[str, bool] = {}
+    count: dict[str, int] = defaultdict(int)
+    for device, energy in rows:
+        if device is None or not str(device).strip():
+            continue
+        key = str(device)
+        blank = energy is None or (isinstance(energy, str) and not energy.strip())
+        empty[key] = empty.get(key, True) and blank
+        count[key] += 1
+    return {d: count[d] for d, all_blank in empty.items() if all_blank}
+
+
+def _missing(
+    path: Path, counter: str, empty: dict[str, int], samples: list[_Sample]
+) -> dict[str, str]:
+    """Why each device with an empty counter is missing; a TraceError when none is left."""
+    missing = {
+        d: f"its counter ({counter}) is empty in all {n} of its rows: it could not be read"
+        for d, n in sorted(empty.items())
+    }
+    if missing and not samples:
+        raise TraceError(
+            f"{path}: the counter ({counter}) is empty in every row of every device "
+            f"({', '.join(sorted(missing))}): nothing was measured"
+        )
+    return missing
+
+
+def _listed_devices(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Devices the sampler's metadata says it opened (NVML ``devices``, RAPL ``zones``), by
+    the name their rows carry in the ``device`` column."""
+    listed: dict[str, dict[str, Any]] = {}
+    devices = info.get("devices")
+    if isinstance(devices, list):
+        for entry in devices:
+            if isinstance(entry, dict) and "nvml_index" in entry:
+                listed[str(entry["nvml_index"])] = entry
+    zones = info.get("zones")
+    if isinstance(zones, list):
+        for zone in zones:
+            if isinstance(zone, str):
+                listed[zone] = {}
+    return listed
+
+
+def _positive(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) and value > 0 else None
+
+
+def _unwrap(
+    series: Series, range_mj: float | None, cap_mw: float | None
+) -> tuple[Series, list[str]]:
+    """Repair the counter's wraps where unambiguous (module docstring); other backward steps
+    are left as they are (a reset: windows across it are nulls)."""
+    if range_mj is None:
+        return series, []
+    ts, es, ps = series.t_unix, series.energy_mj, series.power_mw
+    out = [es[0]]
+    offset = 0.0
+    repairs = []
+    for i in range(1, len(es)):
+        if es[i] < es[i - 1]:
+            dt = ts[i] - ts[i - 1]
+            implied = range_mj - es[i - 1] + es[i]
+            cap = cap_mw
+            if cap is None:
+                seen = [p for p in (ps[i - 1], ps[i]) if p is not None]
+                for a in (i - 2, i):  # slopes of the neighbouring intervals
+                    if a >= 0 and a + 1 < len(es) and es[a + 1] >= es[a] and ts[a + 1] > ts[a]:
+                        seen.append((es[a + 1] - es[a]) / (ts[a + 1] - ts[a]))  # mJ/s = mW
+                cap = WRAP_POWER_MARGIN * max(seen) if seen else None
+            if cap is not None and 0 <= implied <= cap * dt:  # mW x s = mJ
+                offset += range_mj
+                repairs.append(
+                    f"device {series.device}: counter wrapped at t={ts[i]:.3f} (range "
+                    f"{range_mj:.0f} mJ, {es[i - 1]:.0f} -> {es[i]:.0f} mJ; {implied:.0f} mJ "
+                    f"in {dt:.3f} s, at most {cap / 1000:.0f} W): unwrapped"
+                )
+        out.append(es[i] + offset)
+    return Series(series.device, ts, out, ps), repairs
+
+
 def _build(path: Path, samples: list[_Sample]) -> dict[str, Series]:
     if not samples:
         raise TraceError(f"{path}: no samples, only a header")
@@ -378,14 +589,23 @@ def _read_csv(path: Path) -> Trace:
         for name in (TIME, MEASURED_COUNTER, POWER, CSV_DEVICE)
         if name in header
     }
+    for line, record in records:
+        if len(record) != len(header):
+            raise TraceError(
+                f"{path}:{line}: {len(record)} fields where the header has {len(header)} "
+                f"({_show(','.join(record))})"
+            )
+    empty = _empty_counters(
+        [
+            (record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0", record[col[MEASURED_COUNTER]])
+            for _, record in records
+        ]
+    )
     samples = []
     for line, record in records:
         where = f"{path}:{line}"
-        if len(record) != len(header):
-            raise TraceError(
-                f"{where}: {len(record)} fields where the header has {len(header)} "
-                f"({_show(','.join(record))})"
-            )
+        if (record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0") in empty:
+            continue
         samples.append(
             _sample(
                 where,
@@ -398,6 +618,7 @@ def _read_csv(path: Path) -> Trace:
                 device_key=CSV_DEVICE,
             )
         )
+    missing = _missing(path, MEASURED_COUNTER, empty, samples)
     return Trace(
         path=str(path),
         source="nvml",
@@ -405,6 +626,7 @@ def _read_csv(path: Path) -> Trace:
         is_estimate=False,
         series=_build(path, samples),
         metadata={"format": "csv"},
+        missing=missing,
     )
 
 
@@ -464,6 +686,8 @@ def _read_parquet(path: Path) -> Trace:
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
                 raise TraceError(f"{path}: column {column} holds {kind}, expected numbers")
     wanted = [c for c in (TIME, counter, POWER, PARQUET_DEVICE) if c in table.column_names]
+    rows = table.select(wanted).to_pylist()
+    empty = _empty_counters([(row.get(PARQUET_DEVICE, "0"), row[counter]) for row in rows])
     samples = [
         _sample(
             f"{path}: row {i}",
@@ -475,15 +699,33 @@ def _read_parquet(path: Path) -> Trace:
             counter=counter,
             device_key=PARQUET_DEVICE,
         )
-        for i, row in enumerate(table.select(wanted).to_pylist(), start=1)
+        for i, row in enumerate(rows, start=1)
+        if str(row.get(PARQUET_DEVICE, "0")) not in empty
     ]
+    missing = _missing(path, counter, empty, samples)
+    series = _build(path, samples)
+    listed = _listed_devices(info)
+    for device, entry in listed.items():
+        if device not in series and device not in missing:
+            uuid = f" ({entry['uuid']})" if entry.get("uuid") else ""
+            missing[device] = f"listed in the trace metadata{uuid} but no row has it"
+    repairs: list[str] = []
+    for device in list(series):
+        entry = listed.get(device, {})
+        range_mj = _positive(entry.get("counter_range_mj", info.get("counter_range_mj")))
+        series[device], fixed = _unwrap(
+            series[device], range_mj, _positive(entry.get("power_limit_mw"))
+        )
+        repairs += fixed
     return Trace(
         path=str(path),
         source=str(info["source"]),
         domain=str(info["domain"]),
         is_estimate=is_estimate,
-        series=_build(path, samples),
+        series=series,
         metadata=info,
+        missing=missing,
+        repairs=repairs,
     )
 
 
