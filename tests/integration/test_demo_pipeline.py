@@ -11,7 +11,6 @@ the unit tests, and the sampler was checked on a real GPU (docs/methodology.md#v
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -21,6 +20,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from evalwatt.contracts.base import read_contract
+from evalwatt.contracts.record import CellRecord
+from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.timeline import TimelineFile
+from evalwatt.contracts.vocabulary import JobStatus, Mark
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW_S = 12.0
@@ -84,7 +90,10 @@ def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
     assert {r["temperature"] for r in rows} == {0.0, 0.7}
     for row in rows:
         assert row["samples_completed"] == 1
-        assert row["score"] is not None
+        # A score, or a null with its reason (never NaN): the 135M judge's answer may have no
+        # grade in it.
+        assert (row["score"] is None) == (row["score_null_reason"] is not None)
+        assert row["score"] is not None or row["benchmark"] == "writingbench"
         assert row["output_tokens"] > 0
         # No GPU here: the GPU family is null with a reason, never zero.
         assert row["gpu_energy_per_question_wh"] is None
@@ -108,7 +117,7 @@ def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
         judged = row["benchmark"] == "writingbench"
         assert row["scored_by"] == ("judge job" if judged else "in-job")
         assert (row["cpu_est_judge_energy_j"] is not None) == judged
-        assert row["schema_version"] == 1
+        assert row["schema_version"] == 2
 
 
 def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
@@ -124,12 +133,40 @@ def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
         "job_end",
     ]
     for result in (demo / "results/ci/cells").glob("*/result.json"):
-        data = json.loads(result.read_text())
-        marks = [data["marks"][name] for name in order]
+        data = read_contract(JobResult, result)
+        marks = [data.marks[Mark(name)] for name in order]
         assert marks == sorted(marks)
         trace = pq.read_table(result.parent / "trace-cpu-est.parquet").column("t_unix").to_pylist()
-        assert trace[0] <= data["marks"]["job_start"] + 1.0
-        assert trace[-1] >= data["marks"]["job_end"] - 1.0
+        assert trace[0] <= data.marks[Mark.JOB_START] + 1.0
+        assert trace[-1] >= data.marks[Mark.JOB_END] - 1.0
+    judged = [Mark.READY, Mark.JUDGING_START, Mark.JUDGING_END, Mark.EXIT, Mark.JOB_END]
+    for result in (demo / "results/ci/judges").glob("*/result.json"):
+        data = read_contract(JobResult, result)
+        assert [data.marks[m] for m in judged] == sorted(data.marks[m] for m in judged)
+        assert Mark.INFERENCE_START not in data.marks  # judging is not inference
+
+
+def test_every_contract_file_loads_through_its_model(demo: Path) -> None:
+    """spec.json, timeline.json, result.json and energy/*.json: each read by its model, which
+    refuses an unknown version or key, and each consistent with the files around it."""
+    root = demo / "results/ci"
+    specs = {p.parent.parent.name + "/" + p.parent.name: p for p in root.glob("jobs/*/*/spec.json")}
+    assert len(specs) == CELLS + 1 + 2
+    for key, path in specs.items():
+        spec = read_contract(JobSpec, path)
+        assert f"{spec.kind}/{spec.job_id}" == key
+        result = read_contract(JobResult, spec.run_dir / "result.json")
+        assert result.spec == spec and result.status == JobStatus.OK, result.problems
+        timeline = read_contract(TimelineFile, spec.run_dir / "timeline.json")
+        assert timeline.marks == result.marks
+    records = [read_contract(CellRecord, p) for p in root.glob("energy/*.json")]
+    assert len(records) == CELLS
+    table = {
+        r["cell_id"]: r for r in pq.read_table(root / "final/energy_table.parquet").to_pylist()
+    }
+    for record in records:
+        assert table[record.cell_id]["cpu_est_net_energy_j"] == record.row.cpu_est.net_energy_j
+        assert (record.jobs.judge is not None) == (record.row.scored_by == "judge job")
 
 
 def test_rendered_scripts_are_valid_shell(demo: Path) -> None:
@@ -159,7 +196,7 @@ def test_deleting_one_cell_reruns_that_cell_only(demo: Path) -> None:
     plan = snakemake(demo, "-n")
     output = plan.stdout + plan.stderr
     assert job_counts(output) == {
-        "run_cell": 1,
+        "run_job": 1,
         "cell_energy": 1,
         "final_table": 1,
         "all": 1,

@@ -664,12 +664,82 @@ def _job_dir(path: Path, start: float, watts: list[float], marks: dict[str, floa
     (path / "timeline.json").write_text(
         json.dumps({"marks": {k: start + v for k, v in marks.items()}})
     )
-    sampler = {
-        "traces": {"cpu-model": {"file": "trace-cpu-est.parquet"}},
-        "unavailable": UNAVAILABLE,
-    }
-    (path / "result.json").write_text(json.dumps({"sampler": sampler}))
+    _write_result(path, {k: start + v for k, v in marks.items()}, len(watts) + 1)
     return path
+
+
+def _write_result(path: Path, marks: dict[str, float], rows: int) -> None:
+    """The job's result.json, through its contract: a load-only job with one CPU-model trace."""
+    from evalwatt.contracts.base import write_contract
+    from evalwatt.contracts.result import JobResult, ServerRun
+    from evalwatt.contracts.sampler import SamplerStatus, TraceInfo
+    from evalwatt.contracts.spec import (
+        JobSpec,
+        ModelSpec,
+        PadSpec,
+        SamplerSpec,
+        ServerSettings,
+        ServerSpec,
+    )
+
+    settings = ServerSettings(
+        backend="llama-cpp",
+        gpus=0,
+        cpus=1,
+        quantization="gguf",
+        context_tokens=None,
+        server_args=(),
+    )
+    spec = JobSpec(
+        kind="baseline",
+        job_id=path.name,
+        run="unit",
+        run_dir=path,
+        model=ModelSpec(name="m", served_name="m", backend="llama-cpp", path="m", hf_id="o/m"),
+        server=ServerSpec(argv=("server",), settings=settings, baseline_id=path.name),
+        ready_timeout_s=1.0,
+        pad=PadSpec(accounting_window_s=0.0, margin_s=0.0),
+        sampler=SamplerSpec(interval_s=1.0, cpu_watts_per_core=10.0),
+    )
+    trace = TraceInfo(
+        file="trace-cpu-est.parquet",
+        rows=rows,
+        source="cpu-model",
+        domain="cpu",
+        is_estimate=True,
+        interval_s=1.0,
+    )
+    sampler = SamplerStatus(
+        started_unix=marks["job_start"],
+        stopped_unix=marks["job_end"],
+        interval_s=1.0,
+        rounds=rows,
+        late_rounds=0,
+        max_late_s=0.0,
+        median_late_s=0.0,
+        traces={"cpu-model": trace},
+        unavailable=UNAVAILABLE,
+    )
+    result = JobResult(
+        kind="baseline",
+        job_id=path.name,
+        run="unit",
+        status="ok",
+        problems=(),
+        marks=marks,
+        pad_requested_s=0.0,
+        server=ServerRun(argv=("server",), port=1, exit_code=-15, log_file="server.log"),
+        generation=None,
+        scoring=None,
+        sampler=sampler,
+        host="h",
+        scheduler_job_id=None,
+        slurm={},
+        cuda_visible_devices=None,
+        versions={},
+        spec=spec,
+    )
+    write_contract(path / "result.json", result)
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 Needs torch and transformers, which the project's environment does not carry (the GPU
 validation machines do). Run it in a separate environment::
 
-    python3 -m venv /tmp/hf-venv
-    /tmp/hf-venv/bin/pip install torch==2.13.0 transformers pytest
-    PYTHONPATH=workflow /tmp/hf-venv/bin/python -m pytest tests/unit/test_hf_server.py -q \
+    python3 -m venv .venv-hf
+    .venv-hf/bin/pip install torch==2.13.0 transformers pytest
+    PYTHONPATH=workflow .venv-hf/bin/python -m pytest tests/unit/test_hf_server.py -q \
         -p no:cacheprovider --noconftest
 """
 

@@ -10,13 +10,20 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 
+from evalwatt.contracts.base import read_contract, write_contract
+from evalwatt.contracts.result import EvalSummary, JobResult
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.timeline import TimelineFile
+from evalwatt.contracts.vocabulary import JobStatus, Mark
 from evalwatt.runtime.job import run_job
 from evalwatt.runtime.server import Server, ServerError
 
+REPO = Path(__file__).resolve().parents[2]
 FAKE_SERVER = textwrap.dedent(
     """
     import json, sys, time
@@ -53,13 +60,13 @@ def fake_server(tmp_path: Path) -> Path:
     return path
 
 
-def _spec(
+def _spec_dict(
     tmp_path: Path, server: Path, mode: str = "ok", window_s: float = 3.0, load_s: float = 0.3
 ) -> dict:
     return {
-        "spec_version": 1,
+        "schema_version": 2,
         "kind": "baseline",
-        "id": "fake__llama-cpp-g0-00000000",
+        "job_id": "fake__llama-cpp-g0-00000000",
         "run": "unit",
         "run_dir": str(tmp_path / "baselines" / "fake"),
         "model": {
@@ -71,8 +78,15 @@ def _spec(
         },
         "server": {
             "argv": [sys.executable, "{model_path}", "fake", "{port}", str(load_s), mode],
-            "settings": {},
-            "settings_id": "x",
+            "settings": {
+                "backend": "llama-cpp",
+                "gpus": 0,
+                "cpus": 1,
+                "quantization": "gguf",
+                "context_tokens": None,
+                "server_args": [],
+            },
+            "baseline_id": "fake__llama-cpp-g0-00000000",
         },
         "ready_timeout_s": 20,
         "pad": {"accounting_window_s": window_s, "margin_s": 0.5},
@@ -80,26 +94,32 @@ def _spec(
     }
 
 
+def _spec(tmp_path: Path, server: Path, **kwargs) -> JobSpec:
+    return JobSpec.model_validate(_spec_dict(tmp_path, server, **kwargs))
+
+
 def test_a_baseline_job_runs_pads_and_writes_its_result(tmp_path, fake_server):
     started = time.time()
     result = run_job(_spec(tmp_path, fake_server))
     run_dir = tmp_path / "baselines" / "fake"
-    marks = result["marks"]
+    marks = result.marks
     order = ["job_start", "load_start", "ready", "exit", "pad_start", "pad_end", "job_end"]
     assert [marks[m] for m in order] == sorted(marks[m] for m in order)
     assert "inference_start" not in marks  # load-only
     assert marks["ready"] - marks["load_start"] >= 0.3  # the fake server's loading delay
     # Padded to the window plus margin, measured between its marks.
     assert marks["job_end"] - marks["job_start"] >= 3.5 - 0.05
-    assert marks["pad_end"] - marks["pad_start"] == pytest.approx(
-        result["pad_requested_s"], abs=0.1
-    )
-    assert result["pad_requested_s"] > 1.5
+    assert marks["pad_end"] - marks["pad_start"] == pytest.approx(result.pad_requested_s, abs=0.1)
+    assert result.pad_requested_s > 1.5
     assert time.time() - started < 15
-    # Written last, and everything it names is there.
-    on_disk = json.loads((run_dir / "result.json").read_text())
-    assert on_disk["status"] == "ok" and on_disk["server"]["port"] > 0
-    assert json.loads((run_dir / "timeline.json").read_text())["marks"] == marks
+    # Written last, through its contract, and everything it names is there.
+    on_disk = read_contract(JobResult, run_dir / "result.json")
+    assert on_disk == result
+    assert on_disk.status == JobStatus.OK and on_disk.problems == ()
+    assert on_disk.server.port > 0 and on_disk.scheduler_job_id is None
+    assert on_disk.spec == _spec(tmp_path, fake_server)
+    assert read_contract(TimelineFile, run_dir / "timeline.json").marks == marks
+    assert on_disk.sampler.traces["cpu-model"].file == "trace-cpu-est.parquet"
     assert "loading weights" in (run_dir / "server.log").read_text()
     trace = pq.read_table(run_dir / "trace-cpu-est.parquet").column("t_unix").to_pylist()
     assert trace[0] <= marks["job_start"] and trace[-1] >= marks["job_end"] - 0.1
@@ -148,7 +168,7 @@ def test_sigterm_stops_the_server_and_the_sampler(tmp_path, fake_server):
     import subprocess
 
     spec_path = tmp_path / "spec.json"
-    spec_path.write_text(json.dumps(_spec(tmp_path, fake_server, window_s=60, load_s=30)))
+    spec_path.write_text(json.dumps(_spec_dict(tmp_path, fake_server, window_s=60, load_s=30)))
     job = subprocess.Popen([sys.executable, "-m", "evalwatt", "job", str(spec_path)])
     run_dir = tmp_path / "baselines" / "fake"
     deadline = time.monotonic() + 20
@@ -168,3 +188,148 @@ def test_sigterm_stops_the_server_and_the_sampler(tmp_path, fake_server):
     out = subprocess.run(["pgrep", "-f", str(fake_server)], capture_output=True, text=True)
     assert out.stdout.strip() == "", f"server still running: {out.stdout}"
     assert "exit" in json.loads((run_dir / "timeline.json").read_text())["marks"]
+
+
+# --- every contract file a run writes, from real job runs ------------------------------------
+#
+# The demo's jobs run for real against the fake server: the baseline as it is, the cell and
+# the judge job as load-only runs in their own folders, whose results are then given the
+# answers and scores an Inspect run would have produced (Inspect needs a real model). The
+# energy step, the final table and the audit then run on those files, as Snakemake runs them.
+
+
+def _fake_served(job, fake_server: Path) -> JobSpec:
+    """The job's spec, served by the fake server, not padded, and load-only."""
+    spec = job.spec
+    argv = (sys.executable, "{model_path}", spec.model.served_name, "{port}", "0.2", "ok")
+    return spec.model_copy(
+        update={
+            "kind": "baseline",
+            "evaluation": None,
+            "judging": None,
+            "model": spec.model.model_copy(update={"path": str(fake_server)}),
+            "server": spec.server.model_copy(update={"argv": argv}),
+            "pad": spec.pad.model_copy(update={"accounting_window_s": 1.0, "margin_s": 0.0}),
+            "sampler": spec.sampler.model_copy(update={"interval_s": 0.05}),
+        }
+    )
+
+
+def _summary(log: Path, **extra) -> EvalSummary:
+    fields = {
+        "log": log,
+        "status": "success",
+        "task": "evalwatt/writingbench_offline",
+        "samples_total": 2,
+        "samples_completed": 2,
+        "score": 0.5,
+        "score_stderr": 0.1,
+        "score_metric": "mean",
+        "scorer": "writingbench_scorer",
+        "score_null_reason": None,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "completed_at": "2026-01-01T00:00:01+00:00",
+        "input_tokens": 100,
+        "output_tokens": 40,
+    }
+    return EvalSummary(**{**fields, **extra})
+
+
+def _as_worked(result: JobResult, job, start: Mark, end: Mark, **outcome) -> JobResult:
+    """A load-only result as the job's own would be: its kind, its spec, its work window
+    (between ready and exit, inside the trace) and its Inspect summaries."""
+    marks = dict(result.marks)
+    marks[start] = marks[Mark.READY]
+    marks[end] = marks[Mark.EXIT]
+    return result.model_copy(
+        update={"kind": job.kind, "job_id": job.job_id, "spec": job.spec, "marks": marks, **outcome}
+    )
+
+
+class _Named(list):
+    """Snakemake's named file lists: iterable, and each file an attribute."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        super().__init__(files.values())
+        self.__dict__.update(files)
+
+
+@pytest.fixture
+def demo_run(tmp_path, fake_server):
+    """The demo's writingbench cell at temperature 0, its baseline and its judge job."""
+    from evalwatt.config import load_config
+    from evalwatt.jobs import resolve_job
+    from evalwatt.layout import Layout
+    from evalwatt.plan import plan_run
+
+    config = load_config(REPO / "config" / "config.yaml")
+    config.raw["results_dir"] = str(tmp_path / "results")
+    plan = plan_run(config)
+    layout = Layout.of(config.results_dir, config.run)
+    cell_id = "SmolLM2-135M-Instruct__writingbench__t0__c2"
+    cell = resolve_job(config, plan, layout, "cell", cell_id)
+    judge = resolve_job(config, plan, layout, "judge", cell_id)
+    base = resolve_job(config, plan, layout, "baseline", cell.baseline_id)
+    for job in (cell, judge, base):
+        write_contract(job.spec_path, job.spec)
+    baseline = run_job(_fake_served(base, fake_server))
+    write_contract(base.files.result, baseline.model_copy(update={"spec": base.spec}))
+    gen_log = cell.files.eval_dir / "answers.eval"
+    worked = _as_worked(
+        run_job(_fake_served(cell, fake_server)),
+        cell,
+        Mark.INFERENCE_START,
+        Mark.INFERENCE_END,
+        generation=_summary(gen_log),
+    )
+    write_contract(cell.files.result, worked)
+    judged = _as_worked(
+        run_job(_fake_served(judge, fake_server)),
+        judge,
+        Mark.JUDGING_START,
+        Mark.JUDGING_END,
+        scoring=_summary(judge.files.judged_log, score=0.75),
+    )
+    write_contract(judge.files.result, judged)
+    return config, plan, layout, cell_id, (cell, judge, base)
+
+
+def test_every_contract_file_of_a_run_loads_through_its_model(demo_run, tmp_path):
+    from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable
+    from evalwatt.contracts.vocabulary import Family
+    from evalwatt.results import read_table
+    from evalwatt.workflow_support import final_files, write_final, write_record
+
+    config, plan, layout, cell_id, jobs = demo_run
+    for job in jobs:
+        assert read_contract(JobSpec, job.spec_path) == job.spec
+        result = read_contract(JobResult, job.files.result)
+        assert (result.kind, result.job_id, result.spec) == (job.kind, job.job_id, job.spec)
+        timeline = read_contract(TimelineFile, job.files.timeline)
+        assert set(timeline.marks) <= set(result.marks)
+
+    wildcards = SimpleNamespace(cell=cell_id)
+    record_path = layout.cell_energy(cell_id)
+    write_record(config, plan, layout, wildcards, [str(record_path)], [str(tmp_path / "e.log")])
+    record = read_contract(CellRecord, record_path)
+    assert record.jobs.judge is not None and record.jobs.judge.job_id == cell_id
+    assert record.row.scored_by == "judge job" and record.row.score == 0.75
+    assert record.row.judge_duration_s is not None and record.row.judge_duration_s >= 0
+    assert record.row.baseline_id == jobs[2].job_id
+    assert record.row.scheduler_job_id.startswith("local:")
+    est = record.energy[Family.CPU_EST]
+    assert isinstance(est, FamilyEnergy) and est.source == "cpu-model"
+    assert est.terms["judge"].formula.startswith("E(judging_end) - E(judging_start)")
+    assert est.terms["judge"].energy_j is not None and est.terms["judge"].energy_j >= 0
+    assert record.row.cpu_est.judge_energy_j == est.terms["judge"].energy_j
+    assert isinstance(record.energy[Family.GPU], FamilyUnavailable)
+    assert record.row.gpu.energy_null_reason
+
+    outputs = _Named(final_files(layout))
+    write_final(config, [str(record_path)], outputs, [str(tmp_path / "f.log")])
+    (row,) = read_table(outputs.energy_table_parquet).to_pylist()
+    assert row["cell_id"] == cell_id and row["judge_scheduler_job_id"].startswith("local:")
+    audit = Path(outputs.audit).read_text()
+    assert f"## Cell `{cell_id}`" in audit and "status ok" in audit
+    assert "E(judging_end) - E(judging_start)" in audit
+    assert "wrote" in (tmp_path / "f.log").read_text()

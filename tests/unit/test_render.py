@@ -15,21 +15,25 @@ from pathlib import Path
 import pytest
 
 from evalwatt.config import ConfigError, from_dict
+from evalwatt.jobs import JobError, resolve_job
 from evalwatt.layout import Layout
 from evalwatt.plan import plan_run
-from evalwatt.render import RenderError, job_spec, render_script, slurm_time
+from evalwatt.render import RenderError, render_script, slurm_time
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 PY = "/opt/py/bin/python"
-# A spec path that exists nowhere: resolve() leaves it as it is on every machine.
-SPEC_ROOT = Path("/evalwatt-golden/results/unit/jobs")
+# A results folder that exists nowhere: resolve() leaves it as it is on every machine.
+GOLDEN_RESULTS = "/evalwatt-golden/results"
 
 GPU_CELL = "Qwen2.5-32B-Instruct__piqa__t0__c10"
 JUDGED_CELL = "Qwen2.5-32B-Instruct__writingbench__t0.7__c100"
 BASH = shutil.which("bash")
 
 
-def _setup(config_dict: dict):
+def _setup(config_dict: dict, python: str = PY, results_dir: str | None = None):
+    config_dict.setdefault("job", {})["python"] = python
+    if results_dir is not None:
+        config_dict["results_dir"] = results_dir
     config = from_dict(config_dict, Path("."))
     plan = plan_run(config)
     return config, plan, Layout.of(config.results_dir, config.run)
@@ -40,18 +44,12 @@ def _cpu_baseline(plan) -> str:
     return bid
 
 
-def _render(
-    kind: str,
-    job_id: str,
-    config,
-    plan,
-    layout,
-    spec_path: Path | None = None,
-    python: str | None = PY,
-) -> str:
-    spec = job_spec(kind, job_id, config, plan, layout, python=python)
-    spec_path = spec_path or SPEC_ROOT / kind / job_id / "spec.json"
-    return render_script(spec, config, plan, spec_path, python=python)
+def _render(kind: str, job_id: str, config, plan, layout) -> str:
+    return render_script(resolve_job(config, plan, layout, kind, job_id))
+
+
+def _spec(kind: str, job_id: str, config, plan, layout):
+    return resolve_job(config, plan, layout, kind, job_id).spec
 
 
 def _sbatch(script: str) -> dict[str, str]:
@@ -66,7 +64,7 @@ def _sbatch(script: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("golden", ["cell.sbatch", "baseline.sbatch", "judge.sbatch"])
 def test_golden_scripts(small_config, golden):
-    config, plan, layout = _setup(small_config)
+    config, plan, layout = _setup(small_config, results_dir=GOLDEN_RESULTS)
     kind, job_id = {
         "cell.sbatch": ("cell", GPU_CELL),
         "baseline.sbatch": ("baseline", _cpu_baseline(plan)),
@@ -178,33 +176,64 @@ def test_slurm_time(minutes, expected):
 
 def test_spec_server_command_follows_the_plan(small_config):
     config, plan, layout = _setup(small_config)
-    spec = job_spec("cell", GPU_CELL, config, plan, layout, python=PY)
-    argv = spec["server"]["argv"]
-    assert argv[:3] == ["/opt/py/bin/vllm", "serve", "{model_path}"]
+    spec = _spec("cell", GPU_CELL, config, plan, layout)
+    argv = spec.server.argv
+    assert argv[:3] == ("/opt/py/bin/vllm", "serve", "{model_path}")
     assert argv[argv.index("--tensor-parallel-size") + 1] == "2"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert argv[argv.index("--max-model-len") + 1] == "32768"
-    assert spec["model"]["path"] == "/models/Qwen/Qwen2.5-32B-Instruct"
-    assert spec["evaluation"]["max_connections"] == 10
-    assert spec["evaluation"]["temperature"] == 0.0
-    assert spec["evaluation"]["score_in_job"] is True
-    assert spec["pad"] == {"accounting_window_s": 300, "margin_s": 30}
-    judge = job_spec("judge", JUDGED_CELL, config, plan, layout, python=PY)
-    assert judge["model"]["name"] == "Qwen3-Next-80B-A3B-Instruct"
-    jargv = judge["server"]["argv"]
+    assert spec.model.path == "/models/Qwen/Qwen2.5-32B-Instruct"
+    assert spec.evaluation.max_connections == 10
+    assert spec.evaluation.temperature == 0.0
+    assert spec.evaluation.score_in_job is True
+    assert spec.pad.model_dump() == {"accounting_window_s": 300, "margin_s": 30}
+    assert spec.server.baseline_id == plan.cells[GPU_CELL].baseline
+    judge = _spec("judge", JUDGED_CELL, config, plan, layout)
+    assert judge.model.name == "Qwen3-Next-80B-A3B-Instruct"
+    jargv = judge.server.argv
     assert jargv[jargv.index("--tensor-parallel-size") + 1] == "4"
-    assert judge["judging"]["temperature"] == 0.2
-    assert judge["judging"]["cell_result"].endswith(f"results/unit/cells/{JUDGED_CELL}/result.json")
+    assert judge.judging.temperature == 0.2
+    assert str(judge.judging.cell_result).endswith(f"results/unit/cells/{JUDGED_CELL}/result.json")
+
+
+def test_a_judge_only_model_gets_the_planners_server_settings(small_config):
+    """The judge model has no cells, so no baseline in the plan: its settings and id come
+    from the planner's own functions, exactly as a baseline of it would have them."""
+    from evalwatt.contracts.spec import ServerSettings
+    from evalwatt.plan import baseline_id, server_settings
+
+    config, plan, layout = _setup(small_config)
+    judge = resolve_job(config, plan, layout, "judge", JUDGED_CELL)
+    name = "Qwen3-Next-80B-A3B-Instruct"
+    settings = server_settings(config.model(name), plan.models[name], config)
+    assert judge.spec.server.settings == ServerSettings.model_validate(settings)
+    assert judge.baseline_id == baseline_id(config.model(name), settings)
+    assert (judge.resources.gpus, judge.resources.cpus) == (4, 96)
+
+
+@pytest.mark.parametrize(
+    ("kind", "job_id", "message"),
+    [
+        ("cell", "nope", "no cell 'nope'"),
+        ("baseline", "nope", "no baseline 'nope'"),
+        ("judge", GPU_CELL, "has no judge job"),
+        ("sweep", GPU_CELL, "unknown job kind"),
+    ],
+)
+def test_a_job_not_in_the_plan_is_refused(small_config, kind, job_id, message):
+    config, plan, layout = _setup(small_config)
+    with pytest.raises(JobError, match=message):
+        resolve_job(config, plan, layout, kind, job_id)
 
 
 def test_spec_of_a_cpu_model(small_config):
     config, plan, layout = _setup(small_config)
-    spec = job_spec("baseline", _cpu_baseline(plan), config, plan, layout, python=PY)
-    argv = spec["server"]["argv"]
-    assert argv[:3] == [PY, "-m", "llama_cpp.server"]
+    spec = _spec("baseline", _cpu_baseline(plan), config, plan, layout)
+    argv = spec.server.argv
+    assert argv[:3] == (PY, "-m", "llama_cpp.server")
     assert argv[argv.index("--n_threads") + 1] == "2"
-    assert argv[-2:] == ["--seed", "0"]
-    assert "evaluation" not in spec and "judging" not in spec
+    assert argv[-2:] == ("--seed", "0")
+    assert spec.evaluation is None and spec.judging is None
 
 
 # --- hostile strings ------------------------------------------------------------------------
@@ -263,28 +292,30 @@ def _no_pwned(tmp_path: Path) -> list[Path]:
     return [p for p in tmp_path.rglob("*") if p.name.startswith("PWNED")]
 
 
-@pytest.fixture
-def hostile(tmp_path, small_config):
+def _hostile_setup(tmp_path: Path, small_config: dict, python: str = PY):
     results = tmp_path / "res ults 'sq' \"dq\" $(touch PWNED) `touch PWNED` ;x & } {"
-    small_config["results_dir"] = str(results)
     small_config["job"]["env"] = dict(HOSTILE_ENV)
     small_config["cluster"]["modules"] = list(HOSTILE_MODULES)
-    config, plan, layout = _setup(small_config)
-    return config, plan, layout
+    return _setup(small_config, python=python, results_dir=str(results))
+
+
+@pytest.fixture
+def hostile(tmp_path, small_config):
+    return _hostile_setup(tmp_path, small_config)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 @pytest.mark.parametrize("kind", ["cell", "baseline", "judge"])
-def test_hostile_strings_arrive_byte_for_byte(tmp_path, hostile, kind):
-    config, plan, layout = hostile
+def test_hostile_strings_arrive_byte_for_byte(tmp_path, small_config, kind):
+    fake = _executable(tmp_path / "fakepy" / "python", FAKE_PYTHON)
+    config, plan, layout = _hostile_setup(tmp_path, small_config, python=str(fake))
     job_id = {"cell": GPU_CELL, "judge": JUDGED_CELL, "baseline": _cpu_baseline(plan)}[kind]
     spec_path = layout.job_spec(kind, job_id)
-    script = _render(kind, job_id, config, plan, layout, spec_path=spec_path)
+    script = _render(kind, job_id, config, plan, layout)
     script_path = _executable(tmp_path / "job.sbatch", script)
     subprocess.run([BASH, "-n", str(script_path)], check=True)
-    fake = _executable(tmp_path / "fakepy" / "python", FAKE_PYTHON)
 
-    got = _run_script(tmp_path, script_path, {"EVALWATT_PYTHON": str(fake)})
+    got = _run_script(tmp_path, script_path, {})
 
     assert got["argv"] == ["-m", "evalwatt", "job", str(spec_path.resolve())]
     for name, value in HOSTILE_ENV.items():
@@ -295,14 +326,15 @@ def test_hostile_strings_arrive_byte_for_byte(tmp_path, hostile, kind):
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
-def test_hostile_python_path_without_override(tmp_path, hostile):
-    """The interpreter path written into the script (no EVALWATT_PYTHON) is quoted too."""
-    config, plan, layout = hostile
+def test_hostile_python_path(tmp_path, small_config):
+    """The interpreter path written into the script is quoted too, and nothing in the
+    environment can replace it (no hidden override)."""
     fake = _executable(tmp_path / "py dir 'q' $(touch PWNED) } {x}" / "python", FAKE_PYTHON)
+    config, plan, layout = _hostile_setup(tmp_path, small_config, python=str(fake))
     spec_path = layout.job_spec("cell", GPU_CELL)
-    script = _render("cell", GPU_CELL, config, plan, layout, spec_path=spec_path, python=str(fake))
+    script = _render("cell", GPU_CELL, config, plan, layout)
     script_path = _executable(tmp_path / "job.sbatch", script)
-    got = _run_script(tmp_path, script_path, {})
+    got = _run_script(tmp_path, script_path, {"EVALWATT_PYTHON": "/bin/false"})
     assert got["argv"] == ["-m", "evalwatt", "job", str(spec_path.resolve())]
     assert _no_pwned(tmp_path) == []
 
@@ -310,9 +342,7 @@ def test_hostile_python_path_without_override(tmp_path, hostile):
 def test_hostile_values_stay_out_of_sbatch_and_comment_lines(hostile):
     """No value with a way out of its line reaches an #SBATCH line or a comment."""
     config, plan, layout = hostile
-    script = _render(
-        "cell", GPU_CELL, config, plan, layout, spec_path=layout.job_spec("cell", GPU_CELL)
-    )
+    script = _render("cell", GPU_CELL, config, plan, layout)
     for line in script.splitlines():
         if line.startswith("#"):
             assert "PWNED" not in line, line

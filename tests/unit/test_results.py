@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from evalwatt.contracts.row import FamilyColumns, TableRow
 from evalwatt.record import energy_columns
 from evalwatt.results import (
     SCHEMA_VERSION,
@@ -40,6 +41,87 @@ def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **e
         "inference_duration_s": duration,
         "schema_version": SCHEMA_VERSION,
         **extra,
+    }
+
+
+def test_the_arrow_schema_is_the_row_model_flattened():
+    """TABLE_SCHEMA is derived from TableRow: same columns, same order, same nullability."""
+    names = []
+    for name, info in TableRow.model_fields.items():
+        if info.annotation is FamilyColumns:
+            names += [f"{name}_{sub}" for sub in FamilyColumns.model_fields]
+        else:
+            names.append(name)
+    assert TABLE_SCHEMA.names == names
+    assert TABLE_SCHEMA.field("moe").type == pa.bool_()
+    assert TABLE_SCHEMA.field("top_k").type == pa.int64()
+    assert TABLE_SCHEMA.field("scored_by").type == pa.string()
+    assert TABLE_SCHEMA.field("schema_version").type == pa.int64()
+    assert (
+        TABLE_SCHEMA.field("cpu_est_judge_energy_j")
+        .metadata[b"doc"]
+        .startswith(b"CPU energy, ESTIMATE")
+    )
+    assert TableRow.known_version() == SCHEMA_VERSION
+
+
+def test_a_table_row_model_fills_every_column():
+    families = {f: FamilyColumns() for f in ("gpu", "cpu", "cpu_est")}
+    row = TableRow(**{**_full_row(), **families, "cpu_est": FamilyColumns(inference_energy_j=5.0)})
+    (back,) = to_table([row]).to_pylist()
+    assert set(back) == set(TABLE_SCHEMA.names)
+    assert back["cpu_est_inference_energy_j"] == 5.0 and back["gpu_inference_energy_j"] is None
+    assert back["schema_version"] == SCHEMA_VERSION
+
+
+def _full_row() -> dict:
+    return {
+        "run": "unit",
+        "cell_id": "m__b__t0__c10",
+        "model": "m",
+        "hf_id": "org/m",
+        "benchmark": "b",
+        "task": "t",
+        "temperature": 0.0,
+        "top_p": None,
+        "top_k": None,
+        "max_tokens": None,
+        "max_connections": 10,
+        "sample_limit": None,
+        "backend": "llama-cpp",
+        "gpus": 0,
+        "cpus": 2,
+        "total_params_b": 0.1,
+        "active_params_b": 0.1,
+        "weight_bits": 4,
+        "moe": False,
+        "reasoning": False,
+        "cluster": "c",
+        "gpu_model": "none",
+        "samples_total": 1,
+        "samples_completed": 1,
+        "score": 1.0,
+        "score_stderr": None,
+        "score_metric": "accuracy",
+        "scorer": "s",
+        "score_null_reason": None,
+        "scored_by": "in-job",
+        "judge_model": None,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "load_duration_s": 1.0,
+        "inference_duration_s": 1.0,
+        "pad_duration_s": 0.0,
+        "job_duration_s": 2.0,
+        "baseline_load_duration_s": 1.0,
+        "baseline_job_duration_s": 2.0,
+        "judge_duration_s": None,
+        "scheduler_job_id": "123",
+        "baseline_id": "m__llama-cpp-g0-00000000",
+        "baseline_scheduler_job_id": "124",
+        "judge_scheduler_job_id": None,
+        "host": "h",
+        "energy_method": "e",
     }
 
 
@@ -93,7 +175,7 @@ def test_parquet_round_trip_keeps_schema_version(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("version", [b"0", b"2", None])
+@pytest.mark.parametrize("version", [str(SCHEMA_VERSION - 1).encode(), b"99", None])
 def test_read_table_refuses_another_schema_version(tmp_path, version):
     table = to_table([_row(duration=3.0)])
     metadata = dict(table.schema.metadata)

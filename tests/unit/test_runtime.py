@@ -38,7 +38,16 @@ def test_timeline_refuses_a_mark_set_twice(tmp_path):
     timeline.mark("job_start", 100.0)
     with pytest.raises(ValueError, match="'job_start' set twice"):
         timeline.mark("job_start", 200.0)
-    assert json.loads((tmp_path / "timeline.json").read_text()) == {"marks": {"job_start": 100.0}}
+    assert json.loads((tmp_path / "timeline.json").read_text()) == {
+        "schema_version": 1,
+        "marks": {"job_start": 100.0},
+    }
+
+
+def test_timeline_refuses_an_unknown_mark(tmp_path):
+    timeline = Timeline(tmp_path / "timeline.json")
+    with pytest.raises(ValueError, match="'inference_begin' is not a valid Mark"):
+        timeline.mark("inference_begin", 1.0)
 
 
 def test_timeline_writes_every_mark_atomically(tmp_path):
@@ -52,7 +61,8 @@ def test_timeline_writes_every_mark_atomically(tmp_path):
     # a new file renamed into place, not the old one rewritten: readers never see half a file
     assert path.stat().st_ino != inode
     assert json.loads(path.read_text()) == {
-        "marks": {"job_start": start, "load_start": start + 1.5}
+        "schema_version": 1,
+        "marks": {"job_start": start, "load_start": start + 1.5},
     }
     assert [p.name for p in path.parent.iterdir()] == ["timeline.json"]
 
@@ -72,7 +82,7 @@ def test_timeline_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
         timeline.mark("ready", 2.0)
     monkeypatch.undo()
     # the previous content survives whole, and no temporary file is left behind
-    assert json.loads(path.read_text()) == {"marks": {"job_start": 1.0}}
+    assert json.loads(path.read_text()) == {"schema_version": 1, "marks": {"job_start": 1.0}}
     assert [p.name for p in tmp_path.iterdir()] == ["timeline.json"]
 
 
@@ -143,4 +153,9 @@ def test_layout_paths():
     assert layout.final("energy_table_best", "csv") == root / "final" / "energy_table_best.csv"
     assert layout.log("render_job", cid) == root / "logs" / "render_job" / f"{cid}.log"
     # a pattern for Snakemake: the wildcard passes through untouched
-    assert str(layout.run_result("cell", "{cell}")) == "results/peren/cells/{cell}/result.json"
+    assert str(layout.run_result("{kind}", "{job}")) == "results/peren/{kind}s/{job}/result.json"
+    files = layout.job_files("judge", cid)
+    assert files.root == root / "judges" / cid
+    assert files.judged_log == root / "judges" / cid / "eval" / "judged.eval"
+    assert files.trace("cpu-model") == files.root / "trace-cpu-est.parquet"
+    assert files.attempt("20250101T000000") == root / "judges" / f"{cid}.attempt-20250101T000000"

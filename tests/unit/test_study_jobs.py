@@ -3,7 +3,6 @@ it would submit (rendered for real, not run: vLLM and H100s are not available in
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from evalwatt.config import load_config
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.jobs import resolve_job
 from evalwatt.layout import Layout
 from evalwatt.plan import plan_run
-from evalwatt.render import job_spec, render_script
+from evalwatt.render import render_script
 
 REPO = Path(__file__).resolve().parents[2]
 PEREN = REPO / "config" / "peren.yaml"
@@ -23,6 +24,7 @@ PEREN = REPO / "config" / "peren.yaml"
 @pytest.fixture(scope="module")
 def study():
     config = load_config(PEREN)
+    config.raw["job"]["python"] = "/opt/ew/bin/python"
     return config, plan_run(config)
 
 
@@ -52,18 +54,16 @@ def test_dry_run_shows_the_whole_study_dag(study, tmp_path):
     assert "extended by additional config" not in out  # the demo config is replaced, not merged
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     judged = sum(1 for c in plan.cells.values() if c.judge)
-    assert int(counts["run_cell"]) == len(plan.cells) == 522
-    assert int(counts["run_baseline"]) == len(plan.baselines) == 22
-    assert int(counts["run_judge"]) == judged
-    assert int(counts["render_job"]) == len(plan.cells) + len(plan.baselines) + judged
+    assert len(plan.cells) == 522 and len(plan.baselines) == 22
+    jobs = len(plan.cells) + len(plan.baselines) + judged
+    assert int(counts["run_job"]) == int(counts["render_job"]) == jobs
+    assert int(counts["cell_energy"]) == len(plan.cells)
 
 
 def _render(study, kind, job_id, tmp_path):
     config, plan = study
-    layout = Layout(tmp_path / "results" / "peren")
-    spec = job_spec(kind, job_id, config, plan, layout, python="/opt/ew/bin/python")
-    script = render_script(spec, config, plan, tmp_path / "spec.json", python="/opt/ew/bin/python")
-    return spec, script
+    job = resolve_job(config, plan, Layout(tmp_path / "results" / "peren"), kind, job_id)
+    return job.spec, render_script(job)
 
 
 def test_a_four_gpu_cell_asks_for_four_gpus_and_runs_vllm_tensor_parallel(study, tmp_path):
@@ -71,15 +71,15 @@ def test_a_four_gpu_cell_asks_for_four_gpus_and_runs_vllm_tensor_parallel(study,
     assert "#SBATCH --gpus=4\n" in script
     assert "#SBATCH --cpus-per-task=96\n" in script
     assert "#SBATCH --constraint=h100\n" in script
-    argv = spec["server"]["argv"]
-    assert argv[:3] == ["/opt/ew/bin/vllm", "serve", "{model_path}"]
+    argv = spec.server.argv
+    assert argv[:3] == ("/opt/ew/bin/vllm", "serve", "{model_path}")
     assert argv[argv.index("--tensor-parallel-size") + 1] == "4"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert argv[argv.index("--served-model-name") + 1] == "Llama-3.1-70B-Instruct"
-    assert spec["model"]["path"] == "$DSDIR/HuggingFace_Models/meta-llama/Llama-3.1-70B-Instruct"
-    assert spec["evaluation"]["max_connections"] == 10
-    assert spec["evaluation"]["score_in_job"] is True
-    assert spec["pad"] == {"accounting_window_s": 300, "margin_s": 30}
+    assert spec.model.path == "$DSDIR/HuggingFace_Models/meta-llama/Llama-3.1-70B-Instruct"
+    assert spec.evaluation.max_connections == 10
+    assert spec.evaluation.score_in_job is True
+    assert spec.pad.model_dump() == {"accounting_window_s": 300, "margin_s": 30}
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
@@ -87,12 +87,12 @@ def test_quantized_and_family_settings_reach_the_job(study, tmp_path):
     spec, _ = _render(
         study, "cell", "Qwen3-30B-A3B-Thinking-2507__writingbench__t0.7__c100", tmp_path
     )
-    ev = spec["evaluation"]
+    ev = spec.evaluation
     # qwen3+reasoning sampling, WritingBench's own max tokens, judged in a separate job
-    assert (ev["top_p"], ev["top_k"], ev["max_tokens"]) == (0.95, 20, 16000)
-    assert ev["score_in_job"] is False
+    assert (ev.top_p, ev.top_k, ev.max_tokens) == (0.95, 20, 16000)
+    assert ev.score_in_job is False
     fp8, _ = _render(study, "cell", "Qwen3-30B-A3B-Instruct-2507-FP8__piqa__t0__c10", tmp_path)
-    argv = fp8["server"]["argv"]
+    argv = fp8.server.argv
     assert argv[argv.index("--quantization") + 1] == "fp8"
 
 
@@ -100,10 +100,10 @@ def test_the_judge_job_runs_the_judge_model(study, tmp_path):
     spec, script = _render(
         study, "judge", "Qwen2.5-7B-Instruct__simpleqa_verified__t0__c10", tmp_path
     )
-    assert spec["model"]["name"] == "Qwen3-Next-80B-A3B-Instruct"
+    assert spec.model.name == "Qwen3-Next-80B-A3B-Instruct"
     assert "#SBATCH --gpus=4\n" in script
-    assert spec["judging"]["temperature"] == 0.2
-    assert spec["judging"]["cell_result"].endswith(
+    assert spec.judging.temperature == 0.2
+    assert str(spec.judging.cell_result).endswith(
         "cells/Qwen2.5-7B-Instruct__simpleqa_verified__t0__c10/result.json"
     )
-    json.dumps(spec)  # the spec is plain JSON
+    assert JobSpec.model_validate_json(spec.model_dump_json()) == spec  # round trip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,5 +42,7 @@ def write_text(path: Path | str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: Path | str, data: Any, default: Callable[[Any], Any] | None = str) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=default) + "\n")
+def write_json(path: Path | str, data: Any) -> None:
+    """Plain JSON data only: a value JSON cannot hold (an object, NaN) raises instead of being
+    written as a string. Contract files are written by their models (contracts.base)."""
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -5,13 +5,15 @@ their own accounting (CEEMS, sacct)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import signal
-from pathlib import Path
-from typing import Any
 
 from evalwatt.config import Config
-from evalwatt.results import DOMAIN_TITLES, DOMAINS, SCHEMA_VERSION
+from evalwatt.contracts.base import read_contract
+from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable, JobRef
+from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.vocabulary import FAMILY_TITLES, Family, Mark
+from evalwatt.layout import JobFiles
+from evalwatt.results import SCHEMA_VERSION
 
 
 def _iso(t: float | None) -> str:
@@ -29,62 +31,59 @@ def _exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _job_lines(kind: str, run_dir: str) -> list[str]:
-    result = json.loads((Path(run_dir) / "result.json").read_text(encoding="utf-8"))
-    marks = result["marks"]
-    sampler = result["sampler"]
+def _job_lines(job: JobRef) -> list[str]:
+    files = JobFiles(job.run_dir)
+    result = read_contract(JobResult, files.result)
+    marks, sampler = result.marks, result.sampler
     devices = []
-    for source, info in sampler["traces"].items():
-        for dev in info.get("devices", []):
-            devices.append(f"{source}: GPU {dev['nvml_index']} {dev['uuid']} ({dev['pci_bus_id']})")
+    for source, info in sampler.traces.items():
+        for dev in info.devices or ():
+            devices.append(f"{source}: GPU {dev.nvml_index} {dev.uuid} ({dev.pci_bus_id})")
         if source != "nvml":
-            devices.append(f"{source}: {info.get('zones') or info.get('model')}")
-    unavailable = "; ".join(f"{k}: {v}" for k, v in sampler["unavailable"].items()) or "none"
-    slurm_id = result["slurm"].get("SLURM_JOB_ID", "– (not under Slurm)")
+            devices.append(f"{source}: {info.zones or info.model}")
+    unavailable = "; ".join(f"{k}: {v}" for k, v in sampler.unavailable.items()) or "none"
+    slurm_id = result.scheduler_job_id or "– (not under Slurm)"
     lines = [
-        f"- **{kind}** `{result['id']}` — Slurm job {slurm_id}, "
-        f"host `{result['host']}`, CUDA_VISIBLE_DEVICES={result['cuda_visible_devices']}",
-        f"  - from {_iso(marks.get('job_start'))} to {_iso(marks.get('job_end'))} "
-        f"({marks['job_end'] - marks['job_start']:.1f} s), padded "
-        f"{marks['pad_end'] - marks['pad_start']:.1f} s, "
-        f"server {_exit(result['server']['exit_code'])}",
-        f"  - sampled: {'; '.join(devices) or 'nothing'}; every {sampler['interval_s']} s, "
-        f"{sampler['rounds']} rounds, {sampler['late_rounds']} late "
-        f"(max {sampler['max_late_s']:.3f} s)",
+        f"- **{job.kind}** `{result.job_id}` — Slurm job {slurm_id}, "
+        f"host `{result.host}`, CUDA_VISIBLE_DEVICES={result.cuda_visible_devices}",
+        f"  - status {result.status}" + "".join(f"; {p}" for p in result.problems),
+        f"  - from {_iso(marks.get(Mark.JOB_START))} to {_iso(marks.get(Mark.JOB_END))} "
+        f"({marks[Mark.JOB_END] - marks[Mark.JOB_START]:.1f} s), padded "
+        f"{marks[Mark.PAD_END] - marks[Mark.PAD_START]:.1f} s, "
+        f"server {_exit(result.server.exit_code)}",
+        f"  - sampled: {'; '.join(devices) or 'nothing'}; every {sampler.interval_s} s, "
+        f"{sampler.rounds} rounds, {sampler.late_rounds} late "
+        f"(max {sampler.max_late_s:.3f} s)",
         f"  - not sampled: {unavailable}",
-        f"  - raw readings: `{run_dir}/` (timeline.json, trace-*.parquet, server.log, eval/)",
+        f"  - raw readings: `{files.root}/` ({JobFiles.describe()})",
     ]
     return lines
 
 
-def _energy_lines(energy: dict[str, Any]) -> list[str]:
+def _energy_lines(energy: dict[Family, FamilyEnergy | FamilyUnavailable]) -> list[str]:
     lines = []
-    for domain in DOMAINS:
-        info = energy.get(domain, {})
-        if "unavailable" in info:
-            lines.append(f"  - {DOMAIN_TITLES[domain]}: not available ({info['unavailable']})")
+    for family in Family:
+        info = energy.get(family, FamilyUnavailable(unavailable="not computed"))
+        if isinstance(info, FamilyUnavailable):
+            lines.append(f"  - {FAMILY_TITLES[family]}: not available ({info.unavailable})")
             continue
-        lines.append(f"  - {DOMAIN_TITLES[domain]} (source `{info['source']}`):")
-        for name, term in info["terms"].items():
+        lines.append(f"  - {FAMILY_TITLES[family]} (source `{info.source}`):")
+        for name, term in info.terms.items():
             value = (
-                "null: " + str(term["null_reason"])
-                if term["energy_j"] is None
-                else f"{term['energy_j']:.3f} J"
+                f"null: {term.null_reason}" if term.energy_j is None else f"{term.energy_j:.3f} J"
             )
             window = ""
-            if term.get("window"):
-                a, b = term["window"]
+            if term.window:
+                a, b = term.window
                 window = f", window {_iso(a)} → {_iso(b)} ({b - a:.2f} s)"
             extra = (
-                f", edge extrapolated {term['extrapolated_s']:.3f} s"
-                if term.get("extrapolated_s")
-                else ""
+                f", edge extrapolated {term.extrapolated_s:.3f} s" if term.extrapolated_s else ""
             )
-            lines.append(f"    - {name} = {term['formula']} = {value}{window}{extra}")
+            lines.append(f"    - {name} = {term.formula} = {value}{window}{extra}")
     return lines
 
 
-def audit_markdown(config: Config, records: list[dict[str, Any]]) -> str:
+def audit_markdown(config: Config, records: list[CellRecord]) -> str:
     out = [
         f"# Audit trail of run `{config.run}`",
         "",
@@ -96,19 +95,19 @@ def audit_markdown(config: Config, records: list[dict[str, Any]]) -> str:
         "",
     ]
     seen: set[str] = set()
-    for record in sorted(records, key=lambda r: r["cell"]):
-        out.append(f"## Cell `{record['cell']}`")
+    for record in sorted(records, key=lambda r: r.cell_id):
+        out.append(f"## Cell `{record.cell_id}`")
         out.append("")
-        for kind in ("cell", "baseline", "judge"):
-            run_dir = record["raw"].get(kind)
-            if not run_dir:
+        for job in (record.jobs.cell, record.jobs.baseline, record.jobs.judge):
+            if job is None:
                 continue
-            if run_dir in seen:
-                out.append(f"- **{kind}** `{Path(run_dir).name}`: shared, described above")
+            key = f"{job.kind}/{job.job_id}"
+            if key in seen:
+                out.append(f"- **{job.kind}** `{job.job_id}`: shared, described above")
                 continue
-            seen.add(run_dir)
-            out += _job_lines(kind, run_dir)
+            seen.add(key)
+            out += _job_lines(job)
         out.append("- energy terms:")
-        out += _energy_lines(record["energy"])
+        out += _energy_lines(record.energy)
         out.append("")
     return "\n".join(out) + "\n"

@@ -1,21 +1,35 @@
 """A cell's record: what its jobs wrote, its energy terms, and its row of the final table.
 
-The record (``energy/<cell>.json``) is the audit trail of one row: every number of the row
-is there with the raw readings' files and the formula that produced it.
+The record (``energy/<cell>.json``, contracts.record.CellRecord) is the audit trail of one
+row: every number of the row is there with the raw readings' folders and the formula that
+produced it.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from evalwatt.config import Config
+from evalwatt.contracts.base import read_contract
+from evalwatt.contracts.record import (
+    CellJobs,
+    CellLogs,
+    CellRecord,
+    FamilyEnergy,
+    FamilyUnavailable,
+    JobRef,
+)
+from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.row import FamilyColumns, TableRow
+from evalwatt.contracts.vocabulary import Family, Mark
 from evalwatt.energy.jobs import cell_energy
+from evalwatt.jobs import Job, resolve_job
 from evalwatt.layout import Layout
 from evalwatt.plan import Plan
-from evalwatt.results import DOMAINS, ENERGY_METHOD, SCHEMA_VERSION
+from evalwatt.results import ENERGY_METHOD, flat_columns
 
+# Table columns of a family <- names of the energy terms (evalwatt.energy.terms).
 _TERM_COLUMNS = {
     "inference_energy_j": "inference",
     "job_energy_j": "job",
@@ -33,133 +47,157 @@ _PER_UNIT_COLUMNS = {
 }
 
 
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _span(marks: dict[str, float], start: str, end: str) -> float | None:
+def _span(marks: Mapping[Mark, float], start: Mark, end: Mark) -> float | None:
     if start in marks and end in marks:
         return marks[end] - marks[start]
     return None
 
 
-def job_id(result: dict[str, Any] | None) -> str | None:
-    if result is None:
-        return None
-    slurm = result.get("slurm", {}).get("SLURM_JOB_ID")
-    return slurm or f"local:{result['host']}:{result['marks']['job_start']:.0f}"
-
-
-def energy_columns(energy: dict[str, Any]) -> dict[str, Any]:
-    """Flatten the per-domain energy terms into the table's columns."""
-    row: dict[str, Any] = {}
-    for domain in DOMAINS:
-        info = energy.get(domain, {"unavailable": "not computed"})
+def family_columns(
+    energy: Mapping[Family, FamilyEnergy | FamilyUnavailable],
+) -> dict[Family, FamilyColumns]:
+    """The table's energy columns of each family, null with the reasons where missing."""
+    out = {}
+    for family in Family:
+        info = energy.get(family, FamilyUnavailable(unavailable="not computed"))
+        if isinstance(info, FamilyUnavailable):
+            out[family] = FamilyColumns(energy_null_reason=info.unavailable)
+            continue
         reasons = []
-        if "unavailable" in info:
-            reasons.append(info["unavailable"])
-            terms: dict[str, Any] = {}
-            per: dict[str, Any] = {}
-        else:
-            terms, per = info["terms"], info["per_unit"]
-        row[f"{domain}_energy_source"] = info.get("source")
-        for column, term in _TERM_COLUMNS.items():
-            value = terms.get(term, {}).get("energy_j")
-            row[f"{domain}_{column}"] = value
-            why = terms.get(term, {}).get("null_reason")
-            if value is None and why and term != "judge":
-                reasons.append(f"{term}: {why}")
-        for column, key in _PER_UNIT_COLUMNS.items():
-            row[f"{domain}_{column}"] = per.get(key, {}).get("value_wh")
-        row[f"{domain}_method_gap_pct"] = info.get("gap_pct")
-        row[f"{domain}_energy_null_reason"] = "; ".join(dict.fromkeys(reasons)) or None
-    return row
+        values: dict[str, Any] = {}
+        for column, name in _TERM_COLUMNS.items():
+            term = info.terms.get(name)
+            values[column] = term.energy_j if term else None
+            if term and term.energy_j is None and term.null_reason and name != "judge":
+                reasons.append(f"{name}: {term.null_reason}")
+        for column, name in _PER_UNIT_COLUMNS.items():
+            per = info.per_unit.get(name)
+            values[column] = per.value_wh if per else None
+        out[family] = FamilyColumns(
+            energy_source=info.source,
+            method_gap_pct=info.gap_pct,
+            energy_null_reason="; ".join(dict.fromkeys(reasons)) or None,
+            **values,
+        )
+    return out
 
 
-def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> dict[str, Any]:
-    """Assemble one cell's record from its job results (cell, baseline, judge)."""
-    cell = plan.cells[cell_id]
-    model = config.model(cell.model)
-    mplan = plan.models[cell.model]
-    bench = config.benchmarks[cell.benchmark]
-    cell_dir = layout.run_dir("cell", cell_id)
-    base_dir = layout.run_dir("baseline", cell.baseline)
-    judge_dir = layout.run_dir("judge", cell_id) if cell.judge else None
-    cell_result = _read(cell_dir / "result.json")
-    base_result = _read(base_dir / "result.json")
-    judge_result = _read(judge_dir / "result.json") if judge_dir else None
-
-    generation = cell_result["generation"]
-    scoring = judge_result["scoring"] if judge_result else cell_result.get("scoring", {})
-    completed = generation["samples_completed"]
-    energy = cell_energy(cell_dir, base_dir, judge_dir, completed, generation["output_tokens"])
-    marks, bmarks = cell_result["marks"], base_result["marks"]
-    row: dict[str, Any] = {
-        "run": config.run,
-        "cell_id": cell_id,
-        "model": cell.model,
-        "hf_id": model["hf_id"],
-        "benchmark": cell.benchmark,
-        "task": bench["task"],
-        "temperature": cell.temperature,
-        "top_p": cell.sampling.get("top_p"),
-        "top_k": cell.sampling.get("top_k"),
-        "max_tokens": cell.sampling.get("max_tokens"),
-        "max_connections": cell.max_connections,
-        "sample_limit": bench["limit"],
-        "backend": model["backend"],
-        "gpus": mplan.gpus,
-        "cpus": mplan.cpus,
-        "total_params_b": model["total_params_b"],
-        "active_params_b": model["active_params_b"] or model["total_params_b"],
-        "weight_bits": model["weight_bits"],
-        "moe": model["moe"],
-        "reasoning": model["reasoning"],
-        "cluster": config.cluster["name"],
-        "gpu_model": config.cluster["gpu_model"],
-        "samples_total": generation["samples_total"],
-        "samples_completed": completed,
-        "score": scoring.get("score"),
-        "score_stderr": scoring.get("score_stderr"),
-        "score_metric": scoring.get("score_metric"),
-        "scorer": scoring.get("scorer"),
-        "scored_by": "judge job" if judge_result else "in-job",
-        "judge_model": config.raw["judges"][cell.judge]["model"] if cell.judge else None,
-        "input_tokens": generation["input_tokens"],
-        "output_tokens": generation["output_tokens"],
-        "load_duration_s": _span(marks, "load_start", "ready"),
-        "inference_duration_s": _span(marks, "inference_start", "inference_end"),
-        "pad_duration_s": _span(marks, "pad_start", "pad_end"),
-        "job_duration_s": _span(marks, "job_start", "job_end"),
-        "baseline_load_duration_s": _span(bmarks, "load_start", "ready"),
-        "baseline_job_duration_s": _span(bmarks, "job_start", "job_end"),
-        "judge_duration_s": _span(judge_result["marks"], "inference_start", "inference_end")
-        if judge_result
-        else None,
-        **energy_columns(energy),
-        "job_id": job_id(cell_result),
-        "baseline_id": cell.baseline,
-        "baseline_job_id": job_id(base_result),
-        "judge_job_id": job_id(judge_result),
-        "host": cell_result["host"],
-        "energy_method": ENERGY_METHOD,
-        "schema_version": SCHEMA_VERSION,
-    }
+def parse_energy(
+    energy: Mapping[Family, Mapping[str, Any]],
+) -> dict[Family, FamilyEnergy | FamilyUnavailable]:
+    """The energy step's terms (plain dicts from evalwatt.energy) as contract records."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "cell": cell_id,
-        "row": row,
-        "energy": energy,
-        "raw": {
-            "cell": str(cell_dir),
-            "baseline": str(base_dir),
-            "judge": str(judge_dir) if judge_dir else None,
-            "cell_log": generation["log"],
-            "scored_log": scoring.get("log"),
-        },
-        "marks": {
-            "cell": marks,
-            "baseline": bmarks,
-            "judge": judge_result["marks"] if judge_result else None,
-        },
+        Family(f): FamilyUnavailable.model_validate(info)
+        if "unavailable" in info
+        else FamilyEnergy.model_validate(info)
+        for f, info in energy.items()
     }
+
+
+def energy_columns(energy: Mapping[Family, Mapping[str, Any]]) -> dict[str, Any]:
+    """The energy terms as the flat columns of the final table (``gpu_inference_energy_j``...)."""
+    columns = family_columns(parse_energy(energy))
+    return flat_columns({str(f): c.model_dump() for f, c in columns.items()})
+
+
+def _job_ref(job: Job, result: JobResult) -> JobRef:
+    return JobRef(
+        kind=job.kind,
+        job_id=job.job_id,
+        run_dir=job.files.root,
+        accounting_id=result.accounting_id,
+        status=result.status,
+        problems=result.problems,
+        marks=result.marks,
+    )
+
+
+def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> CellRecord:
+    """Assemble one cell's record from its job results (cell, baseline, judge)."""
+    cell_job = resolve_job(config, plan, layout, "cell", cell_id)
+    base_job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
+    judged = cell_job.judged
+    judge_job = resolve_job(config, plan, layout, "judge", cell_id) if judged else None
+    cell = read_contract(JobResult, cell_job.files.result)
+    base = read_contract(JobResult, base_job.files.result)
+    judge = read_contract(JobResult, judge_job.files.result) if judge_job else None
+    generation = cell.generation
+    evaluation = cell_job.spec.evaluation
+    if generation is None or evaluation is None:
+        raise ValueError(f"{cell_job.files.result}: a cell job without a generation")
+    scoring = judge.scoring if judge else cell.scoring
+    energy = parse_energy(
+        cell_energy(
+            cell_job.files.root,
+            base_job.files.root,
+            judge_job.files.root if judge_job else None,
+            generation.samples_completed,
+            generation.output_tokens,
+        )
+    )
+    model = cell_job.model
+    families = family_columns(energy)
+    row = TableRow(
+        run=config.run,
+        cell_id=cell_id,
+        model=cell_job.model_name,
+        hf_id=model["hf_id"],
+        benchmark=evaluation.benchmark,
+        task=evaluation.task,
+        temperature=evaluation.temperature,
+        top_p=evaluation.top_p,
+        top_k=evaluation.top_k,
+        max_tokens=evaluation.max_tokens,
+        max_connections=evaluation.max_connections,
+        sample_limit=evaluation.limit,
+        backend=cell_job.spec.model.backend,
+        gpus=cell_job.resources.gpus,
+        cpus=cell_job.resources.cpus,
+        total_params_b=model["total_params_b"],
+        active_params_b=model["active_params_b"] or model["total_params_b"],
+        weight_bits=model["weight_bits"],
+        moe=model["moe"],
+        reasoning=model["reasoning"],
+        cluster=config.cluster["name"],
+        gpu_model=config.cluster["gpu_model"],
+        samples_total=generation.samples_total,
+        samples_completed=generation.samples_completed,
+        score=scoring.score if scoring else None,
+        score_stderr=scoring.score_stderr if scoring else None,
+        score_metric=scoring.score_metric if scoring else None,
+        scorer=scoring.scorer if scoring else None,
+        score_null_reason=scoring.score_null_reason if scoring else "not scored",
+        scored_by="judge job" if judge else "in-job",
+        judge_model=judge_job.model_name if judge_job else None,
+        input_tokens=generation.input_tokens,
+        output_tokens=generation.output_tokens,
+        load_duration_s=_span(cell.marks, Mark.LOAD_START, Mark.READY),
+        inference_duration_s=_span(cell.marks, Mark.INFERENCE_START, Mark.INFERENCE_END),
+        pad_duration_s=_span(cell.marks, Mark.PAD_START, Mark.PAD_END),
+        job_duration_s=_span(cell.marks, Mark.JOB_START, Mark.JOB_END),
+        baseline_load_duration_s=_span(base.marks, Mark.LOAD_START, Mark.READY),
+        baseline_job_duration_s=_span(base.marks, Mark.JOB_START, Mark.JOB_END),
+        judge_duration_s=_span(judge.marks, Mark.JUDGING_START, Mark.JUDGING_END)
+        if judge
+        else None,
+        gpu=families[Family.GPU],
+        cpu=families[Family.CPU],
+        cpu_est=families[Family.CPU_EST],
+        scheduler_job_id=cell.accounting_id,
+        baseline_id=cell_job.baseline_id,
+        baseline_scheduler_job_id=base.accounting_id,
+        judge_scheduler_job_id=judge.accounting_id if judge else None,
+        host=cell.host,
+        energy_method=ENERGY_METHOD,
+    )
+    return CellRecord(
+        cell_id=cell_id,
+        row=row,
+        energy=energy,
+        jobs=CellJobs(
+            cell=_job_ref(cell_job, cell),
+            baseline=_job_ref(base_job, base),
+            judge=_job_ref(judge_job, judge) if judge_job and judge else None,
+        ),
+        logs=CellLogs(generation=generation.log, scored=scoring.log if scoring else None),
+    )

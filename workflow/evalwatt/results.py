@@ -1,138 +1,88 @@
-"""The result schema: one row per cell, shared by the writer and every reader.
+"""The final table: its Arrow schema, derived from the row contract, and its three forms.
 
-Units are in column names. Energy columns come in three families that never mix measured and
-modelled numbers: ``gpu_*`` (NVML counters, measured), ``cpu_*`` (RAPL counters, measured)
-and ``cpu_est_*`` (CPU time x a per-core power: an estimate). Each family has a
-``*_energy_source`` naming where its numbers come from, and ``*_energy_null_reason`` saying
-why a value is null. Nulls are never zeros.
+``contracts.row.TableRow`` is the one definition of a row; ``TABLE_SCHEMA`` is built from its
+fields (names, types, descriptions), each family of energy columns flattened with its prefix
+(``gpu_inference_energy_j``). Units are in column names. Nulls are never zeros:
+``*_energy_null_reason`` says why a family's values are null.
 """
 
 from __future__ import annotations
 
+import types
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from evalwatt.errors import UserError
 from evalwatt.atomic import atomic_path, write_text
+from evalwatt.contracts.base import SchemaVersionError
+from evalwatt.contracts.row import FamilyColumns, TableRow
+from evalwatt.contracts.vocabulary import FAMILY_TITLES, Family
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "TABLE_SCHEMA", "SchemaVersionError"]
 
-DOMAINS = ("gpu", "cpu", "cpu_est")
-DOMAIN_TITLES = {
-    "gpu": "GPU energy, measured (NVML energy counter)",
-    "cpu": "CPU package energy, measured (RAPL counter)",
-    "cpu_est": "CPU energy, ESTIMATE (CPU time x watts per core)",
-}
-
-_f, _i, _s = pa.float64(), pa.int64(), pa.string()
-
-IDENTITY = [
-    ("run", _s, "run name"),
-    ("cell_id", _s, "cell identifier (model__benchmark__t<temperature>__c<max_connections>)"),
-    ("model", _s, "model name"),
-    ("hf_id", _s, "Hugging Face repository id"),
-    ("benchmark", _s, "benchmark name"),
-    ("task", _s, "Inspect task"),
-    ("temperature", _f, "sampling temperature"),
-    ("top_p", _f, "top-p (null: server default)"),
-    ("top_k", _i, "top-k (null: server default)"),
-    ("max_tokens", _i, "max generated tokens (null: unset)"),
-    ("max_connections", _i, "Inspect max_connections (static, adaptive off)"),
-    ("sample_limit", _i, "samples asked for (null: all)"),
-    ("backend", _s, "inference server"),
-    ("gpus", _i, "GPUs of the job (tensor-parallel size)"),
-    ("cpus", _i, "CPUs of the job"),
-    ("total_params_b", _f, "total parameters, billions"),
-    ("active_params_b", _f, "active parameters per token, billions"),
-    ("weight_bits", _i, "bits per stored weight"),
-    ("moe", pa.bool_(), "mixture of experts"),
-    ("reasoning", pa.bool_(), "reasoning model"),
-    ("cluster", _s, "cluster name"),
-    ("gpu_model", _s, "GPU model of the cluster"),
-]
-OUTCOME = [
-    ("samples_total", _i, "samples in the evaluation"),
-    ("samples_completed", _i, "samples completed without error"),
-    ("score", _f, "headline score (metric in score_metric)"),
-    ("score_stderr", _f, "standard error of the score"),
-    ("score_metric", _s, "metric of score (accuracy, mean)"),
-    ("scorer", _s, "Inspect scorer"),
-    ("scored_by", _s, "in-job (unit tests, exact match) or judge job"),
-    ("judge_model", _s, "judge model, for judge-scored benchmarks"),
-    ("input_tokens", _i, "input tokens of the evaluated model"),
-    ("output_tokens", _i, "output tokens of the evaluated model"),
-]
-DURATIONS = [
-    ("load_duration_s", _f, "load_start -> ready of the cell"),
-    ("inference_duration_s", _f, "inference_start -> inference_end"),
-    ("pad_duration_s", _f, "pad_start -> pad_end of the cell"),
-    ("job_duration_s", _f, "job_start -> job_end of the cell"),
-    ("baseline_load_duration_s", _f, "load_start -> ready of the baseline"),
-    ("baseline_job_duration_s", _f, "job_start -> job_end of the baseline"),
-    ("judge_duration_s", _f, "inference_start -> inference_end of the judge job"),
-]
-ENERGY_TERMS = [
-    ("inference_energy_j", "phase-resolved: counter over [inference_start, inference_end]"),
-    ("job_energy_j", "counter over the whole cell job"),
-    ("pad_energy_j", "counter over the cell's padding sleep"),
-    ("baseline_job_energy_j", "counter over the whole load-only job"),
-    ("baseline_pad_energy_j", "counter over the baseline's padding sleep"),
-    ("net_energy_j", "whole-job method: (job - pad) - (baseline_job - baseline_pad)"),
-    ("method_gap_j", "net - inference"),
-    ("method_gap_pct", "100 x (net - inference) / inference"),
-    ("judge_energy_j", "judge job, counter over its scoring window"),
-    ("energy_per_question_wh", "inference energy / 3600 / completed samples"),
-    ("net_energy_per_question_wh", "net energy / 3600 / completed samples"),
-    ("energy_per_1k_output_tokens_wh", "inference energy / 3600 / (output tokens / 1000)"),
-]
-JOBS = [
-    ("job_id", _s, "Slurm job id of the cell, or local:<host>:<job_start>"),
-    ("baseline_id", _s, "load-only baseline of this cell"),
-    ("baseline_job_id", _s, "Slurm job id of the baseline, or local:<host>:<job_start>"),
-    ("judge_job_id", _s, "Slurm job id of the judge job"),
-    ("host", _s, "node that ran the cell"),
-    ("energy_method", _s, "how the energy columns were computed"),
-    ("schema_version", _i, "version of this schema"),
-]
-
-
-def _energy_fields() -> list[tuple[str, pa.DataType, str]]:
-    fields = []
-    for domain in DOMAINS:
-        fields.append((f"{domain}_energy_source", _s, f"{DOMAIN_TITLES[domain]}: source"))
-        for name, doc in ENERGY_TERMS:
-            fields.append((f"{domain}_{name}", _f, f"{DOMAIN_TITLES[domain]}: {doc}"))
-        fields.append((f"{domain}_energy_null_reason", _s, "why this family's values are null"))
-    return fields
-
-
-COLUMNS = IDENTITY + OUTCOME + DURATIONS + _energy_fields() + JOBS
-TABLE_SCHEMA = pa.schema(
-    [pa.field(name, dtype, metadata={"doc": doc}) for name, dtype, doc in COLUMNS],
-    metadata={"evalwatt.schema_version": str(SCHEMA_VERSION)},
-)
+SCHEMA_VERSION = TableRow.known_version()
 ENERGY_METHOD = (
     "phase-resolved counter difference over the inference window (energy_per_question); "
     "whole-job (job - pad) - (baseline - baseline pad), the study's method (net_*)"
 )
 
+_FAMILIES = {f.value for f in Family}
+_ARROW_TYPES = {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}
 
-class SchemaVersionError(UserError):
-    """A results file written by another version of the schema."""
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """The Arrow type of a row field: ``X | None`` is a nullable X, a ``Literal`` its values'."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
+        return _arrow_type(inner)
+    if get_origin(annotation) is Literal:
+        (kind,) = {type(v) for v in get_args(annotation)}
+        return _ARROW_TYPES[kind]
+    return _ARROW_TYPES[annotation]
 
 
-def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows (dicts keyed by column name) as a table of the result schema; unknown keys fail."""
+def _fields() -> list[pa.Field]:
+    fields = []
+    for name, info in TableRow.model_fields.items():
+        if info.annotation is FamilyColumns:
+            family = Family(name)
+            for sub, sub_info in FamilyColumns.model_fields.items():
+                doc = f"{FAMILY_TITLES[family]}: {sub_info.description}"
+                dtype = _arrow_type(sub_info.annotation)
+                fields.append(pa.field(f"{family}_{sub}", dtype, metadata={"doc": doc}))
+        else:
+            doc = str(info.description)
+            fields.append(pa.field(name, _arrow_type(info.annotation), metadata={"doc": doc}))
+    return fields
+
+
+TABLE_SCHEMA = pa.schema(_fields(), metadata={"evalwatt.schema_version": str(SCHEMA_VERSION)})
+
+
+def flat_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the table's columns: each family's fields get the family as prefix."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name in _FAMILIES and isinstance(value, Mapping):
+            out.update((f"{name}_{k}", v) for k, v in value.items())
+        else:
+            out[name] = value
+    return out
+
+
+def to_table(rows: Iterable[Mapping[str, Any] | TableRow]) -> pa.Table:
+    """Rows (TableRow, or dicts keyed by column name) as a table; unknown columns fail."""
+    flat = [flat_columns(r.model_dump() if isinstance(r, TableRow) else r) for r in rows]
     names = set(TABLE_SCHEMA.names)
-    for row in rows:
+    for row in flat:
         extra = set(row) - names
         if extra:
             raise KeyError(f"columns not in the result schema: {sorted(extra)}")
-    return pa.Table.from_pylist(rows, schema=TABLE_SCHEMA)
+    return pa.Table.from_pylist(flat, schema=TABLE_SCHEMA)
 
 
 def best_view(table: pa.Table) -> pa.Table:
@@ -211,7 +161,8 @@ def read_table(path: Path | str) -> pa.Table:
     version = (table.schema.metadata or {}).get(b"evalwatt.schema_version", b"?").decode()
     if version != str(SCHEMA_VERSION):
         raise SchemaVersionError(
-            f"{path}: schema_version {version}, this evalwatt reads {SCHEMA_VERSION}"
+            f"{path}: final table has schema_version {version}; this evalwatt reads "
+            f"version {SCHEMA_VERSION} only"
         )
     return table
 
@@ -219,5 +170,5 @@ def read_table(path: Path | str) -> pa.Table:
 def describe_columns() -> str:
     """The schema as Markdown (docs/outputs.md is generated from it)."""
     lines = ["| column | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{n}` | {t} | {d} |" for n, t, d in COLUMNS]
+    lines += [f"| `{f.name}` | {f.type} | {f.metadata[b'doc'].decode()} |" for f in TABLE_SCHEMA]
     return "\n".join(lines) + "\n"

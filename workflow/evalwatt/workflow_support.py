@@ -1,24 +1,28 @@
 """What the Snakemake rules call: thin adapters from wildcards to the evalwatt package.
 
-Rule files stay a table of contents; the logic lives in importable, tested modules.
+Rule files stay a table of contents; the logic lives in importable, tested modules. Every
+fact about a job (its model, resources, environment, paths) comes from ``evalwatt.jobs``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from evalwatt.atomic import write_json, write_text
 from evalwatt.config import Config, from_dict
-from evalwatt.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, JobKind, Layout
-from evalwatt.paths import REPO_DIR
+from evalwatt.contracts.base import read_contract, write_contract
+from evalwatt.contracts.record import CellRecord
+from evalwatt.jobs import Job, Scheduler, planned_jobs, resolve_job
+from evalwatt.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, Layout
 from evalwatt.plan import Plan, plan_run
-from evalwatt.render import job_spec, render_script
+from evalwatt.render import render_script
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-ENVS = {"vllm": "envs/vllm.yaml", "llama-cpp": "envs/llamacpp.yaml"}
 
 
 def load(config: Mapping[str, Any], configfiles: Iterable[str | Path]) -> Config:
@@ -37,6 +41,26 @@ def layout(config: Config) -> Layout:
     return Layout.of(config.results_dir, config.run)
 
 
+@contextmanager
+def rule_log(path: str | Path, outputs: Iterable[str] = ()) -> Iterator[None]:
+    """Write a ``run:`` rule's declared log: when it ran, what it wrote, or its traceback.
+
+    Snakemake runs ``run:`` bodies inside its own process, where redirecting stdout would
+    catch other rules' output too; the log says what this rule did instead.
+    """
+    started = time.time()
+    with open(path, "w", encoding="utf-8") as log:
+        log.write(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        try:
+            yield
+        except BaseException:
+            log.write(traceback.format_exc())
+            raise
+        for out in outputs:
+            log.write(f"wrote {out} ({Path(out).stat().st_size} bytes)\n")
+        log.write(f"done in {time.time() - started:.2f} s\n")
+
+
 def final_files(layout: Layout) -> dict[str, str]:
     files = {
         f"{name}_{fmt}": str(layout.final(name, fmt))
@@ -50,114 +74,104 @@ def final_files(layout: Layout) -> dict[str, str]:
 def final_outputs(layout: Layout, plan: Plan) -> list[str]:
     """Everything a run must have, each job's result included: Snakemake does not rerun a job
     whose output was deleted while what it feeds is still there, unless it is a target."""
-    jobs = [layout.run_result("baseline", b) for b in plan.baselines]
-    for cell in plan.cells.values():
-        jobs.append(layout.run_result("cell", cell.id))
-        if cell.judge:
-            jobs.append(layout.run_result("judge", cell.id))
-        jobs.append(layout.cell_energy(cell.id))
-    return [str(layout.plan()), *map(str, jobs), *final_files(layout).values()]
+    results = [str(layout.run_result(kind, job_id)) for kind, job_id in planned_jobs(plan)]
+    energy = [str(layout.cell_energy(c)) for c in plan.cells]
+    return [str(layout.plan()), *results, *energy, *final_files(layout).values()]
 
 
-def write_plan(config: Config, plan: Plan, path: str) -> None:
+def write_plan(config: Config, plan: Plan, output: Sequence[str], log: Sequence[str]) -> None:
     from evalwatt.plan import cost_preview
 
-    write_json(path, {"run": config.run, **plan.to_json(), "cost": cost_preview(plan, config)})
+    with rule_log(log[0], output):
+        cost = cost_preview(plan, config)
+        write_json(output[0], {"run": config.run, **plan.to_json(), "cost": cost})
 
 
 # --- jobs -------------------------------------------------------------------------------------
 
 
-def spec(config: Config, plan: Plan, layout: Layout, kind: str, job: str) -> dict[str, Any]:
-    return job_spec(_kind(kind), job, config, plan, layout)
+def job(config: Config, plan: Plan, layout: Layout, wildcards: Any) -> Job:
+    """The job of a rule's ``{kind}`` and ``{job}`` wildcards."""
+    return resolve_job(config, plan, layout, wildcards.kind, wildcards.job)
+
+
+def job_inputs(plan: Plan, layout: Layout, wildcards: Any) -> dict[str, str]:
+    """A job's script; a judge job also needs its cell's answers."""
+    inputs = {"script": str(layout.job_script(wildcards.kind, wildcards.job))}
+    if wildcards.kind == "judge":
+        inputs["cell"] = str(layout.run_result("cell", wildcards.job))
+    return inputs
+
+
+def job_spec_text(config: Config, plan: Plan, layout: Layout, wildcards: Any) -> str:
+    """The spec as JSON: a rule parameter, so that a changed spec re-renders the job."""
+    return job(config, plan, layout, wildcards).spec.model_dump_json()
 
 
 def write_job(
-    config: Config, plan: Plan, spec: Mapping[str, Any], script: str, spec_path: str
+    config: Config, plan: Plan, layout: Layout, wildcards: Any, output: Any, log: Sequence[str]
 ) -> None:
-    write_json(spec_path, dict(spec))
-    write_text(script, render_script(dict(spec), config, plan, Path(spec_path)))
-    Path(script).chmod(0o755)
+    """Write a job's spec.json and job.sbatch (the rule's ``spec`` and ``script`` outputs)."""
+    with rule_log(log[0], output):
+        j = job(config, plan, layout, wildcards)
+        write_contract(output.spec, j.spec)
+        write_text(output.script, render_script(j))
+        Path(output.script).chmod(0o755)
 
 
-def _kind(kind: str) -> JobKind:
-    if kind not in ("cell", "baseline", "judge"):
-        raise ValueError(f"unknown job kind {kind!r}")
-    return kind  # type: ignore[return-value]
-
-
-def _job_model(plan: Plan, config: Config | None, kind: str, job: str) -> str:
-    if kind == "baseline":
-        return plan.baselines[job].model
-    cell = plan.cells[job]
-    if kind == "judge":
-        assert config is not None and cell.judge
-        return str(config.raw["judges"][cell.judge]["model"])
-    return cell.model
-
-
-def job_cpus(config: Config, plan: Plan, kind: str, job: str) -> int:
-    """CPUs of a job (for a judge job, those of the judge's model)."""
-    return plan.models[_job_model(plan, config, kind, job)].cpus
-
-
-def job_resources(config: Config, plan: Plan, kind: str) -> dict[str, Any]:
-    """Snakemake resources of a job rule; the Slurm executor turns them into sbatch flags."""
-
-    def model_of(w: Any) -> str:
-        return _job_model(plan, config, kind, w.cell if kind != "baseline" else w.baseline)
-
-    cluster = config.cluster
-    resources: dict[str, Any] = {
-        "gpu": lambda w: plan.models[model_of(w)].gpus,
-        "cpus_per_task": lambda w: plan.models[model_of(w)].cpus,
-        "runtime": cluster["time_limit_min"],
+def job_resources(config: Config, plan: Plan, layout: Layout) -> dict[str, Any]:
+    """Snakemake resources of the job rule; the Slurm executor turns them into sbatch flags."""
+    return {
+        "gpu": lambda w: job(config, plan, layout, w).resources.gpus,
+        "cpus_per_task": lambda w: job(config, plan, layout, w).resources.cpus,
+        **Scheduler.of(config).slurm_executor_resources(),
     }
-    for key, field in (("slurm_partition", "partition"), ("slurm_account", "account")):
-        if cluster[field]:
-            resources[key] = cluster[field]
-    extra = [f"--{f}={cluster[f]}" for f in ("qos", "constraint") if cluster[f]]
-    if extra:
-        resources["slurm_extra"] = " ".join(extra)
-    return resources
 
 
-def conda_env(config: Config, plan: Plan, kind: str) -> Callable[[Any], str]:
-    """The pinned environment of a job, by backend (with --software-deployment-method conda)."""
+def job_cpus(config: Config, plan: Plan, layout: Layout, wildcards: Any) -> int:
+    return job(config, plan, layout, wildcards).resources.cpus
 
-    def env(w: Any) -> str:
-        model = _job_model(plan, config, kind, w.cell if kind != "baseline" else w.baseline)
-        return str(REPO_DIR / ENVS[plan.models[model].backend])
 
-    return env
+def job_conda_env(config: Config, plan: Plan, layout: Layout, wildcards: Any) -> str:
+    """The pinned environment of a job's backend (with --software-deployment-method conda)."""
+    return str(job(config, plan, layout, wildcards).conda_env)
 
 
 # --- energy and the final table ---------------------------------------------------------------
 
 
-def energy_inputs(plan: Plan, layout: Layout, cell_id: str) -> dict[str, str]:
-    cell = plan.cells[cell_id]
+def energy_inputs(config: Config, plan: Plan, layout: Layout, cell_id: str) -> dict[str, str]:
+    """The results a cell's energy comes from: its own, its baseline's, its judge job's."""
+    cell = resolve_job(config, plan, layout, "cell", cell_id)
     inputs = {
-        "cell": str(layout.run_result("cell", cell_id)),
-        "baseline": str(layout.run_result("baseline", cell.baseline)),
+        "cell": str(cell.files.result),
+        "baseline": str(layout.run_result("baseline", cell.baseline_id)),
     }
-    if cell.judge:
+    if cell.judged:
         inputs["judge"] = str(layout.run_result("judge", cell_id))
     return inputs
 
 
-def write_record(config: Config, plan: Plan, layout: Layout, cell_id: str, path: str) -> None:
+def write_record(
+    config: Config, plan: Plan, layout: Layout, wildcards: Any, output: Any, log: Sequence[str]
+) -> None:
     from evalwatt.record import build_record
 
-    write_json(path, build_record(config, plan, layout, cell_id))
+    with rule_log(log[0], output):
+        write_contract(output[0], build_record(config, plan, layout, wildcards.cell))
 
 
-def write_final(config: Config, records: Iterable[str], outputs: Any) -> None:
+def write_final(config: Config, records: Iterable[str], outputs: Any, log: Sequence[str]) -> None:
+    with rule_log(log[0], outputs):
+        _write_final(config, records, outputs)
+
+
+def _write_final(config: Config, records: Iterable[str], outputs: Any) -> None:
     from evalwatt.audit import audit_markdown
     from evalwatt.results import best_view, to_table, write_table
 
-    loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in records]
-    table = to_table([r["row"] for r in loaded])
+    loaded = [read_contract(CellRecord, p) for p in records]
+    table = to_table([r.row for r in loaded])
     write_table(
         table,
         Path(outputs.energy_table_parquet),

@@ -9,4 +9,4 @@ rule final_table:
     log:
         LAYOUT.log("final_table", "final"),
     run:
-        ew.write_final(CONFIG, input, output)
+        ew.write_final(CONFIG, input, output, log)

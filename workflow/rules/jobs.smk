@@ -1,6 +1,7 @@
 # Render each job (spec.json + job.sbatch) and run it. The script is the unit of work: the
 # rule runs it with bash, inside a Slurm allocation under the Slurm executor; an admin can
-# submit the same file by hand with sbatch.
+# submit the same file by hand with sbatch. One rule for the three kinds of job (cell,
+# baseline, judge): everything that differs between them comes from evalwatt.jobs.
 
 
 rule render_job:
@@ -8,57 +9,28 @@ rule render_job:
         script=LAYOUT.job_script("{kind}", "{job}"),
         spec=LAYOUT.job_spec("{kind}", "{job}"),
     params:
-        spec=lambda w: ew.spec(CONFIG, PLAN, LAYOUT, w.kind, w.job),
+        spec=lambda w: ew.job_spec_text(CONFIG, PLAN, LAYOUT, w),
     log:
         LAYOUT.log("render_{kind}", "{job}"),
+    wildcard_constraints:
+        job=ew.ID_PATTERN,
     run:
-        ew.write_job(CONFIG, PLAN, params.spec, output.script, output.spec)
+        ew.write_job(CONFIG, PLAN, LAYOUT, wildcards, output, log)
 
 
-rule run_baseline:
+rule run_job:
     input:
-        script=LAYOUT.job_script("baseline", "{baseline}"),
+        unpack(lambda w: ew.job_inputs(PLAN, LAYOUT, w)),
     output:
-        LAYOUT.run_result("baseline", "{baseline}"),
+        LAYOUT.run_result("{kind}", "{job}"),
     log:
-        LAYOUT.log("run_baseline", "{baseline}"),
-    threads: lambda w: ew.job_cpus(CONFIG, PLAN, "baseline", w.baseline)
+        LAYOUT.log("run_{kind}", "{job}"),
+    wildcard_constraints:
+        job=ew.ID_PATTERN,
+    threads: lambda w: ew.job_cpus(CONFIG, PLAN, LAYOUT, w)
     resources:
-        **ew.job_resources(CONFIG, PLAN, "baseline"),
+        **ew.job_resources(CONFIG, PLAN, LAYOUT),
     conda:
-        ew.conda_env(CONFIG, PLAN, "baseline")
-    shell:
-        "bash {input.script:q} > {log:q} 2>&1"
-
-
-rule run_cell:
-    input:
-        script=LAYOUT.job_script("cell", "{cell}"),
-    output:
-        LAYOUT.run_result("cell", "{cell}"),
-    log:
-        LAYOUT.log("run_cell", "{cell}"),
-    threads: lambda w: ew.job_cpus(CONFIG, PLAN, "cell", w.cell)
-    resources:
-        **ew.job_resources(CONFIG, PLAN, "cell"),
-    conda:
-        ew.conda_env(CONFIG, PLAN, "cell")
-    shell:
-        "bash {input.script:q} > {log:q} 2>&1"
-
-
-rule run_judge:
-    input:
-        script=LAYOUT.job_script("judge", "{cell}"),
-        cell=LAYOUT.run_result("cell", "{cell}"),
-    output:
-        LAYOUT.run_result("judge", "{cell}"),
-    log:
-        LAYOUT.log("run_judge", "{cell}"),
-    threads: lambda w: ew.job_cpus(CONFIG, PLAN, "judge", w.cell)
-    resources:
-        **ew.job_resources(CONFIG, PLAN, "judge"),
-    conda:
-        ew.conda_env(CONFIG, PLAN, "judge")
+        lambda w: ew.job_conda_env(CONFIG, PLAN, LAYOUT, w)
     shell:
         "bash {input.script:q} > {log:q} 2>&1"

@@ -9,4 +9,4 @@ rule plan:
     log:
         LAYOUT.log("plan", "plan"),
     run:
-        ew.write_plan(CONFIG, PLAN, output[0])
+        ew.write_plan(CONFIG, PLAN, output, log)

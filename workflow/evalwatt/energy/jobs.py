@@ -1,37 +1,60 @@
-"""Energy sources of finished jobs, found from what the job wrote (result.json, traces)."""
+"""Energy sources of finished jobs, found from what each job wrote (its result, its traces).
+
+A job's result (result.json, read through its contract) says which traces the sampler wrote
+and why the other probes could not sample; its marks cut the traces into phases.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evalwatt.energy.sources import TraceSource, column_prefix
-from evalwatt.energy.terms import cell_terms
-from evalwatt.energy.trace import TraceError, read_timeline, read_trace
-from evalwatt.layout import RESULT, TIMELINE, TRACE_FILES
+from evalwatt.contracts.base import read_contract
+from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.vocabulary import Family, Mark
+from evalwatt.energy.sources import TraceSource, Unavailable, column_prefix
+from evalwatt.energy.terms import Term, cell_terms
+from evalwatt.energy.trace import TraceError, read_trace
+from evalwatt.layout import JobFiles
 
-# The column families of the final table: measured GPU, measured CPU, modelled CPU.
-DOMAINS = ("gpu", "cpu", "cpu_est")
-_DOMAIN_OF_SOURCE = {"nvml": "gpu", "rapl": "cpu", "cpu-model": "cpu_est"}
+# Which family each of the sampler's probes fills.
+FAMILY_OF_SOURCE = {"nvml": Family.GPU, "rapl": Family.CPU, "cpu-model": Family.CPU_EST}
 
 
-def job_sources(run_dir: Path) -> tuple[dict[str, TraceSource], dict[str, str]]:
-    """The trace sources of one job by domain, and why the other domains have none."""
-    result = json.loads((run_dir / RESULT).read_text(encoding="utf-8"))
-    marks = read_timeline(run_dir / TIMELINE)
-    sampler = result["sampler"]
-    sources: dict[str, TraceSource] = {}
-    reasons = {_DOMAIN_OF_SOURCE[name]: reason for name, reason in sampler["unavailable"].items()}
-    for name, info in sampler["traces"].items():
+def job_sources(run_dir: Path) -> tuple[dict[Family, TraceSource], dict[Family, str]]:
+    """The trace sources of one job by family, and why the other families have none."""
+    files = JobFiles(run_dir)
+    result = read_contract(JobResult, files.result)
+    marks = {str(mark): t for mark, t in result.marks.items()}
+    sampler = result.sampler
+    reasons = {FAMILY_OF_SOURCE[name]: why for name, why in sampler.unavailable.items()}
+    sources: dict[Family, TraceSource] = {}
+    for name, info in sampler.traces.items():
         try:
-            trace = read_trace(run_dir / info.get("file", TRACE_FILES[name]))
+            trace = read_trace(files.root / info.file)
         except (OSError, TraceError) as exc:
-            reasons[_DOMAIN_OF_SOURCE[name]] = f"trace unreadable: {exc}"
+            reasons[FAMILY_OF_SOURCE[name]] = f"trace unreadable: {exc}"
             continue
         source = TraceSource(trace, marks)
-        sources[column_prefix(source)] = source
+        sources[Family(column_prefix(source))] = source
     return sources, reasons
+
+
+def _judging_term(source: TraceSource | None, reason: str) -> dict[str, Any]:
+    """The judge job's energy over its judging window.
+
+    energy.terms.cell_terms reads a judge over inference_* marks; a judge job stamps
+    judging_* marks (its work is judging, not inference), so the term is taken here.
+    """
+    formula = f"E({Mark.JUDGING_END}) - E({Mark.JUDGING_START}) [judge]"
+    if source is None:
+        return asdict(Term.missing(formula, reason))
+    try:
+        window = source.mark_window(Mark.JUDGING_START, Mark.JUDGING_END)
+    except Unavailable as exc:
+        return asdict(Term.missing(formula, str(exc)))
+    return asdict(Term.of_window(window, formula))
 
 
 def cell_energy(
@@ -40,21 +63,24 @@ def cell_energy(
     judge_dir: Path | None,
     samples_completed: int | None,
     output_tokens: int | None,
-) -> dict[str, Any]:
-    """Energy terms of one cell in every domain, with the reasons for the missing ones."""
+) -> dict[Family, dict[str, Any]]:
+    """Energy terms of one cell in every family, with the reasons for the missing ones."""
     cell, cell_why = job_sources(cell_dir)
     base, base_why = job_sources(baseline_dir)
     judge, judge_why = job_sources(judge_dir) if judge_dir else ({}, {})
-    out: dict[str, Any] = {}
-    for domain in DOMAINS:
-        if domain not in cell:
-            out[domain] = {"unavailable": cell_why.get(domain, "not sampled in this job")}
+    out: dict[Family, dict[str, Any]] = {}
+    for family in Family:
+        if family not in cell:
+            out[family] = {"unavailable": cell_why.get(family, "not sampled in this job")}
             continue
-        out[domain] = cell_terms(
-            cell[domain], base.get(domain), judge.get(domain), samples_completed, output_tokens
+        out[family] = cell_terms(
+            cell[family], base.get(family), None, samples_completed, output_tokens
         )
-        if domain not in base:
-            out[domain]["baseline_unavailable"] = base_why.get(domain, "not sampled")
-        if judge_dir and domain not in judge:
-            out[domain]["judge_unavailable"] = judge_why.get(domain, "not sampled")
+        if family not in base:
+            out[family]["baseline_unavailable"] = base_why.get(family, "not sampled")
+        if judge_dir:
+            why = judge_why.get(family, "not sampled")
+            out[family]["terms"]["judge"] = _judging_term(judge.get(family), why)
+            if family not in judge:
+                out[family]["judge_unavailable"] = why
     return out

@@ -11,42 +11,59 @@ concurrency off), temperature, top-p, top-k, max tokens and the sample limit.
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalwatt.runtime.server import BASE_URL_VARIABLE, INSPECT_PROVIDER
+from evalwatt.contracts.result import EvalSummary
+from evalwatt.contracts.spec import EvaluationSpec, JudgingSpec, ModelSpec
+from evalwatt.runtime.backends import backend
 
 
-def generate_config(evaluation: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JudgeModel:
+    """The judge, as a judge job serves it."""
+
+    judging: JudgingSpec
+    model: ModelSpec
+    base_url: str
+
+
+def generate_config(evaluation: EvaluationSpec) -> dict[str, Any]:
     """Inspect GenerateConfig arguments of a cell, with nothing left to a default."""
     config: dict[str, Any] = {
-        "max_connections": evaluation["max_connections"],
+        "max_connections": evaluation.max_connections,
         "adaptive_connections": False,
-        "temperature": evaluation["temperature"],
+        "temperature": evaluation.temperature,
     }
-    if evaluation.get("top_p") is not None:
-        config["top_p"] = evaluation["top_p"]
-    if evaluation.get("max_tokens") is not None:
-        config["max_tokens"] = evaluation["max_tokens"]
-    if evaluation.get("top_k") is not None:
+    if evaluation.top_p is not None:
+        config["top_p"] = evaluation.top_p
+    if evaluation.max_tokens is not None:
+        config["max_tokens"] = evaluation.max_tokens
+    if evaluation.top_k is not None:
         # OpenAI-compatible providers drop top_k; vLLM and llama.cpp read it from the body.
-        config["extra_body"] = {"top_k": evaluation["top_k"]}
+        config["extra_body"] = {"top_k": evaluation.top_k}
     return config
 
 
+def _inspect_model(model: ModelSpec) -> str:
+    return f"{backend(model.backend).inspect_provider}/{model.served_name}"
+
+
 def run_generation(
-    evaluation: dict[str, Any], backend: str, served_name: str, base_url: str, log_dir: Path
+    evaluation: EvaluationSpec, model: ModelSpec, base_url: str, log_dir: Path
 ) -> Path:
     """Run the Inspect task against the running server; return the .eval log path."""
     from inspect_ai import eval as inspect_eval
 
     logs = inspect_eval(
-        evaluation["task"],
-        model=f"{INSPECT_PROVIDER[backend]}/{served_name}",
+        evaluation.task,
+        model=_inspect_model(model),
         model_base_url=base_url,
-        task_args=evaluation.get("task_args") or {},
-        limit=evaluation.get("limit"),
+        task_args=evaluation.task_args,
+        limit=evaluation.limit,
         log_dir=str(log_dir),
         log_format="eval",
         score=False,
@@ -60,9 +77,7 @@ def run_generation(
     return Path(log.location)
 
 
-def run_scoring(
-    log_path: Path, out_path: Path, judge: dict[str, Any] | None = None, base_url: str | None = None
-) -> Path:
+def run_scoring(log_path: Path, out_path: Path, judge: JudgeModel | None = None) -> Path:
     """Score ``log_path`` with its task's own scorers and write the scored log to ``out_path``.
 
     This is what ``inspect score`` does, run in this process so that the scorers of every
@@ -80,18 +95,14 @@ def run_scoring(
 
     roles = None
     if judge is not None:
-        os.environ[BASE_URL_VARIABLE[judge["backend"]]] = str(base_url)
+        os.environ[backend(judge.model.backend).base_url_variable] = judge.base_url
         config = GenerateConfig(
-            temperature=judge["temperature"],
-            max_connections=judge["max_connections"],
+            temperature=judge.judging.temperature,
+            max_connections=judge.judging.max_connections,
             adaptive_connections=False,
-            max_tokens=judge.get("max_tokens"),
+            max_tokens=judge.judging.max_tokens,
         )
-        grader = get_model(
-            f"{INSPECT_PROVIDER[judge['backend']]}/{judge['served_name']}",
-            base_url=base_url,
-            config=config,
-        )
+        grader = get_model(_inspect_model(judge.model), base_url=judge.base_url, config=config)
         roles = {"grader": grader}
     log = read_eval_log(str(log_path))
     _qualify_scorer_names(log)
@@ -115,36 +126,43 @@ def _qualify_scorer_names(log: Any) -> None:
 _SCORE_METRICS = ("accuracy", "mean")
 
 
-def summarize_log(path: Path) -> dict[str, Any]:
+def summarize_log(path: Path) -> EvalSummary:
     """What the results need from an Inspect log: samples, score, tokens, times."""
     from inspect_ai.log import read_eval_log
 
     log = read_eval_log(str(path), header_only=True)
     results = log.results
-    summary: dict[str, Any] = {
-        "log": str(path),
-        "status": log.status,
-        "task": log.eval.task,
-        "samples_total": results.total_samples if results else None,
-        "samples_completed": results.completed_samples if results else None,
-        "score": None,
-        "score_stderr": None,
-        "score_metric": None,
-        "scorer": None,
-        "started_at": log.stats.started_at,
-        "completed_at": log.stats.completed_at,
-    }
+    score: dict[str, Any] = {"score": None, "score_stderr": None, "score_metric": None}
+    scorer = None
+    reason: str | None = "not scored in this log"
     if results and results.scores:
         first = results.scores[0]
-        summary["scorer"] = first.name
+        scorer = first.name
+        reason = f"{scorer} reports none of {', '.join(_SCORE_METRICS)}"
         for name in _SCORE_METRICS:
             if name in first.metrics:
-                summary["score"] = first.metrics[name].value
-                summary["score_metric"] = name
+                score["score_metric"] = name
+                value = first.metrics[name].value
+                if math.isfinite(value):
+                    score["score"], reason = value, None
+                else:  # Inspect's mean of no valid score (e.g. a judge's answer with no grade)
+                    reason = f"{scorer} {name} is {value}: a sample's score could not be read"
                 break
-        if "stderr" in first.metrics:
-            summary["score_stderr"] = first.metrics["stderr"].value
+        stderr = first.metrics.get("stderr")
+        if stderr is not None and math.isfinite(stderr.value) and reason is None:
+            score["score_stderr"] = stderr.value
     usage = list(log.stats.model_usage.values())
-    summary["input_tokens"] = sum(u.input_tokens for u in usage) if usage else None
-    summary["output_tokens"] = sum(u.output_tokens for u in usage) if usage else None
-    return summary
+    return EvalSummary(
+        log=path,
+        status=log.status,
+        task=log.eval.task,
+        samples_total=results.total_samples if results else None,
+        samples_completed=results.completed_samples if results else None,
+        scorer=scorer,
+        score_null_reason=reason,
+        started_at=log.stats.started_at or None,
+        completed_at=log.stats.completed_at or None,
+        input_tokens=sum(u.input_tokens for u in usage) if usage else None,
+        output_tokens=sum(u.output_tokens for u in usage) if usage else None,
+        **score,
+    )

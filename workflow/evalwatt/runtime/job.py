@@ -9,7 +9,8 @@ executor. The phases, each stamped in ``timeline.json`` (unix seconds)::
 
 * a *cell* generates answers between ``inference_start`` and ``inference_end``;
 * a *baseline* (load-only) has no inference: it measures loading and shutdown;
-* a *judge* job scores a cell's log with the judge model between the inference marks.
+* a *judge* job scores a cell's log with the judge model between ``judging_start`` and
+  ``judging_end`` (in place of the inference marks).
 
 The energy sampler runs for the whole job in its own process. If the job would end before
 the cluster's accounting window (plus a margin), it sleeps the rest *after* the server has
@@ -21,7 +22,6 @@ the job finished.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import platform
 import signal
@@ -33,9 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from evalwatt import __version__
-from evalwatt.atomic import write_json
-from evalwatt.layout import EVAL_DIR, RESULT, SAMPLER_STATUS, SERVER_LOG, TIMELINE
-from evalwatt.results import SCHEMA_VERSION
+from evalwatt.contracts.base import read_contract, write_contract
+from evalwatt.contracts.result import EvalSummary, JobResult, ServerRun
+from evalwatt.contracts.sampler import SamplerStatus
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.timeline import TimelineFile
+from evalwatt.contracts.vocabulary import JobStatus, Mark
+from evalwatt.layout import JOB_SCRIPT, JOB_SPEC, SERVER_LOG, JobFiles
 from evalwatt.runtime import inspect_steps
 from evalwatt.runtime.server import Server, free_port
 from evalwatt.sampling.process import SamplerProcess
@@ -59,14 +63,15 @@ class Timeline:
     """Phase marks of one job, rewritten atomically after each mark."""
 
     path: Path
-    marks: dict[str, float] = field(default_factory=dict)
+    marks: dict[Mark, float] = field(default_factory=dict)
 
-    def mark(self, name: str, at: float | None = None) -> float:
-        if name in self.marks:
-            raise ValueError(f"mark {name!r} set twice")
-        self.marks[name] = time.time() if at is None else at
-        write_json(self.path, {"marks": self.marks})
-        return self.marks[name]
+    def mark(self, name: Mark | str, at: float | None = None) -> float:
+        mark = Mark(name)
+        if mark in self.marks:
+            raise ValueError(f"mark {mark.value!r} set twice")
+        self.marks[mark] = time.time() if at is None else at
+        write_contract(self.path, TimelineFile(marks=self.marks))
+        return self.marks[mark]
 
 
 def pad_seconds(elapsed_s: float, window_s: float, margin_s: float) -> float:
@@ -101,120 +106,117 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _set_aside_previous_attempt(run_dir: Path) -> None:
+def _set_aside_previous_attempt(files: JobFiles) -> None:
     """Keep what a failed earlier attempt left, for the record, out of this attempt's way."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.attempt-{stamp}"))
+    if files.root.exists() and any(files.root.iterdir()):
+        files.root.rename(files.attempt(time.strftime("%Y%m%dT%H%M%S")))
 
 
-def _served(spec: dict[str, Any]) -> tuple[str, str, list[str]]:
-    model = spec["model"]
-    port = free_port()
-    argv = [
-        word.replace("{port}", str(port)).replace("{model_path}", resolve_model_path(model["path"]))
-        for word in spec["server"]["argv"]
-    ]
-    return model["served_name"], str(port), argv
+def _server_argv(spec: JobSpec, port: int) -> list[str]:
+    path = resolve_model_path(spec.model.path)
+    return [w.replace("{port}", str(port)).replace("{model_path}", path) for w in spec.server.argv]
 
 
-def _work(
-    spec: dict[str, Any], timeline: Timeline, server: Server, run_dir: Path
-) -> dict[str, Any]:
+@dataclass
+class _Outcome:
+    generation: EvalSummary | None = None
+    scoring: EvalSummary | None = None
+
+
+def _work(spec: JobSpec, timeline: Timeline, server: Server, files: JobFiles) -> _Outcome:
     """The job's middle: generation (cell) or judging (judge); nothing for a baseline."""
-    kind = spec["kind"]
-    out: dict[str, Any] = {}
-    if kind == "cell":
+    if spec.evaluation is not None:
         import inspect_ai  # noqa: F401  (import cost stays outside the inference window)
 
-        timeline.mark("inference_start")
-        log = inspect_steps.run_generation(
-            spec["evaluation"],
-            spec["model"]["backend"],
-            spec["model"]["served_name"],
-            server.url,
-            run_dir / EVAL_DIR,
-        )
-        timeline.mark("inference_end")
-        out["generation"] = inspect_steps.summarize_log(log)
-    elif kind == "judge":
-        judging = spec["judging"]
-        cell_result = json.loads(Path(judging["cell_result"]).read_text(encoding="utf-8"))
-        source = Path(cell_result["generation"]["log"])
-        timeline.mark("inference_start")
+        timeline.mark(Mark.INFERENCE_START)
+        log = inspect_steps.run_generation(spec.evaluation, spec.model, server.url, files.eval_dir)
+        timeline.mark(Mark.INFERENCE_END)
+        return _Outcome(generation=inspect_steps.summarize_log(log))
+    if spec.judging is not None:
+        cell = read_contract(JobResult, spec.judging.cell_result)
+        if cell.generation is None:
+            raise ValueError(f"{spec.judging.cell_result}: the cell job recorded no generation")
+        timeline.mark(Mark.JUDGING_START)
         judged = inspect_steps.run_scoring(
-            source,
-            run_dir / EVAL_DIR / "judged.eval",
-            judge={
-                **judging,
-                "backend": spec["model"]["backend"],
-                "served_name": spec["model"]["served_name"],
-            },
-            base_url=server.url,
+            cell.generation.log,
+            files.judged_log,
+            judge=inspect_steps.JudgeModel(spec.judging, spec.model, server.url),
         )
-        timeline.mark("inference_end")
-        out["scoring"] = inspect_steps.summarize_log(judged)
-    return out
+        timeline.mark(Mark.JUDGING_END)
+        return _Outcome(scoring=inspect_steps.summarize_log(judged))
+    return _Outcome()
 
 
-def run_job(spec: dict[str, Any]) -> dict[str, Any]:
+def _problems(outcome: _Outcome, exit_code: int) -> list[str]:
+    """What a reader must know before using this job's numbers."""
+    problems = []
+    gen = outcome.generation
+    if gen is not None and gen.samples_completed != gen.samples_total:
+        problems.append(f"{gen.samples_completed} of {gen.samples_total} samples completed")
+    if exit_code == -signal.SIGKILL:
+        problems.append("the server ignored SIGTERM and was killed: its shutdown is not typical")
+    return problems
+
+
+def run_job(spec: JobSpec) -> JobResult:
     """Run one job described by a spec; return (and write) its result."""
-    run_dir = Path(spec["run_dir"])
-    _set_aside_previous_attempt(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    timeline = Timeline(run_dir / TIMELINE)
-    sampler = SamplerProcess(
-        run_dir, spec["sampler"]["interval_s"], spec["sampler"]["cpu_watts_per_core"]
-    )
-    outcome: dict[str, Any] = {}
+    files = JobFiles(spec.run_dir)
+    _set_aside_previous_attempt(files)
+    files.root.mkdir(parents=True, exist_ok=True)
+    timeline = Timeline(files.timeline)
+    sampler = SamplerProcess(files.root, spec.sampler.interval_s, spec.sampler.cpu_watts_per_core)
+    outcome = _Outcome()
     try:
-        timeline.mark("job_start")
-        served_name, port, argv = _served(spec)
-        timeline.mark("load_start")
-        server = Server.start(
-            argv, "127.0.0.1", int(port), run_dir / SERVER_LOG, env=spec["server"].get("env")
-        )
+        timeline.mark(Mark.JOB_START)
+        port = free_port()
+        argv = _server_argv(spec, port)
+        timeline.mark(Mark.LOAD_START)
+        server = Server.start(argv, "127.0.0.1", port, files.server_log)
         try:
-            timeline.mark("ready", server.wait_ready(spec["ready_timeout_s"], served_name))
-            outcome = _work(spec, timeline, server, run_dir)
+            ready = server.wait_ready(spec.ready_timeout_s, spec.model.served_name)
+            timeline.mark(Mark.READY, ready)
+            outcome = _work(spec, timeline, server, files)
         finally:
             code = server.stop()
-            timeline.mark("exit")
-        if spec["kind"] == "cell" and spec["evaluation"].get("score_in_job"):
-            timeline.mark("scoring_start")
-            log = Path(outcome["generation"]["log"])
-            scored = inspect_steps.run_scoring(log, log.with_name("scored.eval"))
-            timeline.mark("scoring_end")
-            outcome["scoring"] = inspect_steps.summarize_log(scored)
+            timeline.mark(Mark.EXIT)
+        if spec.evaluation is not None and spec.evaluation.score_in_job:
+            assert outcome.generation is not None
+            timeline.mark(Mark.SCORING_START)
+            scored = inspect_steps.run_scoring(outcome.generation.log, files.scored_log)
+            timeline.mark(Mark.SCORING_END)
+            outcome.scoring = inspect_steps.summarize_log(scored)
         pad = pad_seconds(
-            time.time() - timeline.marks["job_start"],
-            spec["pad"]["accounting_window_s"],
-            spec["pad"]["margin_s"],
+            time.time() - timeline.marks[Mark.JOB_START],
+            spec.pad.accounting_window_s,
+            spec.pad.margin_s,
         )
-        timeline.mark("pad_start")
+        timeline.mark(Mark.PAD_START)
         time.sleep(pad)
-        timeline.mark("pad_end")
-        timeline.mark("job_end")
+        timeline.mark(Mark.PAD_END)
+        timeline.mark(Mark.JOB_END)
     finally:
         sampler.stop()
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": spec["kind"],
-        "id": spec["id"],
-        "run": spec["run"],
-        "status": "ok",
-        "marks": timeline.marks,
-        "pad_requested_s": pad,
-        "server": {"argv": argv, "port": int(port), "exit_code": code, "log": SERVER_LOG},
-        **outcome,
-        "sampler": json.loads((run_dir / SAMPLER_STATUS).read_text()),
-        "host": socket.gethostname(),
-        "slurm": {k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "versions": _versions(),
-        "spec": spec,
-    }
-    write_json(run_dir / RESULT, result)
+    problems = _problems(outcome, code)
+    result = JobResult(
+        kind=spec.kind,
+        job_id=spec.job_id,
+        run=spec.run,
+        status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
+        problems=tuple(problems),
+        marks=timeline.marks,
+        pad_requested_s=pad,
+        server=ServerRun(argv=tuple(argv), port=port, exit_code=code, log_file=SERVER_LOG),
+        generation=outcome.generation,
+        scoring=outcome.scoring,
+        sampler=SamplerStatus.model_validate_json(files.sampler_status.read_text("utf-8")),
+        host=socket.gethostname(),
+        scheduler_job_id=os.environ.get("SLURM_JOB_ID"),
+        slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        versions=_versions(),
+        spec=spec,
+    )
+    write_contract(files.result, result)
     return result
 
 
@@ -229,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="evalwatt job", description=__doc__)
-    parser.add_argument("spec", type=Path, help="spec.json written next to job.sbatch")
+    parser.add_argument("spec", type=Path, help=f"{JOB_SPEC} written next to {JOB_SCRIPT}")
     args = parser.parse_args(argv)
-    spec = json.loads(args.spec.read_text(encoding="utf-8"))
-    run_job(spec)
+    run_job(read_contract(JobSpec, args.spec))
     return 0

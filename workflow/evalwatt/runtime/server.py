@@ -19,9 +19,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-# How each backend is reached from Inspect, and the variable its provider reads for the URL.
-INSPECT_PROVIDER = {"vllm": "vllm", "llama-cpp": "llama-cpp-python"}
-BASE_URL_VARIABLE = {"vllm": "VLLM_BASE_URL", "llama-cpp": "LLAMA_CPP_PYTHON_BASE_URL"}
 LOG_TAIL_LINES = 40
 
 
@@ -54,14 +51,9 @@ class Server:
     argv: list[str]
 
     @classmethod
-    def start(
-        cls,
-        argv: list[str],
-        host: str,
-        port: int,
-        log_path: Path,
-        env: dict[str, str] | None = None,
-    ) -> Server:
+    def start(cls, argv: list[str], host: str, port: int, log_path: Path) -> Server:
+        """Start ``argv`` in its own session (so that stopping it stops its workers too), with
+        the job's environment, its output appended to ``log_path``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -69,7 +61,6 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
         return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)

@@ -1,0 +1,76 @@
+"""result.json: what one finished job did, written last by the job runtime.
+
+Its presence means the job finished; ``status`` says whether its numbers can be used as
+they are, and ``problems`` says what to check when they cannot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from evalwatt.contracts.base import Contract, Record
+from evalwatt.contracts.sampler import SamplerStatus
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.vocabulary import JobKind, JobStatus, Mark
+from evalwatt.layout import RESULT
+
+
+class ServerRun(Record):
+    argv: tuple[str, ...] = Field(description="the command as run, port and path filled in")
+    port: int = Field(gt=0)
+    exit_code: int = Field(description="negative: stopped by that signal (-15: SIGTERM)")
+    log_file: str = Field(description="server output, in the job's folder")
+
+
+class EvalSummary(Record):
+    """What the results need from an Inspect log."""
+
+    log: Path
+    status: str = Field(description="Inspect's status of the log")
+    task: str
+    samples_total: int | None
+    samples_completed: int | None
+    score: float | None = Field(description="headline score, metric in score_metric")
+    score_stderr: float | None
+    score_metric: str | None
+    scorer: str | None
+    score_null_reason: str | None = Field(description="why score is null (never NaN)")
+    started_at: str | None = Field(description="ISO time, UTC")
+    completed_at: str | None = Field(description="ISO time, UTC")
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class JobResult(Contract):
+    """One finished job."""
+
+    FILE: ClassVar[str] = f"job result ({RESULT})"
+
+    schema_version: Literal[2] = 2
+    kind: JobKind
+    job_id: str = Field(description="evalwatt's id of the job")
+    run: str
+    status: JobStatus
+    problems: tuple[str, ...] = Field(description="what made the status incomplete")
+    marks: dict[Mark, float] = Field(description="the timeline, unix seconds")
+    pad_requested_s: float = Field(ge=0, description="padding sleep asked for")
+    server: ServerRun
+    generation: EvalSummary | None = Field(description="cells: the answers")
+    scoring: EvalSummary | None = Field(description="scored log: in-job or by the judge")
+    sampler: SamplerStatus
+    host: str
+    scheduler_job_id: str | None = Field(description="Slurm's job id; null outside Slurm")
+    slurm: dict[str, str] = Field(description="SLURM_* variables of the job")
+    cuda_visible_devices: str | None
+    versions: dict[str, str | None] = Field(description="package versions; null: absent")
+    spec: JobSpec
+
+    @property
+    def accounting_id(self) -> str:
+        """The id to look the job up by: Slurm's job id, or ``local:<host>:<job_start>``."""
+        if self.scheduler_job_id:
+            return self.scheduler_job_id
+        return f"local:{self.host}:{self.marks[Mark.JOB_START]:.0f}"

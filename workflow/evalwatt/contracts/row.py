@@ -1,0 +1,135 @@
+"""A row of the final table (one per cell); the table's Arrow schema is derived from it.
+
+Units are in the names. The energy columns come in three families that never mix measured
+and modelled numbers (``gpu_*``, ``cpu_*``, ``cpu_est_*``), each the fields of
+``FamilyColumns`` with the family as prefix. Nulls are never zeros: each family's
+``*_energy_null_reason`` says why its values are null.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from evalwatt.contracts.base import Contract, Record
+
+
+class FamilyColumns(Record):
+    """The energy columns of one family (their table names get the family as prefix)."""
+
+    energy_source: str | None = Field(default=None, description="source")
+    inference_energy_j: float | None = Field(
+        default=None, description="phase-resolved: counter over [inference_start, inference_end]"
+    )
+    job_energy_j: float | None = Field(default=None, description="counter over the whole cell job")
+    pad_energy_j: float | None = Field(
+        default=None, description="counter over the cell's padding sleep"
+    )
+    baseline_job_energy_j: float | None = Field(
+        default=None, description="counter over the whole load-only job"
+    )
+    baseline_pad_energy_j: float | None = Field(
+        default=None, description="counter over the baseline's padding sleep"
+    )
+    net_energy_j: float | None = Field(
+        default=None, description="whole-job method: (job - pad) - (baseline_job - baseline_pad)"
+    )
+    method_gap_j: float | None = Field(default=None, description="net - inference")
+    method_gap_pct: float | None = Field(
+        default=None, description="100 x (net - inference) / inference"
+    )
+    judge_energy_j: float | None = Field(
+        default=None, description="judge job, counter over [judging_start, judging_end]"
+    )
+    energy_per_question_wh: float | None = Field(
+        default=None, description="inference energy / 3600 / completed samples"
+    )
+    net_energy_per_question_wh: float | None = Field(
+        default=None, description="net energy / 3600 / completed samples"
+    )
+    energy_per_1k_output_tokens_wh: float | None = Field(
+        default=None, description="inference energy / 3600 / (output tokens / 1000)"
+    )
+    energy_null_reason: str | None = Field(
+        default=None, description="why this family's values are null"
+    )
+
+
+class TableRow(Contract):
+    """One cell: what ran, what it scored, how long each phase took, and its energy."""
+
+    FILE: ClassVar[str] = "final table row"
+
+    run: str = Field(description="run name")
+    cell_id: str = Field(
+        description="cell identifier (model__benchmark__t<temperature>__c<max_connections>)"
+    )
+    model: str = Field(description="model name")
+    hf_id: str = Field(description="Hugging Face repository id")
+    benchmark: str = Field(description="benchmark name")
+    task: str = Field(description="Inspect task")
+    temperature: float = Field(description="sampling temperature")
+    top_p: float | None = Field(description="top-p (null: server default)")
+    top_k: int | None = Field(description="top-k (null: server default)")
+    max_tokens: int | None = Field(description="max generated tokens (null: unset)")
+    max_connections: int = Field(description="Inspect max_connections (static, adaptive off)")
+    sample_limit: int | None = Field(description="samples asked for (null: all)")
+    backend: str = Field(description="inference server")
+    gpus: int = Field(description="GPUs of the job (tensor-parallel size)")
+    cpus: int = Field(description="CPUs of the job")
+    total_params_b: float = Field(description="total parameters, billions")
+    active_params_b: float = Field(description="active parameters per token, billions")
+    weight_bits: int = Field(description="bits per stored weight")
+    moe: bool = Field(description="mixture of experts")
+    reasoning: bool = Field(description="reasoning model")
+    cluster: str = Field(description="cluster name")
+    gpu_model: str = Field(description="GPU model of the cluster")
+
+    samples_total: int | None = Field(description="samples in the evaluation")
+    samples_completed: int | None = Field(description="samples completed without error")
+    score: float | None = Field(description="headline score (metric in score_metric)")
+    score_stderr: float | None = Field(description="standard error of the score")
+    score_metric: str | None = Field(description="metric of score (accuracy, mean)")
+    scorer: str | None = Field(description="Inspect scorer")
+    score_null_reason: str | None = Field(
+        description="why score is null (not scored, or the metric was not a number)"
+    )
+    scored_by: Literal["in-job", "judge job"] = Field(
+        description="in-job (unit tests, exact match) or judge job"
+    )
+    judge_model: str | None = Field(description="judge model, for judge-scored benchmarks")
+    input_tokens: int | None = Field(description="input tokens of the evaluated model")
+    output_tokens: int | None = Field(description="output tokens of the evaluated model")
+
+    load_duration_s: float | None = Field(description="load_start -> ready of the cell")
+    inference_duration_s: float | None = Field(description="inference_start -> inference_end")
+    pad_duration_s: float | None = Field(description="pad_start -> pad_end of the cell")
+    job_duration_s: float | None = Field(description="job_start -> job_end of the cell")
+    baseline_load_duration_s: float | None = Field(
+        description="load_start -> ready of the baseline"
+    )
+    baseline_job_duration_s: float | None = Field(
+        description="job_start -> job_end of the baseline"
+    )
+    judge_duration_s: float | None = Field(
+        description="judging_start -> judging_end of the judge job"
+    )
+
+    gpu: FamilyColumns = Field(description="gpu_* columns")
+    cpu: FamilyColumns = Field(description="cpu_* columns")
+    cpu_est: FamilyColumns = Field(description="cpu_est_* columns")
+
+    scheduler_job_id: str = Field(
+        description="Slurm job id of the cell, or local:<host>:<job_start>"
+    )
+    baseline_id: str = Field(description="evalwatt id of this cell's load-only baseline")
+    baseline_scheduler_job_id: str = Field(
+        description="Slurm job id of the baseline, or local:<host>:<job_start>"
+    )
+    judge_scheduler_job_id: str | None = Field(
+        description="Slurm job id of the judge job, or local:<host>:<job_start>"
+    )
+    host: str = Field(description="node that ran the cell")
+    energy_method: str = Field(description="how the energy columns were computed")
+    schema_version: Literal[2] = Field(default=2, description="version of this schema")

@@ -1,0 +1,104 @@
+"""spec.json: everything the job runtime does for one job, written by the renderer.
+
+The runtime reads nothing else (not the config, not the executor), so a job script can be
+submitted by hand and still do exactly what the plan said.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from evalwatt.contracts.base import Contract, Record
+from evalwatt.contracts.vocabulary import JobKind
+from evalwatt.layout import JOB_SPEC, RESULT
+
+
+class ModelSpec(Record):
+    name: str = Field(description="model name in the config")
+    served_name: str = Field(description="name the server serves it under (/v1/models)")
+    backend: str = Field(description="inference server (vllm, llama-cpp)")
+    path: str = Field(description="weights: a path, $VARS allowed, or package:<module>/<file>")
+    hf_id: str = Field(description="Hugging Face repository id")
+
+
+class ServerSettings(Record):
+    """Everything that shapes the server, and so its load-only baseline (evalwatt.plan)."""
+
+    backend: str
+    gpus: int = Field(ge=0, description="GPUs, the tensor-parallel size")
+    cpus: int = Field(ge=1)
+    quantization: str
+    context_tokens: int | None = Field(description="context length; null: the model's")
+    server_args: tuple[str, ...] = Field(description="extra server arguments, as given")
+    gpu_memory_utilization: float | None = Field(default=None, description="vLLM only")
+
+
+class ServerSpec(Record):
+    argv: tuple[str, ...] = Field(description="command; {port} and {model_path} filled in")
+    settings: ServerSettings
+    baseline_id: str = Field(description="the load-only baseline of these settings")
+
+
+class PadSpec(Record):
+    accounting_window_s: float = Field(description="shortest job the accounting sees; 0: none")
+    margin_s: float = Field(ge=0)
+
+
+class SamplerSpec(Record):
+    interval_s: float = Field(gt=0)
+    cpu_watts_per_core: float = Field(gt=0, description="power of a busy core, CPU-time model")
+
+
+class EvaluationSpec(Record):
+    """What a cell generates; every knob that changes energy is pinned."""
+
+    benchmark: str
+    task: str = Field(description="Inspect task")
+    task_args: dict[str, Any]
+    limit: int | None = Field(description="samples; null: all")
+    max_connections: int = Field(ge=1)
+    temperature: float
+    top_p: float | None = Field(description="null: the server's default")
+    top_k: int | None = Field(description="null: the server's default")
+    max_tokens: int | None = Field(description="null: unset")
+    score_in_job: bool = Field(description="scored in this job; false: by a judge job")
+
+
+class JudgingSpec(Record):
+    """What a judge job scores, and how the judge generates."""
+
+    cell_id: str
+    cell_result: Path = Field(description=f"the cell's {RESULT}")
+    temperature: float
+    max_connections: int = Field(ge=1)
+    max_tokens: int | None
+
+
+class JobSpec(Contract):
+    """One job, as the job runtime runs it."""
+
+    FILE: ClassVar[str] = f"job spec ({JOB_SPEC})"
+
+    schema_version: Literal[2] = 2
+    kind: JobKind
+    job_id: str = Field(description="evalwatt's id of the job (cell id, baseline id)")
+    run: str
+    run_dir: Path = Field(description="where the job writes, absolute")
+    model: ModelSpec
+    server: ServerSpec
+    ready_timeout_s: float = Field(gt=0)
+    pad: PadSpec
+    sampler: SamplerSpec
+    evaluation: EvaluationSpec | None = Field(default=None, description="cells only")
+    judging: JudgingSpec | None = Field(default=None, description="judge jobs only")
+
+    @model_validator(mode="after")
+    def _work_matches_kind(self) -> JobSpec:
+        if (self.evaluation is not None) != (self.kind == "cell"):
+            raise ValueError(f"evaluation settings belong to cell jobs, not to a {self.kind} job")
+        if (self.judging is not None) != (self.kind == "judge"):
+            raise ValueError(f"judging settings belong to judge jobs, not to a {self.kind} job")
+        return self
