@@ -7,8 +7,8 @@
 Every lock line is a registry pin with the sha256 of every file the registry serves for that
 version, so ``pip install --require-hashes`` installs the same bytes on every machine. Never
 lock a local wheel (a ``name @`` line with a file URL): it exists only on the machine that wrote
-the lock (tests/test_portability.py refuses it). Needs ``uv`` on PATH (``pip install uv``): it reads the
-hashes from the registry without downloading every file.
+the lock (tests/test_portability.py refuses it). Needs ``uv`` on PATH (``pip install uv``): it
+reads the hashes from the registry without downloading every file.
 """
 
 from __future__ import annotations
