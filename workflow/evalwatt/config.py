@@ -364,7 +364,7 @@ class Config:
 
 # --- rules across fields ---------------------------------------------------------------------
 
-# Flags that evalwatt sets itself when it builds the server command (render.server_argv) or
+# Flags that evalwatt sets itself when it builds the server command (runtime/backends.py) or
 # that would change the GPU count the planner chose and Slurm allocated. A copy in
 # `server_args` or `vllm.extra_args` would override them or start a second, conflicting value.
 OWNED_FLAGS = {
@@ -393,6 +393,17 @@ OWNED_FLAGS = {
         "--n-threads": "the planned CPU count",
         "--n-ctx": "the model's context_tokens",
         "--config-file": "every other flag (a file of settings)",
+    },
+    "hf": {
+        "--model": "the weights path",
+        "--model-dir": "the weights path",
+        "--config": "the weights path",
+        "--preset": "the weights path",
+        "--served-model-name": "the model's name",
+        "--host": "the server address",
+        "--port": "a free port chosen in the job",
+        "--device": "the GPU Slurm allocated",
+        "--max-model-len": "the model's context_tokens",
     },
 }
 

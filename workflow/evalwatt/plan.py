@@ -49,7 +49,7 @@ class ModelPlan:
     reason: str
 
 
-def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
+def _plan_gpus(model: dict[str, Any], config: Config) -> ModelPlan:
     """Choose the GPU count of one model; raise ConfigError if no node can serve it."""
     cluster = config.cluster
     planner = config.raw["planner"]
@@ -102,6 +102,19 @@ def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
         f"(VRAM formula, overhead {planner['vram_overhead']}), a node of cluster "
         f"{cluster['name']} holds {n_node} x {per_gpu_gb:.1f} GB = {capacity:.1f} GB{detail}"
     )
+
+
+def plan_model(model: dict[str, Any], config: Config) -> ModelPlan:
+    """Choose the GPU count of one model; raise ConfigError if no node can serve it, or if
+    the backend cannot use the count (evalwatt's transformers server runs on one GPU)."""
+    planned = _plan_gpus(model, config)
+    if model["backend"] == "hf" and planned.gpus != 1:
+        raise ConfigError(
+            f"{config.model_field(model['name'], 'backend')} = 'hf': model {model['name']} "
+            f"is planned on {planned.gpus} GPUs ({planned.reason}), but the hf backend "
+            "serves on one GPU; allowed: a model that fits one GPU, or backend vllm"
+        )
+    return planned
 
 
 def _forced(

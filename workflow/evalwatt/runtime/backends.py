@@ -60,6 +60,28 @@ def _llama_cpp_argv(served_name: str, server: ServerSettings, python: str) -> li
     return argv
 
 
+def _hf_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
+    """evalwatt's transformers server (runtime/hf_server.py): for GPU machines where vLLM
+    cannot be installed. A ``config.json`` path gives random weights of that shape (enough for
+    energy), a folder loads real weights. One GPU: it does no tensor parallelism."""
+    argv = [
+        python,
+        "-m",
+        "evalwatt.runtime.hf_server",
+        "--model",
+        "{model_path}",
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
+    if server.context_tokens:
+        argv += ["--max-model-len", str(server.context_tokens)]
+    return argv
+
+
 @dataclass(frozen=True)
 class Backend:
     """One inference server."""
@@ -72,6 +94,9 @@ class Backend:
     base_url_variable: str
     conda_env: str
     """Pinned environment, relative to the repository (``--software-deployment-method conda``)."""
+    api_key_variable: str | None = None
+    """For Inspect's ``openai-api/<service>`` provider, which refuses to start without a key:
+    set to a placeholder when the job's environment has none (the server checks none)."""
 
     def server_argv(self, served_name: str, server: ServerSettings, python: str) -> list[str]:
         return self.argv(served_name, server, python) + list(server.server_args)
@@ -85,6 +110,14 @@ BACKENDS = {
         "llama-cpp-python",
         "LLAMA_CPP_PYTHON_BASE_URL",
         "envs/llamacpp.yaml",
+    ),
+    "hf": Backend(
+        "hf",
+        _hf_argv,
+        "openai-api/evalwatt",
+        "EVALWATT_BASE_URL",
+        "envs/vllm.yaml",  # torch and transformers, as vLLM's environment has them
+        api_key_variable="EVALWATT_API_KEY",
     ),
 }
 

@@ -524,6 +524,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str, int]:
     source.add_argument("--model-dir", type=Path, help="local model folder (from_pretrained)")
     source.add_argument("--config", type=Path, help="config.json: random weights of that shape")
     source.add_argument("--preset", choices=sorted(PRESETS), help="built-in config (default tiny)")
+    source.add_argument(
+        "--model", type=Path, help="a folder (as --model-dir) or a .json file (as --config)"
+    )
     parser.add_argument("--served-model-name", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -536,6 +539,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, str, int]:
     parser.add_argument("--ignore-eos", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.model is not None:  # what the rendered job passes: the model's one path
+        if not args.model.exists():
+            parser.error(f"--model {args.model}: no such file or folder")
+        if args.model.is_dir():
+            args.model_dir = args.model
+        else:
+            args.config = args.model
     settings = Settings(
         served_name=args.served_model_name,
         model_dir=args.model_dir,

@@ -49,7 +49,10 @@ def generate_config(evaluation: EvaluationSpec) -> dict[str, Any]:
 
 
 def _inspect_model(model: ModelSpec) -> str:
-    return f"{backend(model.backend).inspect_provider}/{model.served_name}"
+    engine = backend(model.backend)
+    if engine.api_key_variable:
+        os.environ.setdefault(engine.api_key_variable, "none")
+    return f"{engine.inspect_provider}/{model.served_name}"
 
 
 def run_generation(

@@ -93,7 +93,13 @@ def resolve_model_path(path: str) -> str:
         if not resolved.is_file():
             raise FileNotFoundError(f"{path}: no file {relative} in package {module}")
         return str(resolved)
-    return os.path.expandvars(path)
+    expanded = os.path.expandvars(path)
+    if not Path(expanded).exists():  # at once, not after the server's own retries
+        raise FileNotFoundError(
+            f"{path}: no weights at {expanded} on this node; stage them where compute nodes "
+            "see them (docs/running.md, 'Staging for offline nodes')"
+        )
+    return expanded
 
 
 def _versions() -> dict[str, str | None]:
