@@ -177,3 +177,32 @@ def writingbench_offline(sample_ids: list[int] | None = None, checklist_items: i
         solver=generate(),
         scorer=writingbench_judge(checklist_items=checklist_items),
     )
+
+
+_TOPICS = ("a lighthouse", "a train", "the sea", "a garden", "a city", "a storm", "a river")
+
+
+@scorer(metrics=[accuracy()])
+def answered() -> Scorer:
+    """CORRECT when the model returned any text: a load, not a quality measure."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        text = state.output.completion
+        return Score(value=CORRECT if text.strip() else INCORRECT, answer=text[:80])
+
+    return score
+
+
+@task
+def synthetic_prompts(samples: int = 64, words: int = 12) -> Task:
+    """Generated prompts of a fixed shape, no data file: a known load for energy validation
+    on machines that have no dataset (the GPU checks in benchmarks/gpu_truth.py). With the hf
+    backend's ``--ignore-eos`` every answer is exactly ``max_tokens`` long."""
+    prompts = [
+        " ".join(["Write", "about", _TOPICS[i % len(_TOPICS)], f"(#{i}):"] + ["go"] * words)
+        for i in range(samples)
+    ]
+    dataset = MemoryDataset(
+        [Sample(input=p, target="", id=i) for i, p in enumerate(prompts)], name="synthetic"
+    )
+    return Task(dataset=dataset, solver=generate(), scorer=answered())
