@@ -32,3 +32,8 @@ include: "workflow/rules/final.smk"
 rule all:
     input:
         final_outputs(),
+
+
+# A run that ends with jobs not done names each one, why, and its log (evalwatt.status).
+onerror:
+    __import__("evalwatt.status").status.report_not_done(CONFIG, PLAN, LAYOUT)

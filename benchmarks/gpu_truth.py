@@ -20,7 +20,7 @@ each job a reference process reads the NVML energy counter at 100 Hz. It prints:
 
 Raw traces, timelines, results and the report are kept under ``--out``.
 
-    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_truth.py --out /tmp/gpu-truth
+    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_truth.py --out results/gpu-truth
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from evalwatt.energy.jobs import job_sources
 from evalwatt.energy.terms import cell_terms, method_comparison
 from evalwatt.energy.trace import read_trace
 from evalwatt.jobs import resolve_job
-from evalwatt.layout import Layout
+from evalwatt.layout import TRACE_FILES, Layout
 from evalwatt.plan import plan_run
 from evalwatt.render import render_script
 from evalwatt.runtime.hf_server import PRESETS
@@ -195,6 +195,12 @@ def run_job(config: Any, plan: Any, layout: Layout, kind: str, job_id: str, devi
 # --- figures ---------------------------------------------------------------------------------
 
 
+def trace_file(run_dir: Path) -> Path:
+    """The job's GPU trace; on a machine without NVML (a dry run) its CPU estimate."""
+    gpu = run_dir / TRACE_FILES["nvml"]
+    return gpu if gpu.exists() else run_dir / TRACE_FILES["cpu-model"]
+
+
 def pct(value: float | None, reference: float | None) -> float | None:
     if value is None or not reference:
         return None
@@ -212,7 +218,7 @@ def ceems_like_j(trace_path: Path, start: float, end: float) -> float:
         while scrape < series.t_unix[-1]:
             while i + 1 < len(series.t_unix) and series.t_unix[i + 1] <= scrape:
                 i += 1
-            power = series.power_mw[i]
+            power = series.power_mw[i] if series.power_mw else None
             if start <= scrape < end and power is not None:
                 total += power / 1000.0 * CEEMS_SCRAPE_S
             scrape += CEEMS_SCRAPE_S
@@ -224,7 +230,8 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
     marks = {str(k): v for k, v in result.marks.items()}
     sources, _ = job_sources(cell_dir)
     base_sources, _ = job_sources(base_dir)
-    gpu, base_gpu = sources.get("gpu"), base_sources.get("gpu")  # type: ignore[call-overload]
+    family = "gpu" if "gpu" in sources else "cpu_est"  # cpu_est: a dry run without NVML
+    gpu, base_gpu = sources.get(family), base_sources.get(family)  # type: ignore[call-overload]
     gen = result.generation
     terms = cell_terms(
         gpu,
@@ -242,9 +249,9 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:  # no NVML (a CPU dry run): the check did not run
         print(f"reference counter unavailable: {exc}", file=sys.stderr)
         direct = None
-    trace_file = cell_dir / "trace-gpu.parquet"
-    ceems = ceems_like_j(trace_file, marks["inference_start"], marks["inference_end"])
-    job_ceems = ceems_like_j(trace_file, marks["job_start"], marks["job_end"])
+    trace = trace_file(cell_dir)
+    ceems = ceems_like_j(trace, marks["inference_start"], marks["inference_end"])
+    job_ceems = ceems_like_j(trace, marks["job_start"], marks["job_end"])
     return {
         "cell": result.job_id,
         "output_tokens": gen.output_tokens if gen else None,
@@ -254,7 +261,7 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         "phase_vs_counter_pct": pct(phase, direct),
         "methods": method_comparison(terms),
         "ceems_10s_inference_j": ceems,
-        "ceems_10s_inference_err_pct": pct(ceems, direct),
+        "ceems_10s_inference_err_pct": pct(ceems, phase),
         "ceems_10s_job_err_pct": pct(job_ceems, terms["terms"]["job"]["energy_j"]),
         "pad_s": marks.get("pad_end", 0) - marks.get("pad_start", 0),
     }
@@ -269,7 +276,7 @@ def idle_powers(base_dir: Path, cell_dir: Path) -> dict[str, float | None]:
         marks = {str(k): v for k, v in result.marks.items()}
         if a not in marks or b not in marks or marks[b] - marks[a] < 1:
             return None
-        trace = read_trace(run_dir / "trace-gpu.parquet")
+        trace = read_trace(trace_file(run_dir))
         return trace.window(marks[a], marks[b]).energy_j / (marks[b] - marks[a])
 
     return {

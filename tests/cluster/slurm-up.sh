@@ -21,8 +21,11 @@ HOST=$(hostname -s)
 
 log() { echo "[slurm-up] $*" >&2; }
 
+# Up, with this script's settings (a cluster started by an older version of it lacks some):
+# then there is nothing to do.
 if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' \
-   && sacctmgr -n show account "$ACCOUNT" 2>/dev/null | grep -q "$ACCOUNT"; then
+   && sacctmgr -n show account "$ACCOUNT" 2>/dev/null | grep -q "$ACCOUNT" \
+   && scontrol show config 2>/dev/null | grep -q 'AccountingStoreFlags *= *job_comment'; then
   log "cluster $CLUSTER is up"; exit 0
 fi
 [ "$(id -u)" = 0 ] || { log "needs root (it installs and starts Slurm)"; exit 2; }

@@ -326,10 +326,11 @@ CASES = [
         edit=_set("cluster.accounting_window_s", 3600),
     ),
     Case(
-        "vllm-on-cpu-cluster",
+        # vLLM runs on a CPU-only cluster (its CPU build); evalwatt's hf server needs a GPU
+        "hf-on-cpu-cluster",
         "demo",
-        ("{config}", "models.0.backend", "'vllm'", "gpus_per_node=0"),
-        edit=_set("models.0.backend", "vllm"),
+        ("{config}", "models.0.backend", "'hf'", "gpus_per_node=0"),
+        edit=_set("models.0.backend", "hf"),
     ),
     Case(
         "forced-gpus-above-node",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -26,11 +27,12 @@ from evalwatt.runtime.server import Server, ServerError
 REPO = Path(__file__).resolve().parents[2]
 FAKE_SERVER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     name, port, delay, mode = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     print("loading weights", flush=True)
+    print("TMPDIR", os.environ.get("TMPDIR"), flush=True)
     time.sleep(delay)
     if mode == "crash":
         print("CUDA out of memory: tried to allocate 20.00 GiB", flush=True)
@@ -64,7 +66,7 @@ def _spec_dict(
     tmp_path: Path, server: Path, mode: str = "ok", window_s: float = 3.0, load_s: float = 0.3
 ) -> dict:
     return {
-        "schema_version": 2,
+        "schema_version": JobSpec.known_version(),
         "kind": "baseline",
         "job_id": "fake__llama-cpp-g0-00000000",
         "run": "unit",
@@ -121,6 +123,12 @@ def test_a_baseline_job_runs_pads_and_writes_its_result(tmp_path, fake_server):
     assert read_contract(TimelineFile, run_dir / "timeline.json").marks == marks
     assert on_disk.sampler.traces["cpu-model"].file == "trace-cpu-est.parquet"
     assert "loading weights" in (run_dir / "server.log").read_text()
+    # The server's temporary folder was the job's, through a short link; both are gone.
+    link = on_disk.server.env["TMPDIR"]
+    assert f"TMPDIR {link}" in (run_dir / "server.log").read_text()
+    assert Path(link).parent == Path(tempfile.gettempdir()) and not Path(link).exists()
+    assert not (run_dir / "server-tmp").exists()
+    assert on_disk.server_metrics is None  # a baseline has no inference window
     trace = pq.read_table(run_dir / "trace-cpu-est.parquet").column("t_unix").to_pylist()
     assert trace[0] <= marks["job_start"] and trace[-1] >= marks["job_end"] - 0.1
     assert not list(run_dir.glob("*.partial"))

@@ -183,8 +183,10 @@ def test_llama_cpp_model_gets_no_gpu(small_config):
     assert plan.cpus == 2  # cpus_per_cpu_job
 
 
-def test_vllm_on_a_cpu_only_cluster_is_an_error(small_config):
+def test_the_hf_backend_on_a_cpu_only_cluster_is_an_error(small_config):
+    """vLLM has a CPU build (it plans as a CPU job there); evalwatt's hf server needs a GPU."""
     small_config["cluster"]["gpus_per_node"] = 0
+    small_config["models"][0]["backend"] = "hf"
     config = from_dict(small_config, Path("."))
     with pytest.raises(ConfigError, match=r"Qwen2.5-32B-Instruct.*gpus_per_node=0"):
         plan_run(config)

@@ -150,6 +150,10 @@ def parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the final table's columns or the config keys")
     schema.add_argument("what", choices=["table", "config"])
     schema.set_defaults(func=_schema)
+    __import__("evalwatt.status").status.register(sub)  # evalwatt status
+    __import__("evalwatt.submit").submit.register(sub)  # evalwatt submit
+    __import__("evalwatt.stage").stage.register(sub)  # evalwatt stage
+    __import__("evalwatt.audit").audit.register(sub)  # evalwatt audit
     return p
 
 

@@ -546,6 +546,59 @@ def _time_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
         )
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _accounting_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
+    """The `accounting` section: a source needs its server, the headline order names only
+    collected sources, credentials come from one place and never travel in clear text."""
+    acc = raw["accounting"]
+    sources = acc["sources"]
+    where = f"{origin}: field accounting"
+    if "ceems-api" in sources:
+        if not acc["ceems"]["url"]:
+            yield (
+                f"{where}.ceems.url = None: source ceems-api needs the API server's URL; "
+                "allowed: an http(s) URL, or drop ceems-api from accounting.sources"
+            )
+        if not acc["cluster_id"]:
+            yield (
+                f"{where}.cluster_id = None: source ceems-api looks units up by job id and "
+                "cluster id; allowed: CEEMS's id of this cluster"
+            )
+    if "prometheus" in sources and not acc["prometheus"]["url"]:
+        yield (
+            f"{where}.prometheus.url = None: source prometheus needs the server's URL; "
+            "allowed: an http(s) URL, or drop prometheus from accounting.sources"
+        )
+    for i, name in enumerate(acc["headline_order"]):
+        if name != "nvml" and name not in sources:
+            yield (
+                f"{where}.headline_order.{i} = {name!r}: not collected (accounting.sources = "
+                f"{sources}); allowed: nvml or a source of accounting.sources"
+            )
+    creds = acc["credentials"]
+    if creds["file"] and creds["env"]:
+        yield (
+            f"{where}.credentials = file {creds['file']!r} and env {creds['env']!r}: two "
+            "places for one secret; allowed: one of them"
+        )
+    if creds["file"] or creds["env"]:
+        for key in ("ceems", "prometheus"):
+            url = acc[key]["url"]
+            host = str(url).split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] if url else ""
+            if url and url.startswith("http://") and host not in _LOOPBACK_HOSTS:
+                yield (
+                    f"{where}.{key}.url = {url!r}: credentials would cross the network in clear "
+                    "text; allowed: an https URL (http only on the loopback)"
+                )
+    if acc["backoff_initial_s"] > acc["backoff_max_s"]:
+        yield (
+            f"{where}.backoff_initial_s = {acc['backoff_initial_s']}: above backoff_max_s = "
+            f"{acc['backoff_max_s']}; allowed: at most backoff_max_s"
+        )
+
+
 def _place(places: dict[str, tuple[str, str]], name: str, place: tuple[str, str]) -> None:
     """Record where model ``name`` is written; a second model of that name is an error."""
     if name in places:
@@ -565,6 +618,7 @@ def _check_rules(raw: dict[str, Any], config: Config) -> None:
         *_benchmark_problems(raw, config.origin),
         *_sampling_problems(raw, config.origin),
         *_time_problems(raw, config.origin),
+        *_accounting_problems(raw, config.origin),
     ]
     if problems:
         raise ConfigError("\n".join(problems))

@@ -28,6 +28,7 @@ from evalwatt.contracts.spec import (
 )
 from evalwatt.contracts.vocabulary import JOB_KINDS, JobKind
 from evalwatt.errors import UserError
+from evalwatt.estimate import runtime_minutes
 from evalwatt.layout import JobFiles, Layout
 from evalwatt.paths import REPO_DIR
 from evalwatt.plan import Cell, Plan, baseline_id, server_settings
@@ -45,6 +46,7 @@ class Scheduler:
     """What the cluster's scheduler is asked for, the same for every job of a run."""
 
     time_limit_min: int
+    mem_mb_per_cpu: int
     partition: str | None
     account: str | None
     qos: str | None
@@ -56,6 +58,7 @@ class Scheduler:
         c = config.cluster
         return cls(
             time_limit_min=int(c["time_limit_min"]),
+            mem_mb_per_cpu=int(c["mem_mb_per_cpu"]),
             partition=c["partition"],
             account=c["account"],
             qos=c["qos"],
@@ -64,8 +67,10 @@ class Scheduler:
         )
 
     def slurm_executor_resources(self) -> dict[str, Any]:
-        """The Snakemake Slurm executor's names for these settings (set ones only)."""
-        out: dict[str, Any] = {"runtime": self.time_limit_min}
+        """The Snakemake Slurm executor's names for these settings (set ones only). The time
+        limit is per job (Resources.runtime_minutes); one node always: `--gpus=N` alone may
+        spread N GPUs over several nodes."""
+        out: dict[str, Any] = {"nodes": 1, "mem_mb_per_cpu": self.mem_mb_per_cpu}
         if self.partition:
             out["slurm_partition"] = self.partition
         if self.account:
@@ -78,11 +83,17 @@ class Scheduler:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job gets: GPUs of one node, CPUs, and the run's scheduler settings."""
+    """What one job gets: GPUs of one node, CPUs, time, and the run's scheduler settings."""
 
     gpus: int
     cpus: int
     scheduler: Scheduler
+    runtime_min: tuple[int, ...]
+    """The time limit of attempts 1, 2, 3... (evalwatt.estimate.runtime_minutes)."""
+
+    def runtime_minutes(self, attempt: int = 1) -> int:
+        """The time limit of the ``attempt``-th try: more on each retry, up to the cap."""
+        return self.runtime_min[min(max(attempt, 1), len(self.runtime_min)) - 1]
 
 
 @dataclass(frozen=True)
@@ -244,7 +255,14 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
     return Job(
         spec=spec,
         model=model,
-        resources=Resources(gpus=mplan.gpus, cpus=mplan.cpus, scheduler=Scheduler.of(config)),
+        resources=Resources(
+            gpus=mplan.gpus,
+            cpus=mplan.cpus,
+            scheduler=Scheduler.of(config),
+            runtime_min=tuple(
+                runtime_minutes(plan, config, kind, job_id, attempt) for attempt in (1, 2, 3, 4)
+            ),
+        ),
         python=python,
         env=tuple(sorted(job_cfg["env"].items())),
         script=layout.job_script(kind, job_id),

@@ -9,6 +9,7 @@ Snakemake rule declares. The layout is drawn in docs/outputs.md::
       plan/plan.json                        the planned matrix (GPU counts, cells, baselines)
       jobs/<kind>/<id>/job.sbatch           rendered job script (kind: cell, baseline, judge)
       jobs/<kind>/<id>/spec.json            what the job runtime does, read by the script
+      jobs/<kind>/<id>/slurm-submissions.txt  Slurm ids of `evalwatt submit`s of the job
       <kind>s/<id>/                         what one job wrote (JobFiles):
         timeline.json                         phase marks, unix seconds
         trace-gpu.parquet                     NVML samples (measured)
@@ -16,13 +17,24 @@ Snakemake rule declares. The layout is drawn in docs/outputs.md::
         trace-cpu-est.parquet                 CPU-time model (an estimate)
         sampler.json                          what was sampled, what could not be and why
         server.log                            inference server output
+        server-metrics-{before,after}.prom    the server's Prometheus /metrics at the
+                                              inference marks (vLLM; cells only)
         eval/                                 Inspect logs (.eval; scored.eval, judged.eval)
         result.json                           manifest, written last: the job finished
+        accounting/<source>.json              the cluster's accounting of the job (CEEMS API,
+                                              Prometheus, sacct): every query and raw reply,
+                                              timestamped; written on the login node after it
       <kind>s/<id>.attempt-<time>/          what a failed earlier attempt left
+      cache/                                compile caches the run's servers share (vLLM,
+                                            torch inductor), out of the home directory
+      cells/<cell>__r<n>/                   repeat n of a cell (evalwatt submit --repeats N)
+      stage/manifest.json                   what `evalwatt stage` staged, where and when
+      submitit/                             submitit's own files of `evalwatt submit` jobs
       energy/<cell>.json                    a cell's record: its row, energy terms, formulas
       final/energy_table.{parquet,csv,md}   one row per cell
       final/energy_table_best.{parquet,csv,md}  fastest max_connections per setting
-      final/audit.md                        job-by-job audit trail for admins
+      audit/audit.{parquet,md}              job by job: every source's energy, the gaps
+                                            between them, flags; for admins
       logs/<rule>/<id>.log                  Snakemake logs
 """
 
@@ -44,15 +56,39 @@ TRACE_FILES = {
     "rapl": "trace-cpu.parquet",
     "cpu-model": "trace-cpu-est.parquet",
 }
+# The server's own Prometheus counters (vLLM's /metrics), raw, read just before
+# inference_start and just after inference_end (evalwatt.runtime.vllm_metrics).
+SERVER_METRICS = {"before": "server-metrics-before.prom", "after": "server-metrics-after.prom"}
+# The server's temporary folder (TMPDIR, vLLM's sockets), removed when the server stops.
+SERVER_TMP = "server-tmp"
+RUN_CACHE = "cache"
 SCORED_LOG = "scored.eval"
 JUDGED_LOG = "judged.eval"
+
+# The cluster's accounting of a job, collected on the login node once it ended (one file per
+# source: every query and raw reply with timestamps; evalwatt.energy.accounting).
+ACCOUNTING_DIR = "accounting"
+ACCOUNTING_FILES = {
+    "ceems-api": "ceems-api.json",
+    "prometheus": "prometheus.json",
+    "sacct": "sacct.json",
+}
 
 JOB_SCRIPT = "job.sbatch"
 JOB_SPEC = "spec.json"
 
+STAGE_MANIFEST = "manifest.json"
+SUBMISSIONS = "slurm-submissions.txt"
+ATTEMPT_SEP = ".attempt-"
+REPEAT_SEP = "__r"
+"""A cell's repeat n (``evalwatt submit --repeats``) has the id ``<cell>__r<n>``."""
+
 FINAL_TABLE = "energy_table"
 FINAL_BEST = "energy_table_best"
 FINAL_FORMATS = ("parquet", "csv", "md")
+AUDIT_DIR = "audit"
+AUDIT_NAME = "audit"
+AUDIT_FORMATS = ("parquet", "md")
 
 
 @dataclass(frozen=True)
@@ -68,6 +104,19 @@ class JobFiles:
     @property
     def server_log(self) -> Path:
         return self.root / SERVER_LOG
+
+    def server_metrics(self, when: str) -> Path:
+        """The server's raw /metrics text ``before`` or ``after`` the inference window."""
+        return self.root / SERVER_METRICS[when]
+
+    @property
+    def server_tmp(self) -> Path:
+        return self.root / SERVER_TMP
+
+    @property
+    def run_cache(self) -> Path:
+        """The run's cache, shared by its jobs: ``<run>/cache`` (a job: ``<run>/<kind>s/<id>``)."""
+        return self.root.parent.parent / RUN_CACHE
 
     @property
     def eval_dir(self) -> Path:
@@ -94,14 +143,37 @@ class JobFiles:
     def result(self) -> Path:
         return self.root / RESULT
 
+    def accounting(self, source: str) -> Path:
+        """The raw accounting record of one cluster source (``ACCOUNTING_FILES``)."""
+        return self.root / ACCOUNTING_DIR / ACCOUNTING_FILES[source]
+
     def attempt(self, stamp: str) -> Path:
         """Where an earlier, failed attempt's files are set aside."""
-        return self.root.with_name(f"{self.root.name}.attempt-{stamp}")
+        return self.root.with_name(f"{self.root.name}{ATTEMPT_SEP}{stamp}")
+
+    def attempts(self) -> list[Path]:
+        """The folders of earlier, failed attempts, oldest first."""
+        return sorted(self.root.parent.glob(f"{self.root.name}{ATTEMPT_SEP}*"))
 
     @staticmethod
     def describe() -> str:
         """The raw files of a job, in a few words (the audit trail names them)."""
         return ", ".join([TIMELINE, *TRACE_FILES.values(), SAMPLER_STATUS, SERVER_LOG, EVAL_DIR])
+
+
+def repeat_id(cell_id: str, n: int) -> str:
+    """The job id of repeat ``n`` (from 1) of a cell."""
+    if n < 1:
+        raise ValueError(f"repeats count from 1, not {n}")
+    return f"{cell_id}{REPEAT_SEP}{n}"
+
+
+def repeat_of(job_id: str) -> tuple[str, int] | None:
+    """(cell id, n) of a repeat's id; None for any other id."""
+    cell, sep, n = job_id.rpartition(REPEAT_SEP)
+    if not sep or not cell or not n.isdigit() or int(n) < 1:
+        return None
+    return cell, int(n)
 
 
 @dataclass(frozen=True)
@@ -141,8 +213,34 @@ class Layout:
     def final(self, name: str = FINAL_TABLE, fmt: str = "parquet") -> Path:
         return self.root / "final" / f"{name}.{fmt}"
 
-    def audit(self) -> Path:
-        return self.root / "final" / "audit.md"
+    def audit(self, fmt: str = "md") -> Path:
+        """The audit: ``audit/audit.parquet`` (one row per job) and ``audit/audit.md``."""
+        return self.root / AUDIT_DIR / f"{AUDIT_NAME}.{fmt}"
 
     def log(self, rule: str, job_id: str) -> Path:
         return self.root / "logs" / rule / f"{job_id}.log"
+
+    def job_log(self, kind: JobKind, job_id: str) -> Path:
+        """The output of a job's script: the run_job rule's log, or evalwatt submit's."""
+        return self.log(f"run_{kind}", job_id)
+
+    def repeat_ids(self, cell_id: str) -> list[str]:
+        """Ids of the repeats of a cell that have a rendered job or a folder, in order."""
+        numbers = {
+            found[1]
+            for parent in (self.root / "jobs" / "cell", self.root / "cells")
+            for p in parent.glob(f"{cell_id}{REPEAT_SEP}*")
+            if (found := repeat_of(p.name)) is not None and found[0] == cell_id
+        }
+        return [repeat_id(cell_id, n) for n in sorted(numbers)]
+
+    def submissions(self, kind: JobKind, job_id: str) -> Path:
+        """Slurm job ids of ``evalwatt submit``'s submissions of a job, one a line."""
+        return self.job_dir(kind, job_id) / SUBMISSIONS
+
+    def stage_manifest(self) -> Path:
+        return self.root / "stage" / STAGE_MANIFEST
+
+    def submit_dir(self) -> Path:
+        """submitit's folder (its pickles and logs) for ``evalwatt submit``."""
+        return self.root / "submitit"

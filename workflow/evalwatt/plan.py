@@ -66,9 +66,23 @@ def _plan_gpus(model: dict[str, Any], config: Config) -> ModelPlan:
         kv_heads=model["kv_heads"],
     )
     if model["backend"] == "llama-cpp":
+        forced = model["gpus"]
+        if forced:  # the CI's fake-GPU variant: GPUs allocated and measured, not used
+            if forced > cluster["gpus_per_node"]:
+                raise ConfigError(
+                    f"{config.model_field(model['name'], 'gpus')} = {forced}: more than a node "
+                    f"of {cluster['name']} has ({cluster['gpus_per_node']})"
+                )
+            reason = f"llama-cpp runs on the CPU; gpus={forced} forced in the model entry"
+            cpus = cluster["cpus_per_gpu"] * forced
+            return ModelPlan(gpus=forced, cpus=cpus, reason=reason, **common)
         reason = "CPU backend (llama-cpp): no GPU"
         return ModelPlan(gpus=0, cpus=cluster["cpus_per_cpu_job"], reason=reason, **common)
     n_node = cluster["gpus_per_node"]
+    if model["backend"] == "vllm" and n_node == 0:
+        # The same `vllm serve` as on a GPU cluster, from vLLM's CPU build (docs/vllm.md).
+        reason = "vllm on a CPU-only cluster (gpus_per_node 0): vLLM's CPU build, no GPU"
+        return ModelPlan(gpus=0, cpus=cluster["cpus_per_cpu_job"], reason=reason, **common)
     if n_node == 0 or per_gpu_gb == 0:
         raise ConfigError(
             f"{config.model_field(model['name'], 'backend')} = {model['backend']!r}: model "
@@ -164,6 +178,8 @@ def server_settings(model: dict[str, Any], plan: ModelPlan, config: Config) -> d
     """Everything that shapes the inference server, and so the load-only baseline."""
     settings: dict[str, Any] = {
         "backend": model["backend"],
+        # llama-cpp computes on the CPU even when GPUs are allocated (CI's fake-GPU variant).
+        "device": "gpu" if plan.gpus and model["backend"] != "llama-cpp" else "cpu",
         "gpus": plan.gpus,
         "cpus": plan.cpus,
         "quantization": model["quantization"],
@@ -171,8 +187,14 @@ def server_settings(model: dict[str, Any], plan: ModelPlan, config: Config) -> d
         "server_args": list(model["server_args"]),
     }
     if model["backend"] == "vllm":
-        settings["gpu_memory_utilization"] = config.raw["vllm"]["gpu_memory_utilization"]
-        settings["server_args"] += list(config.raw["vllm"]["extra_args"])
+        vllm = config.raw["vllm"]
+        if plan.gpus:
+            settings["gpu_memory_utilization"] = vllm["gpu_memory_utilization"]
+        else:
+            settings["cpu_kvcache_space_gib"] = vllm["cpu_kvcache_space_gib"]
+            settings["cpu_enforce_eager"] = vllm["cpu_enforce_eager"]
+        settings["executable"] = vllm["executable"]
+        settings["server_args"] += list(vllm["extra_args"])
     return settings
 
 
@@ -319,36 +341,26 @@ def plan_run(config: Config) -> Plan:
 
 def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
     """A rough GPU-hour budget, split the way the energy is: loading, inference, padding,
-    baselines and judging. Built from the planner's assumptions, not from measurements."""
+    baselines and judging. Built from the planner's assumptions (evalwatt.estimate), the same
+    estimates that set each job's time limit; not measurements."""
+    from evalwatt.estimate import estimate
+
     planner = config.raw["planner"]
     window = config.cluster["accounting_window_s"]
-    margin = config.cluster["pad_margin_s"] if window > 0 else 0.0
-
-    def load_s(model: str) -> float:
-        weights_gb = plan.models[model].vram_gb / planner["vram_overhead"]
-        return planner["server_start_s"] + weights_gb / planner["load_gb_per_s"]
-
-    def pad_s(busy_s: float) -> float:
-        return max(0.0, window + margin - busy_s) if window > 0 else 0.0
-
     hours = {"loading": 0.0, "inference": 0.0, "padding": 0.0, "baselines": 0.0, "judging": 0.0}
     for cell in plan.cells.values():
         gpus = max(plan.models[cell.model].gpus, 0)
-        bench = config.benchmarks[cell.benchmark]
-        n = min(bench["samples"], bench["limit"] or bench["samples"])
-        infer = n * bench["expected_s_per_sample"]
-        load = load_s(cell.model)
-        hours["loading"] += gpus * load / 3600
-        hours["inference"] += gpus * infer / 3600
-        hours["padding"] += gpus * pad_s(load + infer) / 3600
+        est = estimate(plan, config, "cell", cell.id)
+        hours["loading"] += gpus * est.load_s / 3600
+        hours["inference"] += gpus * est.inference_s / 3600
+        hours["padding"] += gpus * est.pad_s / 3600
         if cell.judge:
             judge_model = config.raw["judges"][cell.judge]["model"]
-            jgpus = plan.models[judge_model].gpus
-            jload = load_s(judge_model)
-            hours["judging"] += jgpus * (jload + infer + pad_s(jload + infer)) / 3600
+            judge = estimate(plan, config, "judge", cell.id)
+            hours["judging"] += plan.models[judge_model].gpus * judge.total_s / 3600
     for base in plan.baselines.values():
-        load = load_s(base.model)
-        hours["baselines"] += plan.models[base.model].gpus * (load + pad_s(load)) / 3600
+        est = estimate(plan, config, "baseline", base.id)
+        hours["baselines"] += plan.models[base.model].gpus * est.total_s / 3600
     parts = dict(hours)  # unrounded: printing rounds
     return {
         "cells": len(plan.cells),
@@ -360,6 +372,6 @@ def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
             "server_start_s": planner["server_start_s"],
             "load_gb_per_s": planner["load_gb_per_s"],
             "accounting_window_s": window,
-            "pad_margin_s": margin,
+            "pad_margin_s": config.cluster["pad_margin_s"] if window > 0 else 0.0,
         },
     }

@@ -19,11 +19,14 @@ from evalwatt.contracts.record import (
     FamilyEnergy,
     FamilyUnavailable,
     JobRef,
+    SourceFigures,
+    TokenCheck,
 )
-from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.result import EvalSummary, JobResult, ServerMetrics
 from evalwatt.contracts.row import FamilyColumns, TableRow
 from evalwatt.contracts.vocabulary import Family, Mark
-from evalwatt.energy.jobs import cell_energy
+from evalwatt.energy.accounting import Settings
+from evalwatt.energy.jobs import cell_energy, cluster_sources
 from evalwatt.jobs import Job, resolve_job
 from evalwatt.layout import Layout
 from evalwatt.plan import Plan
@@ -100,7 +103,41 @@ def energy_columns(energy: Mapping[Family, Mapping[str, Any]]) -> dict[str, Any]
     return flat_columns({str(f): c.model_dump() for f, c in columns.items()})
 
 
-def _job_ref(job: Job, result: JobResult) -> JobRef:
+def token_check(generation: EvalSummary, server: ServerMetrics | None) -> TokenCheck:
+    """Inspect's input and output tokens against the server's prompt and generation counters
+    of the same window. They count the same tokens (the OpenAI ``usage`` of each reply is the
+    server's own count), so any difference is flagged: retried or failed requests, another
+    client of the server, or counters read too early. A flag, never a failure."""
+    counts = dict(
+        inspect_input_tokens=generation.input_tokens,
+        server_prompt_tokens=server.prompt_tokens if server else None,
+        inspect_output_tokens=generation.output_tokens,
+        server_generation_tokens=server.generation_tokens if server else None,
+        server_requests=server.requests if server else None,
+    )
+    if server is None:
+        reason = "the cell job recorded no server counters"
+        return TokenCheck(agree=None, problem=None, null_reason=reason, **counts)
+    pairs = [
+        ("input", generation.input_tokens, "prompt", server.prompt_tokens),
+        ("output", generation.output_tokens, "generation", server.generation_tokens),
+    ]
+    missing = [f"{ours} tokens" for ours, a, _, b in pairs if a is None or b is None]
+    if missing:
+        why = server.null_reason if server.null_reason else "Inspect's log has none"
+        reason = f"{' and '.join(missing)} not comparable: {why}"
+        return TokenCheck(agree=None, problem=None, null_reason=reason, **counts)
+    differ = [
+        f"Inspect counted {a} {ours} tokens, the server {b} {theirs} tokens"
+        for ours, a, theirs, b in pairs
+        if a != b
+    ]
+    problem = "; ".join(differ) or None
+    return TokenCheck(agree=not differ, problem=problem, null_reason=None, **counts)
+
+
+def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
+    figures = cluster_sources(job.files.root, settings)[1] if settings.sources else {}
     return JobRef(
         kind=job.kind,
         job_id=job.job_id,
@@ -109,6 +146,7 @@ def _job_ref(job: Job, result: JobResult) -> JobRef:
         status=result.status,
         problems=result.problems,
         marks=result.marks,
+        accounting={k: SourceFigures.model_validate(v) for k, v in figures.items()},
     )
 
 
@@ -126,6 +164,7 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> Ce
     if generation is None or evaluation is None:
         raise ValueError(f"{cell_job.files.result}: a cell job without a generation")
     scoring = judge.scoring if judge else cell.scoring
+    settings = Settings.of(config.raw)
     energy = parse_energy(
         cell_energy(
             cell_job.files.root,
@@ -133,6 +172,7 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> Ce
             judge_job.files.root if judge_job else None,
             generation.samples_completed,
             generation.output_tokens,
+            settings,
         )
     )
     model = cell_job.model
@@ -195,9 +235,10 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> Ce
         row=row,
         energy=energy,
         jobs=CellJobs(
-            cell=_job_ref(cell_job, cell),
-            baseline=_job_ref(base_job, base),
-            judge=_job_ref(judge_job, judge) if judge_job and judge else None,
+            cell=_job_ref(cell_job, cell, settings),
+            baseline=_job_ref(base_job, base, settings),
+            judge=_job_ref(judge_job, judge, settings) if judge_job and judge else None,
         ),
         logs=CellLogs(generation=generation.log, scored=scoring.log if scoring else None),
+        tokens=token_check(generation, cell.server_metrics),
     )

@@ -11,14 +11,15 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from evalwatt.atomic import write_json, write_text
 from evalwatt.config import Config, from_dict
 from evalwatt.contracts.base import read_contract, write_contract
 from evalwatt.contracts.record import CellRecord
+from evalwatt.contracts.vocabulary import JobKind
 from evalwatt.jobs import Job, Scheduler, planned_jobs, resolve_job
-from evalwatt.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, Layout
+from evalwatt.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, JobFiles, Layout
 from evalwatt.plan import Plan, plan_run
 from evalwatt.render import render_script
 
@@ -42,17 +43,18 @@ def layout(config: Config) -> Layout:
 
 
 @contextmanager
-def rule_log(path: str | Path, outputs: Iterable[str] = ()) -> Iterator[None]:
+def rule_log(path: str | Path, outputs: Iterable[str] = ()) -> Iterator[TextIO]:
     """Write a ``run:`` rule's declared log: when it ran, what it wrote, or its traceback.
 
     Snakemake runs ``run:`` bodies inside its own process, where redirecting stdout would
-    catch other rules' output too; the log says what this rule did instead.
+    catch other rules' output too; the log says what this rule did instead (the body may
+    add lines to the log it is given).
     """
     started = time.time()
     with open(path, "w", encoding="utf-8") as log:
         log.write(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
         try:
-            yield
+            yield log
         except BaseException:
             log.write(traceback.format_exc())
             raise
@@ -67,7 +69,8 @@ def final_files(layout: Layout) -> dict[str, str]:
         for name in (FINAL_TABLE, FINAL_BEST)
         for fmt in FINAL_FORMATS
     }
-    files["audit"] = str(layout.audit())
+    files["audit"] = str(layout.audit("md"))
+    files["audit_table"] = str(layout.audit("parquet"))
     return files
 
 
@@ -124,6 +127,10 @@ def job_resources(config: Config, plan: Plan, layout: Layout) -> dict[str, Any]:
     return {
         "gpu": lambda w: job(config, plan, layout, w).resources.gpus,
         "cpus_per_task": lambda w: job(config, plan, layout, w).resources.cpus,
+        # the estimate x margin, growing with each retry (a TIMEOUT comes back with more time)
+        "runtime": lambda w, attempt: job(config, plan, layout, w).resources.runtime_minutes(
+            attempt
+        ),
         **Scheduler.of(config).slurm_executor_resources(),
     }
 
@@ -149,7 +156,47 @@ def energy_inputs(config: Config, plan: Plan, layout: Layout, cell_id: str) -> d
     }
     if cell.judged:
         inputs["judge"] = str(layout.run_result("judge", cell_id))
+    jobs: list[tuple[JobKind, str]] = [("cell", cell_id), ("baseline", cell.baseline_id)]
+    jobs += [("judge", cell_id)] if cell.judged else []
+    for kind, job_id in jobs:  # the cluster's accounting, collected on the login node
+        for source in config.raw["accounting"]["sources"]:
+            inputs[f"{kind}_{source}"] = str(layout.job_files(kind, job_id).accounting(source))
     return inputs
+
+
+# --- the cluster's accounting -----------------------------------------------------------------
+
+
+def collects_accounting(config: Config) -> bool:
+    """Whether any cluster source is configured (the collection rule exists only then)."""
+    return bool(config.raw["accounting"]["sources"])
+
+
+def accounting_files(config: Config, layout: Layout) -> dict[str, str]:
+    """The collection rule's outputs, one raw file per source, as ``{kind}``/``{job}``
+    patterns."""
+    files = JobFiles(layout.root / "{kind}s" / "{job}")
+    return {
+        source.replace("-", "_"): str(files.accounting(source))
+        for source in config.raw["accounting"]["sources"]
+    }
+
+
+def collect_accounting(config: Config, result: str, outputs: Any, log: Sequence[str]) -> None:
+    """Collect every cluster source's record of one finished job (on the login node). A
+    source that gave no answer is written with its reason and reported as ERROR in the log
+    and on stderr; the energy step and the audit carry it as a null."""
+    import sys
+
+    from evalwatt.energy.accounting import Settings
+    from evalwatt.energy.collect import collect_job, summary
+
+    with rule_log(log[0], outputs) as out:
+        lines = summary(collect_job(Settings.of(config.raw), Path(result).parent))
+        for line in lines:
+            out.write(line + "\n")
+            if line.startswith("ERROR"):
+                print(f"evalwatt collect_accounting {result}: {line}", file=sys.stderr)
 
 
 def write_record(
@@ -167,7 +214,7 @@ def write_final(config: Config, records: Iterable[str], outputs: Any, log: Seque
 
 
 def _write_final(config: Config, records: Iterable[str], outputs: Any) -> None:
-    from evalwatt.audit import audit_markdown
+    from evalwatt.audit import write_audit
     from evalwatt.results import best_view, to_table, write_table
 
     loaded = [read_contract(CellRecord, p) for p in records]
@@ -186,4 +233,4 @@ def _write_final(config: Config, records: Iterable[str], outputs: Any) -> None:
         Path(outputs.energy_table_best_md),
         f"evalwatt run {config.run}: fastest max_connections per setting",
     )
-    write_text(outputs.audit, audit_markdown(config, loaded))
+    write_audit(config, loaded, outputs.audit_table, outputs.audit)

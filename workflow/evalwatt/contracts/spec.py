@@ -15,6 +15,8 @@ from evalwatt.contracts.base import Contract, Record
 from evalwatt.contracts.vocabulary import JobKind
 from evalwatt.layout import JOB_SPEC, RESULT
 
+Device = Literal["gpu", "cpu"]
+
 
 class ModelSpec(Record):
     name: str = Field(description="model name in the config")
@@ -25,15 +27,48 @@ class ModelSpec(Record):
 
 
 class ServerSettings(Record):
-    """Everything that shapes the server, and so its load-only baseline (evalwatt.plan)."""
+    """Everything that shapes the server, and so its load-only baseline (evalwatt.plan).
+
+    One server command per backend on both devices (runtime/backends.py): only the device's
+    own settings differ, GPU memory utilisation and the tensor-parallel size on ``gpu``, the
+    KV cache space and eager mode on ``cpu``.
+    """
 
     backend: str
+    device: Device = Field(description="where the server computes: gpu when gpus > 0, else cpu")
     gpus: int = Field(ge=0, description="GPUs, the tensor-parallel size")
     cpus: int = Field(ge=1)
     quantization: str
     context_tokens: int | None = Field(description="context length; null: the model's")
     server_args: tuple[str, ...] = Field(description="extra server arguments, as given")
-    gpu_memory_utilization: float | None = Field(default=None, description="vLLM only")
+    gpu_memory_utilization: float | None = Field(default=None, description="vLLM on gpu only")
+    cpu_kvcache_space_gib: int | None = Field(
+        default=None, ge=1, description="vLLM on cpu only: VLLM_CPU_KVCACHE_SPACE, GiB"
+    )
+    cpu_enforce_eager: bool | None = Field(
+        default=None, description="vLLM on cpu only: --enforce-eager (no torch.compile)"
+    )
+    executable: str | None = Field(
+        default=None,
+        description="vLLM: the server's executable ($VARS expanded in the job); "
+        "null: the vllm next to the job's Python",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_of_gpus(cls, data: Any) -> Any:
+        """A spec without ``device`` (written by hand, by a test) gets the one its backend and
+        GPU count imply (llama-cpp always computes on the CPU)."""
+        if isinstance(data, dict) and "device" not in data and "gpus" in data:
+            gpu = data["gpus"] and data.get("backend") != "llama-cpp"
+            return {**data, "device": "gpu" if gpu else "cpu"}
+        return data
+
+    @model_validator(mode="after")
+    def _gpu_needs_gpus(self) -> ServerSettings:
+        if self.device == "gpu" and self.gpus == 0:
+            raise ValueError("device gpu with 0 GPUs")
+        return self
 
 
 class ServerSpec(Record):
@@ -82,7 +117,7 @@ class JobSpec(Contract):
 
     FILE: ClassVar[str] = f"job spec ({JOB_SPEC})"
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     kind: JobKind
     job_id: str = Field(description="evalwatt's id of the job (cell id, baseline id)")
     run: str

@@ -1,15 +1,21 @@
 """Energy sources behind one interface.
 
 A source answers two questions about one job: how much energy its devices used over a window
-of time, and over the whole job. The in-job trace answers both. Sources that only know job
-totals (Slurm's sacct, the CEEMS API) answer the second and say why they cannot answer the
-first: they raise ``Unavailable`` with a reason, which the energy terms carry as a null with a
-reason, never a zero.
+of time, and over the whole job. The in-job trace answers both, and so do the cluster's power
+series in Prometheus (``evalwatt.energy.prometheus``); both are cut by the job's timeline
+(``TimelineSource``). Sources that only know job totals (Slurm's sacct, the CEEMS API:
+``evalwatt.energy.sacct``, ``evalwatt.energy.ceems``) answer the second and say why they cannot
+answer the first: they raise ``Unavailable`` with a reason, which the energy terms carry as a
+null with a reason, never a zero.
+
+The sources, by name (``SOURCE_NAMES``): ``nvml``, ``rapl``, ``cpu-model`` (sampled in the job),
+``ceems-api``, ``prometheus``, ``sacct`` (the cluster's accounting, collected after the job;
+docs/energy-sources.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +26,17 @@ from evalwatt.energy.trace import Trace, TraceError, WindowEnergy
 INFERENCE_WINDOW = ("inference_start", "inference_end")
 JOB_WINDOW = ("job_start", "job_end")
 PAD_WINDOW = ("pad_start", "pad_end")
+LOAD_WINDOW = ("load_start", "ready")
+JUDGING_WINDOW = ("judging_start", "judging_end")
+# The windows a source's figures are given for (the audit's columns), by name.
+FIGURE_WINDOWS = {
+    "job": JOB_WINDOW,
+    "pad": PAD_WINDOW,
+    "load": LOAD_WINDOW,
+    "inference": INFERENCE_WINDOW,
+    "judging": JUDGING_WINDOW,
+}
+SOURCE_NAMES = ("nvml", "rapl", "cpu-model", "ceems-api", "prometheus", "sacct")
 
 
 class Unavailable(Exception):
@@ -58,8 +75,28 @@ def column_prefix(source: EnergySource) -> str:
     return f"{source.domain}_est" if source.is_estimate else source.domain
 
 
+class TimelineSource:
+    """A source that can cut any window, cut by the job's timeline (``marks``). Subclasses
+    give ``window``; the named windows follow."""
+
+    marks: Mapping[str, float]
+
+    def window(self, start: float, end: float) -> WindowEnergy:
+        raise NotImplementedError
+
+    def mark_window(self, start_mark: str, end_mark: str) -> WindowEnergy:
+        """Energy between two named marks of the job's timeline."""
+        missing = [m for m in (start_mark, end_mark) if m not in self.marks]
+        if missing:
+            raise Unavailable(f"timeline has no mark {', '.join(missing)}")
+        return self.window(self.marks[start_mark], self.marks[end_mark])
+
+    def job(self) -> WindowEnergy:
+        return self.mark_window(*JOB_WINDOW)
+
+
 @dataclass(frozen=True)
-class TraceSource:
+class TraceSource(TimelineSource):
     """A job's own sampled trace, cut by the job's timeline."""
 
     trace: Trace
@@ -82,16 +119,6 @@ class TraceSource:
             return self.trace.window(start, end)
         except TraceError as exc:
             raise Unavailable(f"{self.name} trace {self.trace.path}: {exc}") from exc
-
-    def mark_window(self, start_mark: str, end_mark: str) -> WindowEnergy:
-        """Energy between two named marks of the job's timeline."""
-        missing = [m for m in (start_mark, end_mark) if m not in self.marks]
-        if missing:
-            raise Unavailable(f"timeline has no mark {', '.join(missing)}")
-        return self.window(self.marks[start_mark], self.marks[end_mark])
-
-    def job(self) -> WindowEnergy:
-        return self.mark_window(*JOB_WINDOW)
 
     def check_marks(
         self,

@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evalwatt.energy.sources import EnergySource, TraceSource, Unavailable
+from evalwatt.energy.sources import EnergySource, TimelineSource, Unavailable
 from evalwatt.energy.trace import COUNTS, WindowEnergy
 from evalwatt.errors import UserError
 
@@ -258,7 +258,7 @@ def _window_term(source: EnergySource | None, start: str, end: str, what: str) -
     if source is None:
         return Term.missing(formula, f"no {what} readings")
     try:
-        if isinstance(source, TraceSource):
+        if isinstance(source, TimelineSource):
             return Term.of_window(source.mark_window(start, end), formula)
         if start == "job_start" and end == "job_end":
             return Term.of_window(source.job(), formula)
@@ -310,7 +310,7 @@ def parse_count(text: str | None, option: str) -> int | None:
 def _marks_of(source: EnergySource | None, given: Mapping[str, float] | None) -> Any:
     if given is not None:
         return given
-    return source.marks if isinstance(source, TraceSource) else None
+    return source.marks if isinstance(source, TimelineSource) else None
 
 
 def corrected_term(

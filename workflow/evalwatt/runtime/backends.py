@@ -1,24 +1,49 @@
 """Inference backends: how each one is started, reached from Inspect, and installed.
 
 Adding a backend means one ``Backend`` here (its server command, its Inspect provider and
-the variable that provider reads for the server's URL, its pinned environment), an
-environment file under envs/ and the name in the config schema's ``backend`` enum.
+the variable that provider reads for the server's URL, its pinned environment, the variables
+its server process gets), an environment file under envs/ and the name in the config schema's
+``backend`` enum.
+
+vLLM is one code path on both devices (docs/vllm.md): ``vllm serve`` with the same flags, and
+only the device's own settings differ (``_vllm_device_argv``, ``_vllm_device_env``): the
+tensor-parallel size and GPU memory utilisation on a GPU; on the CPU (vLLM's CPU build) the KV
+cache space, thread binding and eager mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalwatt.contracts.spec import ServerSettings
 
 
+def _vllm_executable(server: ServerSettings, python: str) -> str:
+    """``vllm.executable`` of the config; by default the vllm next to the job's interpreter,
+    the one of the job's environment. vLLM's CPU build lives in an environment of its own
+    (.venv-vllm: torch 2.13+cpu must not meet the job's packages), hence the setting."""
+    if server.executable:
+        return server.executable
+    return str(Path(python).parent / "vllm") if Path(python).is_absolute() else "vllm"
+
+
+def _vllm_device_argv(server: ServerSettings) -> list[str]:
+    """The only flags that differ between a GPU and a CPU server."""
+    if server.device == "gpu":
+        return [
+            "--tensor-parallel-size",
+            str(server.gpus),
+            "--gpu-memory-utilization",
+            str(server.gpu_memory_utilization),
+        ]
+    return ["--enforce-eager"] if server.cpu_enforce_eager else []
+
+
 def _vllm_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
-    # The vllm next to the job's interpreter: the one of the job's environment.
-    vllm = str(Path(python).parent / "vllm") if Path(python).is_absolute() else "vllm"
     argv = [
-        vllm,
+        _vllm_executable(server, python),
         "serve",
         "{model_path}",
         "--served-model-name",
@@ -27,16 +52,65 @@ def _vllm_argv(served_name: str, server: ServerSettings, python: str) -> list[st
         "127.0.0.1",
         "--port",
         "{port}",
-        "--tensor-parallel-size",
-        str(server.gpus),
-        "--gpu-memory-utilization",
-        str(server.gpu_memory_utilization),
+        *_vllm_device_argv(server),
     ]
     if server.quantization not in ("none", "gguf"):
         argv += ["--quantization", server.quantization]
     if server.context_tokens:
         argv += ["--max-model-len", str(server.context_tokens)]
     return argv
+
+
+@dataclass(frozen=True)
+class ServerPaths:
+    """Folders a server may write to, so that nothing lands in /tmp or the home directory."""
+
+    tmp: Path
+    """The job's own temporary folder (TMPDIR, sockets), removed when the server stops; a
+    short link to it, since a socket's path may not exceed 107 bytes (server.ServerTemp)."""
+    cache: Path
+    """The run's cache, shared by its jobs so that compiled kernels are reused."""
+
+
+def _common_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+    return {"TMPDIR": str(paths.tmp)}
+
+
+def _vllm_device_env(server: ServerSettings) -> dict[str, str]:
+    if server.device == "gpu":
+        return {}
+    env = {
+        # Make the platform explicit: a CPU build on a host with GPUs would probe them.
+        "VLLM_TARGET_DEVICE": "cpu",
+        # vLLM's own binding: one core kept for its scheduler, the others for the OpenMP
+        # threads of the model, within the CPUs the job was given (Slurm's cgroup). Binding
+        # every core was 4x slower on 2 cores (docs/vllm.md).
+        "VLLM_CPU_OMP_THREADS_BIND": "auto",
+        # The model's worker gets its thread count from that binding; this is for vLLM's
+        # other processes, which would use 1 unless the executor had set a count (Snakemake
+        # sets the rule's threads): their spinning threads slowed generation 10-fold.
+        "OMP_NUM_THREADS": "1",
+    }
+    if server.cpu_kvcache_space_gib is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(server.cpu_kvcache_space_gib)
+    return env
+
+
+def _vllm_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+    """vLLM's sockets, caches and usage statistics, out of /tmp and the home directory."""
+    return {
+        **_common_env(server, paths),
+        "VLLM_RPC_BASE_PATH": str(paths.tmp),
+        "VLLM_CACHE_ROOT": str(paths.cache / "vllm"),
+        "VLLM_CONFIG_ROOT": str(paths.cache / "vllm-config"),
+        "VLLM_NO_USAGE_STATS": "1",
+        "TORCHINDUCTOR_CACHE_DIR": str(paths.cache / "torchinductor"),
+        "TRITON_CACHE_DIR": str(paths.cache / "triton"),
+        # vLLM's ahead-of-time compile cache did not reload across restarts ("'function'
+        # object has no attribute 'finalize_loading'"); without it restarts reuse the cache.
+        "VLLM_USE_AOT_COMPILE": "0",
+        **_vllm_device_env(server),
+    }
 
 
 def _llama_cpp_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
@@ -97,13 +171,28 @@ class Backend:
     api_key_variable: str | None = None
     """For Inspect's ``openai-api/<service>`` provider, which refuses to start without a key:
     set to a placeholder when the job's environment has none (the server checks none)."""
+    env: Callable[[ServerSettings, ServerPaths], Mapping[str, str]] = _common_env
+    """(settings, paths) -> variables of the server process, on top of the job's."""
+    prometheus_metrics: bool = False
+    """Whether the server publishes Prometheus counters at /metrics (runtime/vllm_metrics.py)."""
 
     def server_argv(self, served_name: str, server: ServerSettings, python: str) -> list[str]:
         return self.argv(served_name, server, python) + list(server.server_args)
 
+    def server_env(self, server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+        return dict(self.env(server, paths))
+
 
 BACKENDS = {
-    "vllm": Backend("vllm", _vllm_argv, "vllm", "VLLM_BASE_URL", "envs/vllm.yaml"),
+    "vllm": Backend(
+        "vllm",
+        _vllm_argv,
+        "vllm",
+        "VLLM_BASE_URL",
+        "envs/vllm.yaml",
+        env=_vllm_env,
+        prometheus_metrics=True,
+    ),
     "llama-cpp": Backend(
         "llama-cpp",
         _llama_cpp_argv,

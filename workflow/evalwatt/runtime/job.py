@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import shutil
 import signal
 import socket
 import time
@@ -34,15 +35,18 @@ from typing import Any
 
 from evalwatt import __version__
 from evalwatt.contracts.base import read_contract, write_contract
-from evalwatt.contracts.result import EvalSummary, JobResult, ServerRun
+from evalwatt.contracts.result import EvalSummary, JobResult, ServerMetrics, ServerRun
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
 from evalwatt.contracts.vocabulary import JobStatus, Mark
 from evalwatt.layout import JOB_SCRIPT, JOB_SPEC, SERVER_LOG, JobFiles
 from evalwatt.runtime import inspect_steps
-from evalwatt.runtime.server import Server, free_port
+from evalwatt.runtime.backends import Backend, ServerPaths, backend
+from evalwatt.runtime.server import Server, free_port, server_temp
+from evalwatt.runtime.vllm_metrics import WindowCounters
 from evalwatt.sampling.process import SamplerProcess
+from evalwatt.stage import require_staged
 
 SLURM_VARIABLES = (
     "SLURM_JOB_ID",
@@ -120,24 +124,42 @@ def _set_aside_previous_attempt(files: JobFiles) -> None:
 
 def _server_argv(spec: JobSpec, port: int) -> list[str]:
     path = resolve_model_path(spec.model.path)
-    return [w.replace("{port}", str(port)).replace("{model_path}", path) for w in spec.server.argv]
+    argv = [w.replace("{port}", str(port)).replace("{model_path}", path) for w in spec.server.argv]
+    # The executable may name a variable (vllm.executable: $VENV/bin/vllm), as weights may.
+    executable = os.path.expandvars(argv[0])
+    if shutil.which(executable) is None:  # at once, with its name, not a bare traceback
+        raise FileNotFoundError(
+            f"{spec.server.argv[0]}: no server executable at {executable!r} on this node"
+            + (" (vllm.executable in the config)" if spec.server.settings.executable else "")
+        )
+    return [executable, *argv[1:]]
 
 
 @dataclass
 class _Outcome:
     generation: EvalSummary | None = None
     scoring: EvalSummary | None = None
+    server_metrics: ServerMetrics | None = None
 
 
-def _work(spec: JobSpec, timeline: Timeline, server: Server, files: JobFiles) -> _Outcome:
+def _work(
+    spec: JobSpec, timeline: Timeline, server: Server, files: JobFiles, engine: Backend
+) -> _Outcome:
     """The job's middle: generation (cell) or judging (judge); nothing for a baseline."""
     if spec.evaluation is not None:
         import inspect_ai  # noqa: F401  (import cost stays outside the inference window)
 
+        counters = WindowCounters(
+            engine.prometheus_metrics, engine.name, server.url, files, spec.model.served_name
+        )
+        counters.read("before")  # outside the window, like the import
         timeline.mark(Mark.INFERENCE_START)
         log = inspect_steps.run_generation(spec.evaluation, spec.model, server.url, files.eval_dir)
         timeline.mark(Mark.INFERENCE_END)
-        return _Outcome(generation=inspect_steps.summarize_log(log))
+        counters.read("after")
+        return _Outcome(
+            generation=inspect_steps.summarize_log(log), server_metrics=counters.result()
+        )
     if spec.judging is not None:
         cell = read_contract(JobResult, spec.judging.cell_result)
         if cell.generation is None:
@@ -166,6 +188,9 @@ def _problems(outcome: _Outcome, exit_code: int) -> list[str]:
 
 def run_job(spec: JobSpec) -> JobResult:
     """Run one job described by a spec; return (and write) its result."""
+    # before anything is moved or started: an unstaged dataset fails now, with the command to
+    # run, not after the libraries' offline retries (about 5 minutes)
+    require_staged(spec)
     files = JobFiles(spec.run_dir)
     _set_aside_previous_attempt(files)
     files.root.mkdir(parents=True, exist_ok=True)
@@ -176,15 +201,21 @@ def run_job(spec: JobSpec) -> JobResult:
         timeline.mark(Mark.JOB_START)
         port = free_port()
         argv = _server_argv(spec, port)
-        timeline.mark(Mark.LOAD_START)
-        server = Server.start(argv, "127.0.0.1", port, files.server_log)
-        try:
-            ready = server.wait_ready(spec.ready_timeout_s, spec.model.served_name)
-            timeline.mark(Mark.READY, ready)
-            outcome = _work(spec, timeline, server, files)
-        finally:
-            code = server.stop()
-            timeline.mark(Mark.EXIT)
+        engine = backend(spec.model.backend)
+        # Everything the server writes stays in the job's folder or the run's cache: nothing
+        # in /tmp or the home directory (backends.ServerPaths).
+        with server_temp(files.server_tmp) as tmp:
+            paths = ServerPaths(tmp=tmp, cache=files.run_cache)
+            server_env = engine.server_env(spec.server.settings, paths)
+            timeline.mark(Mark.LOAD_START)
+            server = Server.start(argv, "127.0.0.1", port, files.server_log, env=server_env)
+            try:
+                ready = server.wait_ready(spec.ready_timeout_s, spec.model.served_name)
+                timeline.mark(Mark.READY, ready)
+                outcome = _work(spec, timeline, server, files, engine)
+            finally:
+                code = server.stop()
+                timeline.mark(Mark.EXIT)
         if spec.evaluation is not None and spec.evaluation.score_in_job:
             assert outcome.generation is not None
             timeline.mark(Mark.SCORING_START)
@@ -211,9 +242,12 @@ def run_job(spec: JobSpec) -> JobResult:
         problems=tuple(problems),
         marks=timeline.marks,
         pad_requested_s=pad,
-        server=ServerRun(argv=tuple(argv), port=port, exit_code=code, log_file=SERVER_LOG),
+        server=ServerRun(
+            argv=tuple(argv), env=server_env, port=port, exit_code=code, log_file=SERVER_LOG
+        ),
         generation=outcome.generation,
         scoring=outcome.scoring,
+        server_metrics=outcome.server_metrics,
         sampler=SamplerStatus.model_validate_json(files.sampler_status.read_text("utf-8")),
         host=socket.gethostname(),
         scheduler_job_id=os.environ.get("SLURM_JOB_ID"),

@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +55,16 @@ class Server:
     argv: list[str]
 
     @classmethod
-    def start(cls, argv: list[str], host: str, port: int, log_path: Path) -> Server:
+    def start(
+        cls,
+        argv: list[str],
+        host: str,
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Server:
         """Start ``argv`` in its own session (so that stopping it stops its workers too), with
-        the job's environment, its output appended to ``log_path``."""
+        the job's environment plus ``env``, its output appended to ``log_path``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -62,6 +73,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)
 
@@ -111,3 +123,31 @@ class Server:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+# A socket's path may not exceed 107 bytes (AF_UNIX), and vLLM puts its ZMQ sockets at
+# <VLLM_RPC_BASE_PATH>/<uuid4> (37 more), Python's multiprocessing its listener at
+# <TMPDIR>/pymp-<8>/listener-<8>: a job's folder is usually too deep for either.
+_LINK_PREFIX = "ew-"
+
+
+@contextlib.contextmanager
+def server_temp(folder: Path) -> Iterator[Path]:
+    """The server's temporary folder: ``folder`` (in the job's folder), reached through a short
+    link in the job's own temporary folder, so that socket paths stay short; both are removed
+    when the block ends, whatever happened, so that a job leaves nothing in /tmp."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.gettempdir())
+    while True:
+        link = base / f"{_LINK_PREFIX}{secrets.token_hex(4)}"
+        try:
+            link.symlink_to(folder, target_is_directory=True)
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield link
+    finally:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
