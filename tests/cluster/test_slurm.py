@@ -10,7 +10,6 @@ that leaves no result and no server.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
