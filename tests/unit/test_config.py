@@ -301,3 +301,17 @@ def test_benchmark_names_are_checked(small_config):
     assert "field benchmarks" in message
     assert "'PIQA-2'" in message
     assert "[a-z][a-z0-9_]{0,39}$" in message
+
+
+def test_defaults_are_copies_and_fill_inside_filled_defaults(small_config):
+    """A default `{}` is completed with its own keys' defaults; two configs never share (or
+    write into the schema's) default objects."""
+    small_config.pop("accounting", None)
+    first = from_dict(small_config, Path("."))
+    second = from_dict(small_config, Path("."))
+    assert first.raw["accounting"]["ceems"]["user_header"] == "X-Grafana-User"
+    assert first.raw["accounting"]["headline_order"] == ["nvml"]
+    first.raw["accounting"]["headline_order"].append("sacct")
+    first.model("Qwen2.5-32B-Instruct")["server_args"].append("--x")
+    assert second.raw["accounting"]["headline_order"] == ["nvml"]
+    assert from_dict(small_config, Path(".")).model("Qwen2.5-32B-Instruct")["server_args"] == []

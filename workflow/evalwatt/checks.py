@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evalwatt.config import Check, Config, ConfigError
+from evalwatt.config_types import Check, Config, ConfigError
 
 DEFERRABLE = ("weights", "tasks", "job_python")
 _VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
