@@ -6,14 +6,18 @@ at each ``--interval``, and prints, per interval:
 
 * the sampler's CPU time over the window as a share of one core (start-up excluded: the
   imports happen before the job's first mark);
-* the share of the expected rounds the energy trace holds (rows per device / window /
-  interval), and the late rounds the sampler recorded;
+* the share of the expected samples the energy trace holds, twice: power samples at the full
+  rate (per device / window / interval) and counter reads at the counter's own rate
+  (``counter_every_rounds`` x interval), and the late rounds the sampler recorded;
 * which probes ran (``nvml`` on a GPU machine, ``rapl`` where readable, ``cpu-model``).
 
 Each figure is checked against an expectation; the script exits 1 if one fails, so it can
 gate a release. On a GPU machine set ``CUDA_VISIBLE_DEVICES`` to the GPUs to sample.
 
     python3 benchmarks/sampler_cost.py --seconds 30 --interval 0.1 --interval 0.02
+
+The sampler runs with its defaults (the counter read every round unless the sampler's
+``COUNTER_PERIOD_S`` is set): ``SamplerProcess`` passes no ``--counter-period-s``.
 """
 
 from __future__ import annotations
@@ -46,12 +50,22 @@ class Cost:
     cpu_pct: float
     probes: list[str]
     present_pct: float
+    counter_present_pct: float
+    counter_every_rounds: int
     late_rounds: int
     rounds: int
 
 
-def measure(interval_s: float, seconds: float, out: Path) -> Cost:
-    sampler = SamplerProcess(out, interval_s=interval_s)
+def _present(times: list[float], start: float, end: float, every_s: float) -> float:
+    """Share of the expected samples in [start, end] at one per ``every_s`` (at most 1)."""
+    expected = max(1, round((end - start) / every_s))
+    return min(1.0, sum(start <= t <= end for t in times) / expected)
+
+
+def measure(
+    interval_s: float, seconds: float, out: Path, counter_period_s: float | None = None
+) -> Cost:
+    sampler = SamplerProcess(out, interval_s=interval_s, counter_period_s=counter_period_s)
     proc = psutil.Process(sampler.process.pid)
     before, t0 = proc.cpu_times(), time.monotonic()
     time.sleep(seconds)
@@ -62,11 +76,15 @@ def measure(interval_s: float, seconds: float, out: Path) -> Cost:
     counter = "nvml" if "nvml" in status["traces"] else next(iter(status["traces"]))
     trace = read_trace(out / TRACE_FILES[counter])
     every_s = float(status["traces"][counter]["interval_s"])
+    counter_every = int(status["traces"][counter].get("counter_every_rounds") or 1)
     start, end = sampler.ready_unix, sampler.ready_unix + (t1 - t0)
-    expected = max(1, round((end - start) / every_s))
+    # every row of a probe with power is a power sample; a CPU probe without power (RAPL,
+    # the CPU model) counts its rows
     present = [
-        min(1.0, sum(start <= t <= end for t in series.t_unix) / expected)
-        for series in trace.series.values()
+        _present(s.power_samples()[0] or s.rows, start, end, every_s) for s in trace.series.values()
+    ]
+    counter_present = [
+        _present(s.t_unix, start, end, every_s * counter_every) for s in trace.series.values()
     ]
     return Cost(
         interval_s=interval_s,
@@ -74,6 +92,8 @@ def measure(interval_s: float, seconds: float, out: Path) -> Cost:
         cpu_pct=100 * cpu_s / (t1 - t0),
         probes=sorted(status["traces"]),
         present_pct=100 * min(present),
+        counter_present_pct=100 * min(counter_present),
+        counter_every_rounds=counter_every,
         late_rounds=int(status["late_rounds"]),
         rounds=int(status["rounds"]),
     )
@@ -84,25 +104,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--interval", type=float, action="append", help="default: 0.1 and 0.02")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--counter-period-s", type=float, help="read NVML's energy counter that often only"
+    )
     args = parser.parse_args(argv)
     failures = []
     costs = []
     with tempfile.TemporaryDirectory() as tmp:
         for interval in args.interval or [0.1, 0.02]:
-            cost = measure(interval, args.seconds, Path(tmp) / f"i{interval}")
+            out = Path(tmp) / f"i{interval}"
+            cost = measure(interval, args.seconds, out, args.counter_period_s)
             costs.append(cost)
             print(
                 f"interval {interval:g} s ({1 / interval:g} Hz) over {cost.seconds:.1f} s: "
-                f"sampler CPU {cost.cpu_pct:.2f} % of one core; samples present "
-                f"{cost.present_pct:.1f} %; late rounds {cost.late_rounds} of {cost.rounds}; "
+                f"sampler CPU {cost.cpu_pct:.2f} % of one core; samples present: power "
+                f"{cost.present_pct:.1f} %, counter {cost.counter_present_pct:.1f} % (read every "
+                f"{cost.counter_every_rounds} round(s)); late rounds {cost.late_rounds} of "
+                f"{cost.rounds}; "
                 f"probes {', '.join(cost.probes)}"
             )
             limit = MAX_CPU_PCT.get(interval)
             if limit is not None and cost.cpu_pct > limit:
                 failures.append(f"{interval:g} s: CPU {cost.cpu_pct:.2f} % > {limit} %")
-            if cost.present_pct < MIN_PRESENT_PCT:
-                present = f"samples present {cost.present_pct:.1f} % < {MIN_PRESENT_PCT} %"
-                failures.append(f"{interval:g} s: {present}")
+            for what, pct in (("power", cost.present_pct), ("counter", cost.counter_present_pct)):
+                if pct < MIN_PRESENT_PCT:
+                    present = f"{what} samples present {pct:.1f} % < {MIN_PRESENT_PCT} %"
+                    failures.append(f"{interval:g} s: {present}")
     if args.json:
         args.json.write_text(json.dumps([c.__dict__ for c in costs], indent=2) + "\n")
     for failure in failures:

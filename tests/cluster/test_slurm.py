@@ -46,8 +46,9 @@ def _config(workdir: Path, name: str, edit=None) -> Path:
 
 
 def _snakemake(workdir: Path, config: Path, *targets: str) -> subprocess.CompletedProcess[str]:
-    argv = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--profile", str(PROFILE)]
-    argv += ["--directory", str(workdir), "--configfile", str(config), *targets]
+    # targets first: --configfile takes every word after it
+    argv = [str(SNAKEMAKE), *targets, "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--profile", str(PROFILE), "--directory", str(workdir), "--configfile", str(config)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=1200)
 
 

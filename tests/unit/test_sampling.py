@@ -130,6 +130,31 @@ def test_nvml_opens_only_the_visible_gpus(monkeypatch):
     assert probe.info[0]["memory_total_mib"] == 80 * 1024
 
 
+def test_nvml_reads_the_counter_every_few_rounds_and_power_every_round(monkeypatch):
+    _fake_nvml(monkeypatch)
+    monkeypatch.setattr(pynvml, "nvmlSystemGetDriverVersion", lambda: "550.00")
+    probe = NvmlProbe(visible=["0"], counter_every=3)
+    probe.open()
+    rounds = [probe.sample()[0] for _ in range(7)] + [probe.sample(last=True)[0]]
+    has_counter = [r["energy_mj"] is not None for r in rounds]
+    assert has_counter == [True, False, False, True, False, False, True, True]  # and the last
+    assert all(r["power_mw"] == 300_000 for r in rounds)
+    assert probe.metadata()["counter_every_rounds"] == 3
+
+
+def test_nvml_without_power_reads_the_counter_every_round(monkeypatch):
+    _fake_nvml(monkeypatch)
+
+    def no_power(h):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetPowerUsage", no_power)
+    probe = NvmlProbe(visible=["0"], counter_every=10)
+    probe.open()
+    assert probe.counter_every == 1
+    assert all(probe.sample()[0]["energy_mj"] is not None for _ in range(3))
+
+
 def test_nvml_bad_index_is_unavailable(monkeypatch):
     _fake_nvml(monkeypatch)
     with pytest.raises(ProbeUnavailable, match="cannot open GPU 'zero'"):

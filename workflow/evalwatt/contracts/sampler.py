@@ -39,6 +39,11 @@ class TraceInfo(Record):
     aux_every_rounds: int | None = Field(
         default=None, description="nvml: rounds between samples of temperature, clocks, memory"
     )
+    counter_every_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        description="nvml: rounds between reads of the energy counter (power every round)",
+    )
     zones: tuple[str, ...] | None = Field(default=None, description="rapl: package zones")
     model: str | None = Field(default=None, description="cpu-model: the formula")
     watts_per_core: float | None = Field(default=None, description="cpu-model")

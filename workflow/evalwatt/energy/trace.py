@@ -57,6 +57,20 @@ Energy over a window is the counter difference, linearly interpolated at the win
 A window edge up to ``EDGE_TOLERANCE_S`` outside the samples is extrapolated with the power at
 the nearest sample (recorded in the result); further out, the window cannot be measured.
 Every ``WindowEnergy`` is finite and not negative.
+
+A thinned counter. The sampler may read the counter every few rounds only and power every
+round (its metadata says ``counter_every_rounds`` > 1; the rows between have a null counter and
+a power). Such a series keeps the counter reads in ``t_unix``/``energy_mj`` and every row in
+``row_t_unix``/``row_power_mw``. An edge t between two counter reads (t0, E0) and (t1, E1) is
+placed with power: E0 + (E1 - E0) x (integral of P over t0..t) / (integral of P over t0..t1),
+by trapezoids over the power samples, so the counter fixes the energy and power only says where
+in the interval it was spent. Without power at both reads, or with a power integral that is
+not positive, the edge falls back to the time fraction; ``WindowEnergy.edge_method`` says which
+(``counter``: every row a counter read, as before; ``power``; ``time``). The gap limit applies
+to the counter reads with the counter's own interval (``interval_s x counter_every_rounds``,
+``Trace.counter_gap_s``) and to the power samples across an edge placed by power, with the
+sampling interval (``Trace.max_gap_s``). A null counter in a trace whose metadata does not
+declare ``counter_every_rounds`` > 1 (CSV included) stays a fault of the file.
 """
 
 from __future__ import annotations
@@ -69,10 +83,10 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,6 +111,10 @@ GAP_LIMIT_INTERVALS = 10
 WRAP_POWER_MARGIN = 2.0
 # Counts a timeline may carry besides its marks (whole numbers, not times).
 COUNTS = ("output_tokens",)
+# Metadata key: rounds between counter reads (power every round); absent means 1.
+COUNTER_EVERY = "counter_every_rounds"
+EdgeMethod = Literal["counter", "power", "time"]
+_EDGE_RANK = {"counter": 0, "power": 1, "time": 2}
 
 
 class TraceError(UserError):
@@ -117,12 +135,87 @@ class DeviceMissing(TraceError):
 
 @dataclass(frozen=True)
 class Series:
-    """One device's samples, sorted by time. ``energy_mj`` is cumulative."""
+    """One device's samples, sorted by time. ``energy_mj`` is cumulative; ``t_unix``,
+    ``energy_mj`` and ``power_mw`` are the counter reads. A thinned counter (module docstring)
+    also has every row, counter or not, in ``row_t_unix``/``row_power_mw``."""
 
     device: str
     t_unix: list[float]
     energy_mj: list[float]
     power_mw: list[float | None]
+    row_t_unix: list[float] | None = None
+    row_power_mw: list[float | None] | None = None
+
+    @property
+    def thinned(self) -> bool:
+        """Rows without a counter read lie between the counter reads."""
+        return self.row_t_unix is not None and len(self.row_t_unix) > len(self.t_unix)
+
+    @property
+    def rows(self) -> list[float]:
+        """Times of every row (the counter reads where the counter is not thinned)."""
+        return self.row_t_unix if self.row_t_unix is not None else self.t_unix
+
+    @cached_property
+    def _power(self) -> tuple[list[float], list[float], list[float]]:
+        """Power samples at the full rate: (times, mW, trapezoidal integral from the first, mJ)."""
+        ps = self.row_power_mw if self.row_power_mw is not None else self.power_mw
+        pts = [(t, p) for t, p in zip(self.rows, ps, strict=True) if p is not None]
+        cum = [0.0]
+        for (t0, p0), (t1, p1) in itertools.pairwise(pts):
+            cum.append(cum[-1] + (t1 - t0) * (p0 + p1) / 2)
+        return [t for t, _ in pts], [p for _, p in pts], cum
+
+    def power_samples(self) -> tuple[list[float], list[float]]:
+        """(times, mW) of every power sample, counter reads and rows between alike."""
+        ts, ps, _ = self._power
+        return ts, ps
+
+    def _power_at(self, i: int) -> float:
+        """Integral of power (mJ) from the first power sample to power sample ``i``."""
+        return self._power[2][i]
+
+    def _energy_to(self, t: float) -> float:
+        """Integral of power (mJ) from the first power sample to ``t`` (inside the samples),
+        power linear between samples."""
+        ts, ps, cum = self._power
+        i = min(bisect.bisect_right(ts, t) - 1, len(ts) - 2)
+        span = ts[i + 1] - ts[i]
+        p_t = ps[i] + (t - ts[i]) / span * (ps[i + 1] - ps[i]) if span > 0 else ps[i]
+        return cum[i] + (t - ts[i]) * (ps[i] + p_t) / 2
+
+    def counter_span(self, t: float) -> int | None:
+        """``i`` where t lies strictly between counter reads i and i+1 of a thinned series, or
+        None (t on a read, outside the reads, or a counter read every row)."""
+        ts = self.t_unix
+        if not self.thinned or not ts[0] < t < ts[-1]:
+            return None
+        i = bisect.bisect_right(ts, t) - 1
+        return None if ts[i] == t else i
+
+    def power_edge(self, i: int) -> tuple[int, int] | str:
+        """Indices of the power samples at counter reads i and i+1, or why the edge between
+        them cannot be placed with power."""
+        ts = self.power_samples()[0]
+        t0, t1 = self.t_unix[i], self.t_unix[i + 1]
+        a, b = bisect.bisect_left(ts, t0), bisect.bisect_left(ts, t1)
+        if a >= len(ts) or ts[a] != t0 or b >= len(ts) or ts[b] != t1:
+            return f"no power at the counter reads {t0:.3f} and {t1:.3f}"
+        if self._power_at(b) - self._power_at(a) <= 0:
+            return f"power integral over {t0:.3f}..{t1:.3f} is not positive"
+        return a, b
+
+    def widest_power_gap(self, i: int) -> tuple[float, float, float]:
+        """(seconds, from, to) of the longest interval between power samples that lies between
+        counter reads i and i+1."""
+        ts = self.power_samples()[0]
+        lo = bisect.bisect_left(ts, self.t_unix[i])
+        hi = bisect.bisect_right(ts, self.t_unix[i + 1])
+        widest = (0.0, self.t_unix[i], self.t_unix[i])
+        for a in range(lo, hi - 1):
+            if ts[a + 1] - ts[a] > widest[0]:
+                widest = (ts[a + 1] - ts[a], ts[a], ts[a + 1])
+        return widest
 
     def outside(self, t: float) -> str | None:
         """Why ``t`` is too far outside the samples to be measured, or None."""
@@ -138,18 +231,38 @@ class Series:
 
     def at(self, t: float) -> tuple[float, float]:
         """Counter value (mJ) at ``t`` and the seconds extrapolated beyond the samples."""
+        value, extrapolated, _, _ = self.locate(t)
+        return value, extrapolated
+
+    def locate(self, t: float) -> tuple[float, float, EdgeMethod, str | None]:
+        """Counter value (mJ) at ``t``, the seconds extrapolated beyond the samples, how the
+        value was placed between counter reads (module docstring) and, for ``time`` in a
+        thinned series, why power could not place it."""
         ts = self.t_unix
         if ts[0] <= t <= ts[-1]:
             i = min(bisect.bisect_right(ts, t) - 1, len(ts) - 2)
+            e0, e1 = self.energy_mj[i], self.energy_mj[i + 1]
             span = ts[i + 1] - ts[i]
             frac = (t - ts[i]) / span if span > 0 else 0.0
-            return self.energy_mj[i] + frac * (self.energy_mj[i + 1] - self.energy_mj[i]), 0.0
+            if self.counter_span(t) is None:
+                return e0 + frac * (e1 - e0), 0.0, "counter", None
+            placed = self.power_edge(i)
+            if isinstance(placed, str):
+                return e0 + frac * (e1 - e0), 0.0, "time", f"device {self.device}: {placed}"
+            a, b = placed
+            part = self._energy_to(t) - self._power_at(a)
+            return (
+                e0 + part / (self._power_at(b) - self._power_at(a)) * (e1 - e0),
+                0.0,
+                "power",
+                None,
+            )
         why = self.outside(t)
         if why is not None:
             raise TraceError(why)
         edge = 0 if t < ts[0] else len(ts) - 1
         gap = t - ts[edge]
-        return self.energy_mj[edge] + self._edge_power_mw(edge) * gap, abs(gap)
+        return self.energy_mj[edge] + self._edge_power_mw(edge) * gap, abs(gap), "counter", None
 
     def _edge_power_mw(self, edge: int) -> float:
         power = self.power_mw[edge]
@@ -188,16 +301,13 @@ class Series:
         return widest
 
     def power_integral_mj(self, start: float, end: float) -> float | None:
-        """Trapezoidal integral of sampled power over the samples inside [start, end]
-        (a cross-check of the counter; None without a power column)."""
-        pts = [
-            (t, p)
-            for t, p in zip(self.t_unix, self.power_mw, strict=True)
-            if start <= t <= end and p is not None
-        ]
-        if len(pts) < 2:
+        """Trapezoidal integral of sampled power over the power samples inside [start, end],
+        at the full rate (a cross-check of the counter; None without a power column)."""
+        ts = self.power_samples()[0]
+        lo, hi = bisect.bisect_left(ts, start), bisect.bisect_right(ts, end)
+        if hi - lo < 2:
             return None
-        return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(pts))
+        return self._power_at(hi - 1) - self._power_at(lo)
 
 
 def _backwards(device: str, steps: list[tuple[float, float]]) -> str:
@@ -239,24 +349,47 @@ class Trace:
             and value > 0
         ):
             return float(value), "interval_s of the trace metadata"
-        spacing = [b - a for s in self.series.values() for a, b in itertools.pairwise(s.t_unix)]
+        spacing = [b - a for s in self.series.values() for a, b in itertools.pairwise(s.rows)]
         if not spacing:
             return math.nan, "no samples"
         return statistics.median(spacing), "median spacing of the samples (no interval_s)"
 
     @property
+    def counter_every(self) -> int:
+        """Rounds between counter reads (``counter_every_rounds`` of the metadata, else 1)."""
+        value = self.metadata.get(COUNTER_EVERY, 1)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    @property
     def max_gap_s(self) -> float:
-        """Longest interval between samples a window may overlap."""
+        """Longest interval between samples (rows; power samples across an edge of a thinned
+        counter) a window may overlap."""
         interval, _ = self.interval_s
         if not math.isfinite(interval):
             return MIN_GAP_LIMIT_S
         return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval)
 
+    @property
+    def counter_gap_s(self) -> float:
+        """Longest interval between counter reads a window may overlap: the limit with the
+        counter's own interval (``max_gap_s`` where the counter is read every row)."""
+        interval, _ = self.interval_s
+        if not math.isfinite(interval):
+            return MIN_GAP_LIMIT_S
+        return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval * self.counter_every)
+
     def gap_limit_text(self) -> str:
         interval, basis = self.interval_s
+        if self.counter_every == 1:
+            return (
+                f"limit {self.max_gap_s:g} s = max({MIN_GAP_LIMIT_S:g} s, {GAP_LIMIT_INTERVALS} "
+                f"x the sampling interval {interval:.3g} s, from the {basis})"
+            )
         return (
-            f"limit {self.max_gap_s:g} s = max({MIN_GAP_LIMIT_S:g} s, {GAP_LIMIT_INTERVALS} x "
-            f"the sampling interval {interval:.3g} s, from the {basis})"
+            f"counter limit {self.counter_gap_s:g} s = max({MIN_GAP_LIMIT_S:g} s, "
+            f"{GAP_LIMIT_INTERVALS} x the counter's interval, {self.counter_every} x the "
+            f"sampling interval {interval:.3g} s from the {basis}); power limit "
+            f"{self.max_gap_s:g} s with the sampling interval"
         )
 
     def missing_reason(self) -> str | None:
@@ -271,18 +404,31 @@ class Trace:
 
     def gap_reason(self, name: str, start: float, end: float) -> str | None:
         """Why a gap between samples of device ``name`` spoils [start, end], or None."""
-        gap, t0, t1 = self.series[name].widest_gap(start, end)
-        if gap <= self.max_gap_s:
-            return None
+        series = self.series[name]
+        gap, t0, t1 = series.widest_gap(start, end)
+        what = "sample"
+        if gap <= self.counter_gap_s:
+            gap, t0, t1 = 0.0, start, start
+            for edge in (start, end):  # power that places an edge between counter reads
+                i = series.counter_span(edge)
+                if i is not None and not isinstance(series.power_edge(i), str):
+                    widest = series.widest_power_gap(i)
+                    if widest[0] > gap:
+                        gap, t0, t1 = widest
+            if gap <= self.max_gap_s:
+                return None
+            what = "power sample"
         where = (
             "across the window's start"
             if t0 < start < t1
             else "across the window's end"
             if t0 < end < t1
             else "inside the window"
+            if start <= t0 and t1 <= end
+            else "between the counter reads around an edge of the window"
         )
         return (
-            f"device {name}: no sample for {gap:.3f} s ({t0:.3f}..{t1:.3f}) {where} "
+            f"device {name}: no {what} for {gap:.3f} s ({t0:.3f}..{t1:.3f}) {where} "
             f"{start:.3f}..{end:.3f} ({self.gap_limit_text()}): the interpolated counter at "
             "an edge can be off by up to gap x power swing / 4, and a reset can hide in a gap"
         )
@@ -299,6 +445,8 @@ class Trace:
             raise DeviceMissing(missing)
         per_device = {}
         extrapolated = 0.0
+        method: EdgeMethod = "counter"
+        notes: list[str] = []
         for name in self.devices:
             s = self.series[name]
             steps = s.backward_steps(start, end)
@@ -307,8 +455,11 @@ class Trace:
             gap = self.gap_reason(name, start, end)
             if gap is not None:
                 raise SampleGap(gap)
-            e0, x0 = s.at(start)
-            e1, x1 = s.at(end)
+            e0, x0, m0, n0 = s.locate(start)
+            e1, x1, m1, n1 = s.locate(end)
+            for m in (m0, m1):
+                method = m if _EDGE_RANK[m] > _EDGE_RANK[method] else method
+            notes += [n for n in (n0, n1) if n is not None]
             joules = (e1 - e0) / 1000.0
             if not math.isfinite(joules) or joules < 0:
                 raise TraceError(
@@ -326,6 +477,8 @@ class Trace:
             per_device_j=per_device,
             extrapolated_s=extrapolated,
             power_integral_j=power_j,
+            edge_method=method,
+            edge_note="; ".join(notes) or None,
         )
 
     def inner_counter_j(self, start: float, end: float) -> float | None:
@@ -354,6 +507,11 @@ class WindowEnergy:
     per_device_j: dict[str, float]
     extrapolated_s: float
     power_integral_j: float | None
+    edge_method: EdgeMethod = "counter"
+    """How the edges were placed between counter reads: ``counter`` (every row a counter read,
+    linear in time between reads), ``power`` (a thinned counter, by the power integral) or
+    ``time`` (a thinned counter, by the time fraction: ``edge_note`` says why)."""
+    edge_note: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -369,7 +527,7 @@ class _Sample:
     at: str  # "line N" or "row N"
     device: str
     t: float
-    energy: float
+    energy: float | None  # None: a row between the reads of a thinned counter
     power: float | None
 
 
@@ -405,21 +563,29 @@ def _sample(
     power: Any,
     counter: str,
     device_key: str,
+    thinned: bool = False,
 ) -> _Sample:
-    """One checked sample: a device, a finite time, a counter >= 0, a power >= 0 or None."""
+    """One checked sample: a device, a finite time, a counter >= 0 (or, in a ``thinned``
+    counter, none), a power >= 0 or None."""
     if device is None or not str(device).strip():
         raise TraceError(f"{where}: {device_key} (the device of the sample) is empty")
+    if thinned and energy is None:
+        return _Sample(where, at, str(device), _number(t, where, TIME), None, _power(power, where))
     e = _number(energy, where, counter)
     if e < 0:
         raise TraceError(
             f"{where}: {counter} is {_show(energy)}; an energy counter is never negative"
         )
-    p = None
-    if power is not None and not (isinstance(power, str) and not power.strip()):
-        p = _number(power, where, POWER)
-        if p < 0:
-            raise TraceError(f"{where}: {POWER} is {_show(power)}; a power is never negative")
-    return _Sample(where, at, str(device), _number(t, where, TIME), e, p)
+    return _Sample(where, at, str(device), _number(t, where, TIME), e, _power(power, where))
+
+
+def _power(power: Any, where: str) -> float | None:
+    if power is None or (isinstance(power, str) and not power.strip()):
+        return None
+    p = _number(power, where, POWER)
+    if p < 0:
+        raise TraceError(f"{where}: {POWER} is {_show(power)}; a power is never negative")
+    return p
 
 
 def _empty_counters(rows: list[tuple[Any, Any]]) -> dict[str, int]:
@@ -506,10 +672,10 @@ def _unwrap(
                     f"in {dt:.3f} s, at most {cap / 1000:.0f} W): unwrapped"
                 )
         out.append(es[i] + offset)
-    return Series(series.device, ts, out, ps), repairs
+    return replace(series, energy_mj=out), repairs
 
 
-def _build(path: Path, samples: list[_Sample]) -> dict[str, Series]:
+def _build(path: Path, samples: list[_Sample], counter_every: int = 1) -> dict[str, Series]:
     if not samples:
         raise TraceError(f"{path}: no samples, only a header")
     grouped: dict[str, list[_Sample]] = defaultdict(list)
@@ -523,15 +689,19 @@ def _build(path: Path, samples: list[_Sample]) -> dict[str, Series]:
                 raise TraceError(
                     f"{b.where}: {TIME} {b.t!r} repeats the time of {a.at} for device {device}"
                 )
-        if len(items) < 2:
+        reads = [s for s in items if s.energy is not None]
+        if len(reads) < 2:
+            what = "samples" if len(reads) == len(items) else "counter reads"
             raise TraceError(
-                f"{path}: device {device}: fewer than two samples, no energy can be derived"
+                f"{path}: device {device}: fewer than two {what}, no energy can be derived"
             )
         series[device] = Series(
             device=device,
-            t_unix=[s.t for s in items],
-            energy_mj=[s.energy for s in items],
-            power_mw=[s.power for s in items],
+            t_unix=[s.t for s in reads],
+            energy_mj=[s.energy for s in reads if s.energy is not None],
+            power_mw=[s.power for s in reads],
+            row_t_unix=[s.t for s in items] if counter_every > 1 else None,
+            row_power_mw=[s.power for s in items] if counter_every > 1 else None,
         )
     return series
 
@@ -673,6 +843,12 @@ def _read_parquet(path: Path) -> Trace:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TraceError(f"{path}: not a readable Parquet file ({reason})") from None
     info = _footer(path, footer)
+    counter_every = info.get(COUNTER_EVERY, 1)
+    if isinstance(counter_every, bool) or not isinstance(counter_every, int) or counter_every < 1:
+        raise TraceError(
+            f"{path}: footer metadata {FOOTER_KEY.decode()}: {COUNTER_EVERY} is "
+            f"{_show(counter_every)}, expected a whole number >= 1"
+        )
     if table.num_rows == 0:
         raise TraceError(f"{path}: no rows, so no samples")
     is_estimate = bool(info["is_estimate"])
@@ -698,12 +874,13 @@ def _read_parquet(path: Path) -> Trace:
             power=row.get(POWER),
             counter=counter,
             device_key=PARQUET_DEVICE,
+            thinned=counter_every > 1,
         )
         for i, row in enumerate(rows, start=1)
         if str(row.get(PARQUET_DEVICE, "0")) not in empty
     ]
     missing = _missing(path, counter, empty, samples)
-    series = _build(path, samples)
+    series = _build(path, samples, counter_every)
     listed = _listed_devices(info)
     for device, entry in listed.items():
         if device not in series and device not in missing:

@@ -26,6 +26,7 @@ class SamplerProcess:
         cpu_watts_per_core: float = 10.0,
         pid: int | None = None,
         env: Mapping[str, str] | None = None,
+        counter_period_s: float | None = None,
     ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ready = out_dir / ".sampler-ready"
@@ -45,6 +46,8 @@ class SamplerProcess:
             "--ready-file",
             str(ready),
         ]
+        if counter_period_s is not None:  # read NVML's counter that often, power every round
+            argv += ["--counter-period-s", str(counter_period_s)]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
         self.ready_unix = self._wait_ready(ready)
         ready.unlink()

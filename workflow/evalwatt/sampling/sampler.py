@@ -8,6 +8,13 @@ stops cleanly (SIGTERM or SIGINT): a killed sampler leaves no file that looks co
 
 It writes ``--ready-file`` (the unix time, atomically: a poller never reads it half-written)
 after the first round of samples, so that the job's first mark falls inside the trace.
+
+With ``--counter-period-s`` NVML's energy counter is read about once per that period (every
+``counter_every_rounds`` rounds, recorded in the trace metadata and sampler.json; by default
+every round), on the first round and on the last sample; power is read every round. A counter
+read costs ~400 times a power read (benchmarks/sampler_cost.py), and the reader needs power
+only to place window edges between counter reads, the counter fixing the total
+(evalwatt.energy.trace).
 """
 
 from __future__ import annotations
@@ -99,6 +106,13 @@ class TraceWriter:
 # clocks, memory, utilisation) and of the CPU-time model, whose process-tree walk costs about
 # 1 ms: sampled every round they were most of the sampler's CPU (benchmarks/sampler_cost.py).
 SLOW_PERIOD_S = 1.0
+# Seconds between reads of NVML's energy counter: one read costs ~4 ms of CPU on an H100, ~400
+# times a power read, so it is read about once a second and power every round; the reader
+# places window edges between counter reads with power (docs/methodology.md).
+# Off by default (None: every round): on the real H100 trace, power-placed edges with a counter
+# read once a second were off by up to 1 % on 4-5 s phases (tests/unit/test_counter_thinning.py),
+# NVML's power lagging the counter's steps. ``--counter-period-s 1`` turns it on.
+COUNTER_PERIOD_S: float | None = None
 
 
 def rounds_per(period_s: float, interval_s: float) -> int:
@@ -107,12 +121,21 @@ def rounds_per(period_s: float, interval_s: float) -> int:
 
 
 def open_probes(
-    pid: int, watts_per_core: float, interval_s: float = 0.1
+    pid: int,
+    watts_per_core: float,
+    interval_s: float = 0.1,
+    counter_period_s: float | None = COUNTER_PERIOD_S,
 ) -> tuple[list[Probe], dict[str, str]]:
     """Open every probe this machine supports; return them and the reasons for the others."""
     visible = parse_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
     candidates: list[Probe] = [
-        NvmlProbe(visible=visible, aux_every=rounds_per(SLOW_PERIOD_S, interval_s)),
+        NvmlProbe(
+            visible=visible,
+            aux_every=rounds_per(SLOW_PERIOD_S, interval_s),
+            counter_every=1
+            if counter_period_s is None
+            else rounds_per(counter_period_s, interval_s),
+        ),
         RaplProbe(),
         CpuTimeModelProbe(pid=pid, watts_per_core=watts_per_core),
     ]
@@ -138,13 +161,20 @@ class _Stop:
 
 
 def run(
-    out_dir: Path, pid: int, interval_s: float, watts_per_core: float, ready_file: Path | None
+    out_dir: Path,
+    pid: int,
+    interval_s: float,
+    watts_per_core: float,
+    ready_file: Path | None,
+    counter_period_s: float | None = COUNTER_PERIOD_S,
 ) -> dict[str, Any]:
-    """Sample until SIGTERM/SIGINT or until process ``pid`` is gone."""
+    """Sample until SIGTERM/SIGINT or until process ``pid`` is gone; NVML's energy counter
+    about every ``counter_period_s`` (None: every round)."""
     stop = _Stop()
     out_dir.mkdir(parents=True, exist_ok=True)
-    probes, unavailable = open_probes(pid, watts_per_core, interval_s)
-    # the CPU-time model every SLOW_PERIOD_S; counters every round
+    probes, unavailable = open_probes(pid, watts_per_core, interval_s, counter_period_s)
+    # the CPU-time model every SLOW_PERIOD_S, other probes every round (NVML reads its energy
+    # counter every COUNTER_PERIOD_S itself, power every round)
     every = {
         p.source: rounds_per(SLOW_PERIOD_S, interval_s) if p.source == "cpu-model" else 1
         for p in probes
@@ -172,8 +202,8 @@ def run(
         else:
             lateness.append(-delay)
             next_t = time.monotonic()
-    for probe in probes:  # a last sample of every probe: the trace covers the job's end
-        writers[probe.source].add(probe.sample())
+    for probe in probes:  # a last sample of every probe (the counter too): the trace covers
+        writers[probe.source].add(probe.sample(last=True))  # the job's end
     traces: dict[str, Any] = {}
     status: dict[str, Any] = {
         "started_unix": started,
@@ -235,6 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-s", type=_positive_seconds, default=0.1)
     parser.add_argument("--cpu-watts-per-core", type=_positive_seconds, default=10.0)
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument(
+        "--counter-period-s",
+        type=_positive_seconds,
+        default=COUNTER_PERIOD_S,
+        help="read NVML's energy counter about this often, power every round "
+        "(default: the counter every round)",
+    )
     args = parser.parse_args(argv)
-    run(args.out_dir, args.pid, args.interval_s, args.cpu_watts_per_core, args.ready_file)
+    run(
+        args.out_dir,
+        args.pid,
+        args.interval_s,
+        args.cpu_watts_per_core,
+        args.ready_file,
+        args.counter_period_s,
+    )
     return 0
