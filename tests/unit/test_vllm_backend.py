@@ -22,7 +22,7 @@ from evalwatt.layout import JobFiles, Layout
 from evalwatt.plan import plan_run
 from evalwatt.record import token_check
 from evalwatt.runtime import vllm_metrics
-from evalwatt.runtime.backends import ServerPaths, backend
+from evalwatt.runtime.backends import EXECUTOR_THREAD_VARIABLES, ServerPaths, backend
 from evalwatt.runtime.job import _server_argv
 from evalwatt.runtime.server import server_temp
 
@@ -81,8 +81,9 @@ def test_cpu_and_gpu_command_lines_differ_only_in_the_device_flags(small_config)
         "VLLM_TARGET_DEVICE",
         "VLLM_CPU_KVCACHE_SPACE",
         "VLLM_CPU_OMP_THREADS_BIND",
-        "OMP_NUM_THREADS",
+        *EXECUTOR_THREAD_VARIABLES,
     }
+    assert all(cpu_env[name] is None for name in EXECUTOR_THREAD_VARIABLES)  # removed
     assert cpu_env["VLLM_CPU_KVCACHE_SPACE"] == "1"
 
 
@@ -292,3 +293,17 @@ def test_no_counters_is_a_null_with_the_reason():
 
 def test_this_file_needs_no_vllm():
     assert "vllm" not in sys.modules and os.environ.get("VLLM_TARGET_DEVICE") is None
+
+
+def test_the_server_env_sets_and_removes_variables(tmp_path, monkeypatch):
+    from evalwatt.runtime.server import Server
+
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")  # as Snakemake sets it for a rule
+    code = "import os; print(os.environ.get('MKL_NUM_THREADS'), os.environ.get('EW_X'))"
+    log = tmp_path / "server.log"
+    server = Server.start(
+        [sys.executable, "-c", code], "127.0.0.1", 1, log, {"MKL_NUM_THREADS": None, "EW_X": "1"}
+    )
+    server.process.wait(timeout=30)
+    server.stop(grace_s=1)
+    assert log.read_text().strip() == "None 1"

@@ -20,8 +20,9 @@ from evalwatt.layout import RESULT
 
 class ServerRun(Record):
     argv: tuple[str, ...] = Field(description="the command as run, port and path filled in")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="variables set for the server on top of the job's"
+    env: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="variables set for the server on top of the job's; null: removed",
     )
     port: int = Field(gt=0)
     exit_code: int = Field(description="negative: stopped by that signal (-15: SIGTERM)")

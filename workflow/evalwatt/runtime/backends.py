@@ -72,31 +72,42 @@ class ServerPaths:
     """The run's cache, shared by its jobs so that compiled kernels are reused."""
 
 
-def _common_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+def _common_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str | None]:
     return {"TMPDIR": str(paths.tmp)}
 
 
-def _vllm_device_env(server: ServerSettings) -> dict[str, str]:
+EXECUTOR_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _vllm_device_env(server: ServerSettings) -> dict[str, str | None]:
     if server.device == "gpu":
         return {}
-    env = {
+    env: dict[str, str | None] = {
         # Make the platform explicit: a CPU build on a host with GPUs would probe them.
         "VLLM_TARGET_DEVICE": "cpu",
         # vLLM's own binding: one core kept for its scheduler, the others for the OpenMP
         # threads of the model, within the CPUs the job was given (Slurm's cgroup). Binding
         # every core was 4x slower on 2 cores (docs/vllm.md).
         "VLLM_CPU_OMP_THREADS_BIND": "auto",
-        # The model's worker gets its thread count from that binding; this is for vLLM's
-        # other processes, which would use 1 unless the executor had set a count (Snakemake
-        # sets the rule's threads): their spinning threads slowed generation 10-fold.
-        "OMP_NUM_THREADS": "1",
+        # Thread counts come from that binding alone: the counts an executor sets for a job
+        # (Snakemake sets each of these to the rule's threads) are removed. With them, the
+        # math libraries ran 2 threads on the one core of the binding and generation was
+        # 80 times slower (1.3 s per token instead of 20 ms, docs/vllm.md).
+        **dict.fromkeys(EXECUTOR_THREAD_VARIABLES),
     }
     if server.cpu_kvcache_space_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(server.cpu_kvcache_space_gib)
     return env
 
 
-def _vllm_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+def _vllm_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str | None]:
     """vLLM's sockets, caches and usage statistics, out of /tmp and the home directory."""
     return {
         **_common_env(server, paths),
@@ -171,15 +182,16 @@ class Backend:
     api_key_variable: str | None = None
     """For Inspect's ``openai-api/<service>`` provider, which refuses to start without a key:
     set to a placeholder when the job's environment has none (the server checks none)."""
-    env: Callable[[ServerSettings, ServerPaths], Mapping[str, str]] = _common_env
-    """(settings, paths) -> variables of the server process, on top of the job's."""
+    env: Callable[[ServerSettings, ServerPaths], Mapping[str, str | None]] = _common_env
+    """(settings, paths) -> variables of the server process, on top of the job's; None
+    removes a variable of the job's environment."""
     prometheus_metrics: bool = False
     """Whether the server publishes Prometheus counters at /metrics (runtime/vllm_metrics.py)."""
 
     def server_argv(self, served_name: str, server: ServerSettings, python: str) -> list[str]:
         return self.argv(served_name, server, python) + list(server.server_args)
 
-    def server_env(self, server: ServerSettings, paths: ServerPaths) -> dict[str, str]:
+    def server_env(self, server: ServerSettings, paths: ServerPaths) -> dict[str, str | None]:
         return dict(self.env(server, paths))
 
 

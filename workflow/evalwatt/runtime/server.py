@@ -61,10 +61,12 @@ class Server:
         host: str,
         port: int,
         log_path: Path,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
     ) -> Server:
         """Start ``argv`` in its own session (so that stopping it stops its workers too), with
-        the job's environment plus ``env``, its output appended to ``log_path``."""
+        the job's environment changed by ``env`` (None removes a variable), its output
+        appended to ``log_path``."""
+        variables = {**os.environ, **(env or {})}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -73,7 +75,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **(env or {})},
+                env={k: v for k, v in variables.items() if v is not None},
             )
         return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)
 
