@@ -90,10 +90,44 @@ def test_three_repeats_land_in_the_layout(tmp_path: Path) -> None:
     stores_comments = "job_comment" in flags
     for r in results:
         _, tres, comment = by_id[r.scheduler_job_id]
-        if stores_comments:  # AccountingStoreFlags=job_comment (slurm-up.sh sets it)
+        # AccountingStoreFlags=job_comment (slurm-up.sh sets it); slurmdbd may store a submitit
+        # job's comment late or not at all, so a comment that is there must be ours
+        if stores_comments and comment:
             assert comment == f"evalwatt_submit_cell_{r.job_id}"
         assert "gres/gpu=1" in tres and "cpu=2" in tres, tres
         assert r.cuda_visible_devices is not None
 
     again = _evalwatt(tmp_path, "submit", cell, "--repeats", "3", "--configfile", str(config))
     assert again.returncode == 0 and again.stderr.count("not sent again") == 3
+
+    # The repeats' mean and spread: the cell's baseline is run by the workflow (the repeats
+    # share it), then `evalwatt repeats` summarises the three measurements.
+    from evalwatt.config import load_config
+    from evalwatt.plan import plan_run
+
+    loaded = load_config(config)
+    base_id = plan_run(loaded).cells[cell].baseline
+    baseline = str(Layout.of("results", loaded.run).run_result("baseline", base_id))
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), baseline]
+    snakemake += [
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles/slurm-ci"),
+    ]
+    snakemake += ["--directory", str(tmp_path), "--configfile", str(config)]
+    ran = subprocess.run(snakemake, capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    table = _evalwatt(tmp_path, "repeats", "--configfile", str(config))
+    assert table.returncode == 0, table.stderr
+    import pyarrow.parquet as pq
+
+    (summary,) = pq.read_table(tmp_path / table.stdout.strip()).to_pylist()
+    assert summary["cell_id"] == cell and summary["measurements"] == 3
+    assert summary["repeat_ids"] == ",".join(ids)
+    assert summary["cpu_est_inference_energy_j_n"] == 3
+    assert summary["cpu_est_inference_energy_j_min"] <= summary["cpu_est_inference_energy_j_mean"]
+    assert summary["cpu_est_inference_energy_j_mean"] <= summary["cpu_est_inference_energy_j_max"]
+    assert summary["cpu_est_inference_energy_j_std"] is not None  # three values: a spread
+    assert summary["gpu_inference_energy_j_n"] == 0  # fake GPUs: no NVML, a null, not 0 J
+    assert summary["gpu_inference_energy_j_mean"] is None

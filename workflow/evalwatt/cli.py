@@ -154,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
     __import__("evalwatt.submit").submit.register(sub)  # evalwatt submit
     __import__("evalwatt.stage").stage.register(sub)  # evalwatt stage
     __import__("evalwatt.audit").audit.register(sub)  # evalwatt audit
+    __import__("evalwatt.repeats").repeats.register(sub)  # evalwatt repeats
     return p
 
 

@@ -85,6 +85,8 @@ REPEAT_SEP = "__r"
 
 FINAL_TABLE = "energy_table"
 FINAL_BEST = "energy_table_best"
+FINAL_REPEATS = "energy_table_repeats"
+"""Mean and spread of the cells that have repeats (``evalwatt repeats``)."""
 FINAL_FORMATS = ("parquet", "csv", "md")
 AUDIT_DIR = "audit"
 AUDIT_NAME = "audit"

@@ -150,9 +150,17 @@ def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
     )
 
 
-def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> CellRecord:
-    """Assemble one cell's record from its job results (cell, baseline, judge)."""
+def build_record(
+    config: Config, plan: Plan, layout: Layout, cell_id: str, repeat: int | None = None
+) -> CellRecord:
+    """Assemble one cell's record from its job results (cell, baseline, judge); with
+    ``repeat``, the record of that repeat of the cell (``evalwatt submit --repeats``: its own
+    job folder, the cell's baseline, and the cell's judged score)."""
     cell_job = resolve_job(config, plan, layout, "cell", cell_id)
+    if repeat is not None:
+        from evalwatt.submit import repeat_job
+
+        cell_job = repeat_job(cell_job, layout, repeat)
     base_job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
     judged = cell_job.judged
     judge_job = resolve_job(config, plan, layout, "judge", cell_id) if judged else None
@@ -179,7 +187,7 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> Ce
     families = family_columns(energy)
     row = TableRow(
         run=config.run,
-        cell_id=cell_id,
+        cell_id=cell_job.job_id,  # a repeat's own id (<cell>__r<n>): repeats.py groups by it
         model=cell_job.model_name,
         hf_id=model["hf_id"],
         benchmark=evaluation.benchmark,
@@ -231,7 +239,7 @@ def build_record(config: Config, plan: Plan, layout: Layout, cell_id: str) -> Ce
         energy_method=ENERGY_METHOD,
     )
     return CellRecord(
-        cell_id=cell_id,
+        cell_id=cell_job.job_id,
         row=row,
         energy=energy,
         jobs=CellJobs(

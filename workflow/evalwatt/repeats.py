@@ -113,3 +113,107 @@ def repeat_spread(
             }
         out.append(summary)
     return out
+
+
+# --- the repeats table (``evalwatt repeats``) --------------------------------------------------
+
+
+def repeat_rows(config: Any, plan: Any, layout: Any) -> list[dict[str, Any]]:
+    """Table rows of every cell that has finished repeats, and of those repeats: the cell's
+    own row when its result exists, then one per repeat whose result exists. Repeats run
+    outside the DAG (``evalwatt submit``), so this reads what is on disk."""
+    from evalwatt.contracts.base import read_contract
+    from evalwatt.contracts.result import JobResult
+    from evalwatt.record import build_record
+    from evalwatt.results import flat_columns
+
+    rows: list[dict[str, Any]] = []
+    for cell_id in plan.cells:
+        done = [
+            rid
+            for rid in layout.repeat_ids(cell_id)
+            if layout.run_result("cell", rid).is_file()
+            and read_contract(JobResult, layout.run_result("cell", rid)).status == "ok"
+        ]
+        if not done:
+            continue
+        if layout.run_result("cell", cell_id).is_file():
+            rows.append(flat_columns(build_record(config, plan, layout, cell_id).row.model_dump()))
+        for rid in done:
+            n = repeat_of(rid)[1]  # type: ignore[index]
+            record = build_record(config, plan, layout, cell_id, repeat=n)
+            rows.append(flat_columns(record.row.model_dump()))
+    return rows
+
+
+def write_repeats_table(config: Any, plan: Any, layout: Any) -> Any:
+    """Write final/energy_table_repeats.{parquet,csv,md}; return the Parquet path. A run
+    without finished repeats is an error, not an empty table."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from evalwatt.atomic import atomic_path, write_text
+    from evalwatt.errors import UserError
+    from evalwatt.layout import FINAL_REPEATS
+
+    summary = repeat_spread(repeat_rows(config, plan, layout))
+    if not summary:
+        raise UserError(
+            f"run {config.run}: no cell has a finished repeat; send some with "
+            "`evalwatt submit CELL --repeats N`"
+        )
+    for row in summary:
+        row["repeat_ids"] = ",".join(row["repeat_ids"])
+    table = pa.Table.from_pylist(summary)
+    with atomic_path(layout.final(FINAL_REPEATS, "parquet")) as tmp:
+        pq.write_table(table, tmp)
+    with atomic_path(layout.final(FINAL_REPEATS, "csv")) as tmp:
+        pacsv.write_csv(table, tmp)
+    lines = [
+        f"# evalwatt run {config.run}: repeats (mean, sample sd, min, max; n = values)",
+        "",
+        "| cell | measurements | GPU inference J mean | sd | CPU est. inference J mean | sd |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary:
+        cells = [
+            r["cell_id"],
+            r["measurements"],
+            r["gpu_inference_energy_j_mean"],
+            r["gpu_inference_energy_j_std"],
+            r["cpu_est_inference_energy_j_mean"],
+            r["cpu_est_inference_energy_j_std"],
+        ]
+        lines.append(
+            "| "
+            + " | ".join(
+                "–" if c is None else f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells
+            )
+            + " |"
+        )
+    write_text(layout.final(FINAL_REPEATS, "md"), "\n".join(lines) + "\n")
+    return layout.final(FINAL_REPEATS, "parquet")
+
+
+def _command(args: Any) -> int:
+    from evalwatt.config import load_config
+    from evalwatt.layout import Layout
+    from evalwatt.plan import plan_run
+
+    config = load_config(args.configfile)
+    plan = plan_run(config)
+    path = write_repeats_table(config, plan, Layout.of(config.results_dir, config.run))
+    print(path)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """``evalwatt repeats [--configfile F]``: the mean and spread of every cell's repeats."""
+    from pathlib import Path
+
+    from evalwatt.paths import REPO_DIR
+
+    cmd = sub.add_parser("repeats", help="mean and spread of the cells' repeats (a table)")
+    cmd.add_argument("--configfile", type=Path, default=REPO_DIR / "config" / "config.yaml")
+    cmd.set_defaults(func=_command)
