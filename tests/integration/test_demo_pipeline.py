@@ -117,7 +117,8 @@ def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
         judged = row["benchmark"] == "writingbench"
         assert row["scored_by"] == ("judge job" if judged else "in-job")
         assert (row["cpu_est_judge_energy_j"] is not None) == judged
-        assert row["schema_version"] == 2
+        assert row["schema_version"] == 3
+        assert row["gpus_allocated"] is None and row["gpus_measured"] is None  # a CPU demo
 
 
 def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:

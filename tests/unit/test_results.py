@@ -40,6 +40,8 @@ def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **e
         "max_connections": conns,
         "inference_duration_s": duration,
         "schema_version": SCHEMA_VERSION,
+        "gpus_allocated": None,
+        "gpus_measured": None,
         **extra,
     }
 
@@ -121,6 +123,8 @@ def _full_row() -> dict:
         "baseline_scheduler_job_id": "124",
         "judge_scheduler_job_id": None,
         "host": "h",
+        "gpus_allocated": "0",
+        "gpus_measured": "GPU-0",
         "energy_method": "e",
     }
 

@@ -136,6 +136,15 @@ def token_check(generation: EvalSummary, server: ServerMetrics | None) -> TokenC
     return TokenCheck(agree=not differ, problem=problem, null_reason=None, **counts)
 
 
+def measured_gpus(result: JobResult) -> str | None:
+    """UUIDs of the GPUs the job's sampler read, comma-separated; None when NVML read none
+    (a CPU job, or fake GPUs): the audit compares them with the GPUs the scheduler gave."""
+    nvml = result.sampler.traces.get("nvml")
+    if nvml is None or not nvml.devices:
+        return None
+    return ",".join(d.uuid for d in nvml.devices)
+
+
 def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
     figures = cluster_sources(job.files.root, settings)[1] if settings.sources else {}
     return JobRef(
@@ -236,6 +245,8 @@ def build_record(
         baseline_scheduler_job_id=base.accounting_id,
         judge_scheduler_job_id=judge.accounting_id if judge else None,
         host=cell.host,
+        gpus_allocated=cell.cuda_visible_devices,
+        gpus_measured=measured_gpus(cell),
         energy_method=ENERGY_METHOD,
     )
     return CellRecord(

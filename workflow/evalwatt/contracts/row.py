@@ -131,5 +131,11 @@ class TableRow(Contract):
         description="Slurm job id of the judge job, or local:<host>:<job_start>"
     )
     host: str = Field(description="node that ran the cell")
+    gpus_allocated: str | None = Field(
+        description="the GPUs the scheduler gave the cell (CUDA_VISIBLE_DEVICES); null: none"
+    )
+    gpus_measured: str | None = Field(
+        description="UUIDs of the GPUs the sampler summed (NVML); null: none measured"
+    )
     energy_method: str = Field(description="how the energy columns were computed")
-    schema_version: Literal[2] = Field(default=2, description="version of this schema")
+    schema_version: Literal[3] = Field(default=3, description="version of this schema")

@@ -1,0 +1,167 @@
+"""Figures from the study-shaped table, the demo-like table and a real trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from study_table import demo_table, study_table
+
+pytest.importorskip(
+    "matplotlib", reason="the figures need matplotlib (not installed in this environment)"
+)
+
+from evalwatt.errors import UserError
+from evalwatt.figures import make_figures, power_timeline, write_index
+from evalwatt.figures._common import (
+    boxes_overlap,
+    new_figure,
+    pareto_front,
+    place_labels,
+    study_view,
+)
+from evalwatt.figures.tables import match_models
+from evalwatt.figures.timeline import phases
+
+TRACES = Path(__file__).resolve().parents[1] / "data" / "traces" / "h100-hf-llama1b"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BENCHMARKS = ("healthbench", "humaneval", "piqa", "simpleqa_verified", "writingbench", "zerobench")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    table = study_table(temperatures=(0.0, 0.7), max_connections=(10, 100, 1000))
+    out = tmp_path_factory.mktemp("study")
+    return out, make_figures(table, out)
+
+
+def _check_files(result):
+    assert [p.suffix for p in result.files] == [".png", ".svg"]
+    png, svg = result.files
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
+def test_the_study_shaped_table_draws_every_figure(study):
+    out, results = study
+    names = [r.name for r in results]
+    assert names == [
+        *(f"score_vs_energy__{b}" for b in BENCHMARKS),
+        "energy_vs_time_tokens",
+        "energy_vs_params",
+        "paired__reasoning",
+        "paired__quantized",
+        "paired__moe",
+        "paired__temperature",
+        "max_connections",
+    ]
+    for r in results:
+        assert r.skipped is None, (r.name, r.skipped)
+        _check_files(r)
+        assert r.columns and all(c in r.caption for c in r.columns if c.endswith("_wh")), r.name
+    write_index(results, out / "figures.json")
+    index = json.loads((out / "figures.json").read_text())
+    assert [e["name"] for e in index] == names
+
+
+def test_same_table_same_bytes(study, tmp_path):
+    _, results = study
+    table = study_table(temperatures=(0.0, 0.7), max_connections=(10, 100, 1000))
+    again = make_figures(table, tmp_path)
+    for a, b in zip(results, again, strict=True):
+        for pa_, pb in zip(a.files, b.files, strict=True):
+            assert pa_.read_bytes() == pb.read_bytes(), pa_.name
+
+
+def test_the_demo_like_table_draws_what_it_can_and_says_why_not_the_rest(tmp_path):
+    results = {r.name: r for r in make_figures(demo_table(), tmp_path)}
+    drawn = {n for n, r in results.items() if r.skipped is None}
+    assert drawn == {
+        "score_vs_energy__humaneval",
+        "score_vs_energy__writingbench",
+        "energy_vs_time_tokens",
+        "paired__temperature",
+    }
+    for name in drawn:
+        _check_files(results[name])
+        # the demo has no GPU: the figures say they show the CPU-time estimate
+        assert "ESTIMATE" in results[name].caption and "cpu_est_" in results[name].caption
+    assert results["paired__reasoning"].skipped == "no pair in this table"
+    assert "one max_connections" in results["max_connections"].skipped
+    assert "two or more different energies" in results["energy_vs_params"].skipped
+    assert not list(tmp_path.glob("paired__moe.*"))
+
+
+def test_a_table_without_the_columns_is_refused(tmp_path):
+    with pytest.raises(UserError, match="no column score"):
+        make_figures(study_table().drop_columns(["score"]), tmp_path)
+    with pytest.raises(UserError, match="not one of"):
+        make_figures(study_table(), tmp_path, family="tpu")
+
+
+def test_labels_of_the_busiest_panel_do_not_overlap():
+    rows = [r for r in study_view(study_table().to_pylist()) if r["benchmark"] == "piqa"]
+    assert len(rows) >= 17
+    fig = new_figure(7.5, 5.2)
+    ax = fig.add_subplot()
+    xs = [r["gpu_energy_per_question_wh"] for r in rows]
+    ys = [r["score"] for r in rows]
+    ax.scatter(xs, ys)
+    ax.set_xscale("log")
+    texts = place_labels(ax, xs, ys, [r["model"] for r in rows])
+    fig.draw_without_rendering()
+    assert boxes_overlap(texts) == []
+    # a cluster of identical points still gets separate labels
+    fig = new_figure(4, 3)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    texts = place_labels(ax, [5.0] * 8, [5.0] * 8, [f"model-{i}" for i in range(8)])
+    fig.draw_without_rendering()
+    assert boxes_overlap(texts) == []
+
+
+def test_pareto_front():
+    points = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (3.0, 0.7), (0.5, 0.1), (4.0, 0.9)]
+    assert pareto_front(points) == [4, 0, 2, 5]
+
+
+def test_models_are_paired_by_what_differs_and_nothing_else():
+    view = study_view(study_table().to_pylist())
+    assert match_models(view, "reasoning") == [
+        ("DeepSeek-R1-Distill-Qwen-32B", "Qwen2.5-32B-Instruct"),
+        ("QwQ-32B", "Qwen2.5-32B-Instruct"),
+        ("Qwen3-30B-A3B-Thinking-2507", "Qwen3-30B-A3B-Instruct-2507"),
+    ]
+    assert match_models(view, "quantized") == [
+        ("QwQ-32B-AWQ", "QwQ-32B"),
+        ("Qwen3-30B-A3B-Instruct-2507-FP8", "Qwen3-30B-A3B-Instruct-2507"),
+        ("Qwen3-VL-30B-A3B-Instruct-FP8", "Qwen3-VL-30B-A3B-Instruct"),
+    ]
+    moe = dict(match_models(view, "moe"))
+    assert moe["Qwen3-30B-A3B-Instruct-2507"] == "Qwen2.5-32B-Instruct"
+    assert moe["Qwen3-30B-A3B-Thinking-2507"] == "QwQ-32B"
+
+
+def test_the_power_timeline_of_a_real_trace(tmp_path):
+    marks = json.loads((TRACES / "cell.marks.json").read_text())
+    assert [p[0] for p in phases(marks)] == [
+        "start-up",
+        "load",
+        "loaded, idle",
+        "generation",
+        "after generation",
+        "shutdown",
+        "padding",
+        "after padding",
+    ]
+    result = power_timeline(TRACES / "cell.csv", TRACES / "cell.marks.json", tmp_path)
+    assert result.skipped is None
+    _check_files(result)
+    again = power_timeline(TRACES / "cell.csv", TRACES / "cell.marks.json", tmp_path / "again")
+    assert result.files[0].read_bytes() == again.files[0].read_bytes()
+    baseline = power_timeline(
+        TRACES / "baseline.csv", TRACES / "baseline.marks.json", tmp_path, name="baseline"
+    )
+    assert baseline.skipped is None
