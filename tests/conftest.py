@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,17 @@ def small_config() -> dict[str, Any]:
 def llama1b_dir() -> Path:
     """Real NVML traces of one H100 (copied from shared/data/traces/h100-hf-llama1b)."""
     return DATA_DIR / "traces" / "h100-hf-llama1b"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The real single-node test Slurm (tests/cluster/slurm-up.sh: slurmctld, slurmd,
+    slurmdbd so that sacct works), started once per session; idempotent. Never skipped in CI
+    (CI=true); elsewhere skipped only when not root (the script installs and starts Slurm).
+    Kept here, not in tests/cluster/conftest.py: a second conftest module would shadow this
+    one for the tests that import it by name."""
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip("the test cluster needs root (tests/cluster/slurm-up.sh); CI runs it")
+    slurm_up = TESTS_DIR / "cluster" / "slurm-up.sh"
+    done = subprocess.run(["bash", str(slurm_up)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
