@@ -107,20 +107,9 @@ def small_config(sandbox: dict[str, Path]) -> dict[str, Any]:
     return config
 
 
-# Inspect's own data folder (traces, sample buffer), written by the job runtime's Inspect, not
-# by the server: the one thing a job leaves in its home directory until the runtime points
-# XDG_DATA_HOME into the run (evalwatt.runtime.inspect_steps).
-INSPECT_DATA = Path(".local/share/inspect_ai")
-
-
 def assert_nothing_left(sandbox: dict[str, Path], before: set[str]) -> None:
     for name, path in sandbox.items():
-        left = sorted(
-            str(rel)
-            for p in path.rglob("*")
-            if not ((rel := p.relative_to(path)) == INSPECT_DATA or INSPECT_DATA in rel.parents)
-            and rel not in INSPECT_DATA.parents
-        )
+        left = sorted(str(p.relative_to(path)) for p in path.rglob("*"))
         assert not left, f"a job left files in its {name}: {left[:20]}"
     assert tmp_leftovers() - before == set()
     assert vllm_processes() == []

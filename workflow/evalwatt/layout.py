@@ -125,6 +125,11 @@ class JobFiles:
         return self.root / EVAL_DIR
 
     @property
+    def inspect_data(self) -> Path:
+        """Inspect's own data folder (its traces, sample buffer): in the job, not in $HOME."""
+        return self.root / "inspect-data"
+
+    @property
     def scored_log(self) -> Path:
         """A cell's answers scored in the job (unit tests, exact match)."""
         return self.eval_dir / SCORED_LOG

@@ -193,6 +193,9 @@ def run_job(spec: JobSpec) -> JobResult:
     require_staged(spec)
     files = JobFiles(spec.run_dir)
     _set_aside_previous_attempt(files)
+    # Inspect writes its traces and sample buffer under XDG_DATA_HOME (platformdirs): keep
+    # them with the job, never in the home directory (unless the user chose a place)
+    os.environ.setdefault("XDG_DATA_HOME", str(files.inspect_data))
     files.root.mkdir(parents=True, exist_ok=True)
     timeline = Timeline(files.timeline)
     sampler = SamplerProcess(files.root, spec.sampler.interval_s, spec.sampler.cpu_watts_per_core)
