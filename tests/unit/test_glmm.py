@@ -140,15 +140,22 @@ def test_diagnostics_agree_with_numpyro():
     assert ess(x) == pytest.approx(float(effective_sample_size(x)), rel=0.05)
 
 
-@needs_numpyro
-def test_parameter_recovery(tmp_path, capsys):
-    """Data simulated from the study's coefficients: every true value inside its 95% HDI."""
-    from evalwatt.glmm import fit, summarize
+@pytest.fixture(scope="module")
+def fitted():
+    from evalwatt.glmm import fit
 
-    data = prepare(study_table(seed=3))
-    result = fit(data, draws=300, chains=2, seed=1)
+    return fit(prepare(study_table(seed=3)), draws=300, chains=2, seed=1)
+
+
+@needs_numpyro
+def test_parameter_recovery(fitted):
+    """Data simulated from the study's coefficients: every true value inside its 95% HDI."""
+    from evalwatt.glmm import summarize
+
+    result, data = fitted, fitted.data
     terms = {t.term: t for t in summarize(result)}
     truth = {
+        "alpha": STUDY.alpha,
         "beta_quantized": STUDY.beta_quantized,
         "beta_reasoning": STUDY.beta_reasoning,
         "beta_moe": STUDY.beta_moe,
@@ -171,8 +178,8 @@ def test_parameter_recovery(tmp_path, capsys):
 
 @needs_numpyro
 def test_the_cli_prints_the_terms_as_json(tmp_path, capsys):
-    path = tmp_path / "table.parquet"
-    pq.write_table(study_table(), path)
+    path = tmp_path / "table.csv"
+    pacsv.write_csv(study_table(), path)
     assert main([str(path), "--draws", "30", "--chains", "1", "--json"]) == 0
     terms = json.loads(capsys.readouterr().out)
     names = [t["term"] for t in terms]
@@ -191,8 +198,16 @@ def test_the_cli_prints_the_terms_as_json(tmp_path, capsys):
         assert t["hdi_low"] <= t["mean"] <= t["hdi_high"]
     assert terms[0]["effect_pct"] is None
     assert "mWh per billion parameters per question" in terms[0]["unit"]
-    csv_path = tmp_path / "table.csv"
-    pacsv.write_csv(study_table(), csv_path)
-    assert main([str(csv_path), "--draws", "30", "--chains", "1"]) == 0
-    text = capsys.readouterr().out
-    assert "mWh per billion parameters per question" in text and "beta_moe" in text
+
+
+@needs_numpyro
+def test_the_text_report_reads_like_the_studys_table(fitted):
+    from evalwatt.glmm import format_report, summarize
+
+    text = format_report(fitted, summarize(fitted))
+    assert "E/P in mWh per billion parameters per question" in text
+    assert "87 rows, 22 models, 6 benchmarks; 2 chains x 300 draws" in text
+    assert "reasoning effect per benchmark (β1 + γ_b): healthbench" in text
+    line = next(x for x in text.splitlines() if x.startswith("beta_moe"))
+    assert "%" in line and "[" in line
+    assert "note: no reasoning model ran zerobench" in text
