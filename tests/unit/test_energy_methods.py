@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from evalwatt.energy.sources import TraceSource, Unavailable
-from evalwatt.energy.terms import (
-    JobTotal,
-    cell_terms,
-    corrected_whole_job,
-    method_comparison,
-    phase_durations,
-)
+from evalwatt.energy.corrected import JobTotal, corrected_whole_job, phase_durations
+from evalwatt.energy.terms import cell_terms, method_comparison
 from evalwatt.energy.trace import read_timeline, read_trace
 
 
