@@ -13,8 +13,8 @@ each job a reference process reads the NVML energy counter at 100 Hz. It prints:
 3. each whole-job method's error against phase-resolved, over every (answer length x padding
    window) cell, with the phase durations that explain it;
 4. idle power with no CUDA context (before loading) and with the model loaded;
-5. (with --two-gpus) that only the job's GPU is counted, with CUDA_VISIBLE_DEVICES given as an
-   index and as a UUID, while another GPU of the node is busy;
+5. (with --busy-gpu) that only the job's GPU is counted, with CUDA_VISIBLE_DEVICES given as an
+   index or as a UUID, while another GPU of the node is busy;
 6. the error of window energies when the trace is reduced to power samples every 10 s and
    integrated as CEEMS does (sum of power x scrape interval).
 
@@ -100,6 +100,34 @@ def reference_at(path: Path, t: float) -> float:
         else:
             raise ValueError(f"reference has no sample around t={t}")
     return total
+
+
+# --- another GPU of the node kept busy (check 5): it must not be counted ------------------------
+
+BUSY_CODE = """
+import sys, time, torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    for _ in range(20):
+        a = (a @ a).clamp_(-1, 1)
+    torch.cuda.synchronize()
+"""
+
+
+def start_busy(entry: str, seconds: float) -> subprocess.Popen[bytes]:
+    """A matmul loop on GPU ``entry`` (an index or a UUID) for ``seconds``."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": entry}
+    return subprocess.Popen([sys.executable, "-c", BUSY_CODE, str(seconds)], env=env)
+
+
+def uuid_of(entry: str) -> str:
+    import pynvml
+
+    pynvml.nvmlInit()
+    if entry.startswith("GPU-"):
+        return entry
+    return str(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(int(entry))))
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -240,22 +268,28 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         gen.samples_completed if gen else None,
         gen.output_tokens if gen else None,
     )
-    phase = terms["terms"]["inference"]["energy_j"]
+    headline = terms["terms"]["inference"]
+    phase = headline["energy_j"]
+    # the headline window as the terms measured it (generation, when the marks exist)
+    start, end = headline["window"] or (marks["inference_start"], marks["inference_end"])
     reference = cell_dir.parent / f"{result.job_id}.reference.jsonl"
     try:
-        direct: float | None = reference_at(reference, marks["inference_end"]) - reference_at(
-            reference, marks["inference_start"]
-        )
+        direct: float | None = reference_at(reference, end) - reference_at(reference, start)
     except (OSError, ValueError) as exc:  # no NVML (a CPU dry run): the check did not run
         print(f"reference counter unavailable: {exc}", file=sys.stderr)
         direct = None
     trace = trace_file(cell_dir)
-    ceems = ceems_like_j(trace, marks["inference_start"], marks["inference_end"])
+    ceems = ceems_like_j(trace, start, end)
     job_ceems = ceems_like_j(trace, marks["job_start"], marks["job_end"])
     return {
         "cell": result.job_id,
         "output_tokens": gen.output_tokens if gen else None,
-        "inference_s": marks["inference_end"] - marks["inference_start"],
+        "inference_s": end - start,
+        "headline_formula": headline["formula"],
+        "evaluation_s": marks["inference_end"] - marks["inference_start"],
+        "devices_summed": sorted(headline.get("per_device_j") or {}),
+        "sampler_devices": [d.uuid for d in _nvml_devices(result)],
+        "counter_reads_on_mark": result.sampler.counter_reads_on_mark,
         "phase_resolved_j": phase,
         "reference_counter_j": direct,
         "phase_vs_counter_pct": pct(phase, direct),
@@ -265,6 +299,11 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         "ceems_10s_job_err_pct": pct(job_ceems, terms["terms"]["job"]["energy_j"]),
         "pad_s": marks.get("pad_end", 0) - marks.get("pad_start", 0),
     }
+
+
+def _nvml_devices(result: JobResult) -> list[Any]:
+    info = result.sampler.traces.get("nvml")
+    return list(info.devices or ()) if info is not None else []
 
 
 def idle_powers(base_dir: Path, cell_dir: Path) -> dict[str, float | None]:
@@ -280,9 +319,12 @@ def idle_powers(base_dir: Path, cell_dir: Path) -> dict[str, float | None]:
         return trace.window(marks[a], marks[b]).energy_j / (marks[b] - marks[a])
 
     return {
-        "cold_idle_w": watts(base_dir, "pad_start", "pad_end"),
+        "cold_idle_w": watts(base_dir, "pad_settled", "pad_end"),
+        "pad_first_s_w": watts(base_dir, "pad_start", "pad_settled"),
         "loaded_idle_w": watts(cell_dir, "ready", "inference_start"),
+        "baseline_loaded_w": watts(base_dir, "ready", "exit"),
         "baseline_load_w": watts(base_dir, "load_start", "ready"),
+        "cell_load_w": watts(cell_dir, "load_start", "ready"),
     }
 
 
@@ -305,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=32)
     parser.add_argument("--skip-sampler-cost", action="store_true")
     parser.add_argument("--shape", default="llama-1b", help="model shape (tiny: a CPU dry run)")
+    parser.add_argument(
+        "--busy-gpu",
+        help="keep this other GPU (index or UUID) busy during the jobs: it must not be counted",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
     shutil.rmtree(out, ignore_errors=True)
@@ -315,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         report["sampler_cost"] = sampler_cost(out)
         print(report["sampler_cost"], flush=True)
     tokens = [int(t) for t in args.tokens.split(",")]
+    busy = start_busy(args.busy_gpu, 3600.0) if args.busy_gpu else None
+    job_uuids = sorted(uuid_of(e) for e in devices.split(",") if e) if busy else []
+    report["job_gpus"] = job_uuids
+    report["busy_gpu"] = uuid_of(args.busy_gpu) if args.busy_gpu else None
     for window in (float(w) for w in args.windows.split(",")):
         config = config_for(out, window, tokens, args.samples, args.max_connections, args.shape)
         plan = plan_run(config)
@@ -328,9 +378,14 @@ def main(argv: list[str] | None = None) -> int:
             figures["window_s"] = window
             report["cells"].append(figures)
             print(json.dumps(figures, indent=1, default=str), flush=True)
+    if busy is not None:
+        busy.terminate()
+        busy.wait()
     failures = []
     for c in report["cells"]:
         name = f"{c['cell']} w{c['window_s']:g}"
+        if job_uuids and (c["sampler_devices"] != job_uuids or report["busy_gpu"] in job_uuids):
+            failures.append(f"{name}: sampled {c['sampler_devices']}, the job's GPUs {job_uuids}")
         phase = c["phase_vs_counter_pct"]
         if phase is None or abs(phase) > PHASE_VS_COUNTER_PCT:
             failures.append(f"{name}: phase-resolved vs counter {phase} %")

@@ -16,8 +16,9 @@ gate a release. On a GPU machine set ``CUDA_VISIBLE_DEVICES`` to the GPUs to sam
 
     python3 benchmarks/sampler_cost.py --seconds 30 --interval 0.1 --interval 0.02
 
-The sampler runs with its defaults (the counter read every round unless the sampler's
-``COUNTER_PERIOD_S`` is set): ``SamplerProcess`` passes no ``--counter-period-s``.
+The sampler runs with its defaults (power every round, the counter every
+``COUNTER_PERIOD_S`` and at each mark a job signals; none here): ``SamplerProcess`` passes no
+``--counter-period-s`` unless ``--counter-period-s`` is given.
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ def test_phase_durations_by_hand(shared):
     assert cell.load_s == pytest.approx(4.111, abs=1e-3)
     assert cell.loaded_s == pytest.approx(10.000 + 5.000 + 1.685, abs=1e-3)
     assert cell.work_s == pytest.approx(75.284, abs=1e-3)
-    assert cell.pad_s == pytest.approx(30.0, abs=1e-3)
-    assert cell.cold_s + cell.warm_s + cell.work_s == pytest.approx(
+    assert cell.cold_idle_s == pytest.approx(30.0, abs=1e-3)  # no pad_settled: the whole pad
+    assert cell.cold_power_s == pytest.approx(cell.cold_s + cell.load_s)
+    assert cell.cold_s + cell.load_s + cell.loaded_s + cell.work_s == pytest.approx(
         cm["job_end"] - cm["job_start"], abs=1e-9
     )
     base = phase_durations(bm)
@@ -96,13 +97,14 @@ def test_the_three_methods_on_the_shared_trace(shared, llama1b_dir):
     job, pad = c("job_start", "job_end"), c("pad_start", "pad_end")
     base_job, base_pad = b("job_start", "job_end"), b("pad_start", "pad_end")
     net = (job - pad) - (base_job - base_pad)
-    # corrected, by hand: each job's cold idle from its own pad, the warm level from the
-    # baseline's total less its cold seconds, the cell's total less both
+    # corrected, by hand: each job's cold idle from its own pad (these timelines have no
+    # pad_settled), loading at that power, the loaded level from the baseline's total less
+    # its cold and load seconds, the cell's total less both
     cp = phase_durations(shared["cell"]["marks"])
     bp = phase_durations(shared["baseline"]["marks"])
     p_cold, p_cold_base = pad / 30.0, base_pad / 30.0
-    p_warm = (base_job - p_cold_base * bp.cold_s) / (bp.load_s + bp.loaded_s)
-    corrected = job - p_cold * cp.cold_s - p_warm * (cp.load_s + cp.loaded_s)
+    p_loaded = (base_job - p_cold_base * (bp.cold_s + bp.load_s)) / bp.loaded_s
+    corrected = job - p_cold * (cp.cold_s + cp.load_s) - p_loaded * cp.loaded_s
 
     table = method_comparison(_terms(llama1b_dir))
     pr, wj, cw = table["phase_resolved"], table["whole_job"], table["corrected_whole_job"]
@@ -113,14 +115,16 @@ def test_the_three_methods_on_the_shared_trace(shared, llama1b_dir):
     assert pr["energy_j"] == pytest.approx(10_285.0, abs=0.1)
     assert wj["energy_j"] == pytest.approx(11_279.7, abs=0.1)
     assert wj["gap_pct"] == pytest.approx(9.67, abs=0.01)
-    assert cw["energy_j"] == pytest.approx(10_304.6, abs=0.1)
-    assert cw["gap_pct"] == pytest.approx(0.19, abs=0.01)
-    assert p_cold == pytest.approx(74.3, abs=0.05) and p_warm == pytest.approx(114.1, abs=0.05)
+    # this trace's loader drew 115 W for 4.1 s (1.6 s in the baseline) where loading counts
+    # at cold idle: +0.85 %
+    assert cw["energy_j"] == pytest.approx(10_372.8, abs=0.1)
+    assert cw["gap_pct"] == pytest.approx(0.85, abs=0.01)
+    assert p_cold == pytest.approx(74.3, abs=0.05) and p_loaded == pytest.approx(119.8, abs=0.05)
     assert pr["gap_pct"] == 0.0
     # job_start/job_end lie a few ms outside the samples: extrapolated here at the counter's
     # slope, in evalwatt at the edge sample's power (a few mJ apart)
     assert wj["gap_j"] == pytest.approx(net - inference, abs=0.05)
-    assert "P_warm 114.1 W" in cw["formula"]
+    assert "P_loaded 119.8 W" in cw["formula"]
 
 
 def test_where_the_study_methods_gap_comes_from(shared):
@@ -179,25 +183,27 @@ BASE = {
 
 def test_job_total_source_gives_the_work_exactly_when_levels_hold():
     """A job-total source (sacct, CEEMS: E_job only, no trace) with both timelines and the
-    pads' energy recovers the inference energy when each state has one power level."""
-    levels = {"cold": 72.0, "load": 120.0, "loaded": 120.0, "work": 650.0}
+    pads' energy recovers the inference energy when each state has one power level and
+    loading draws cold-idle power (the method's assumption)."""
+    levels = {"cold": 72.0, "load": 72.0, "loaded": 120.0, "work": 650.0}
     cell_total, base_total = _synthetic(levels, CELL), _synthetic(levels, BASE)
     out = corrected_whole_job(
-        JobTotal(cell_total, CELL, pad_j=72.0 * 20), JobTotal(base_total, BASE, pad_j=72.0 * 260)
+        JobTotal(cell_total, CELL, cold_idle_j=72.0 * 20),
+        JobTotal(base_total, BASE, cold_idle_j=72.0 * 260),
     )
     assert out.energy_j == pytest.approx(650.0 * 600, rel=1e-12)
-    assert out.warm_w == pytest.approx(120.0)
+    assert out.loaded_w == pytest.approx(120.0)
     # the study's method on the same jobs counts the extra load, the import, the loaded idle
     # after inference and the scoring as inference
     net = (cell_total - 72.0 * 20) - (base_total - 72.0 * 260)
     assert net - 650.0 * 600 == pytest.approx(
-        120.0 * (60 - 40) + 120.0 * 8 + 120.0 * 10 - 120.0 * 4 + 72.0 * (2 + 60 - 1), rel=1e-12
+        72.0 * (60 - 40) + 120.0 * 8 + 120.0 * 10 - 120.0 * 4 + 72.0 * (2 + 60 - 1), rel=1e-12
     )
     # a cell whose pad is too short takes its baseline's cold idle, and says so
     short = dict(CELL, pad_end=745.0, job_end=745.0)
     got = corrected_whole_job(
-        JobTotal(_synthetic(levels, short), short, pad_j=72.0 * 5),
-        JobTotal(base_total, BASE, pad_j=72.0 * 260),
+        JobTotal(_synthetic(levels, short), short, cold_idle_j=72.0 * 5),
+        JobTotal(base_total, BASE, cold_idle_j=72.0 * 260),
     )
     assert got.energy_j == pytest.approx(650.0 * 600, rel=1e-12)
     assert "baseline's" in got.cold_from
@@ -216,20 +222,22 @@ def test_corrected_is_null_with_reason_when_an_input_is_missing():
         corrected_whole_job(JobTotal(1e5, CELL), JobTotal(2e4, BASE))
     with pytest.raises(Unavailable, match="no mark ready"):
         corrected_whole_job(
-            JobTotal(1e5, CELL, pad_j=1440.0),
-            JobTotal(2e4, {k: v for k, v in BASE.items() if k != "ready"}, pad_j=18720.0),
+            JobTotal(1e5, CELL, cold_idle_j=1440.0),
+            JobTotal(2e4, {k: v for k, v in BASE.items() if k != "ready"}, cold_idle_j=18720.0),
         )
     with pytest.raises(Unavailable, match="no known GPU state after it"):
         corrected_whole_job(
-            JobTotal(1e5, {**CELL, "mystery": 5.0}, pad_j=1440.0),
-            JobTotal(2e4, BASE, pad_j=18720.0),
+            JobTotal(1e5, {**CELL, "mystery": 5.0}, cold_idle_j=1440.0),
+            JobTotal(2e4, BASE, cold_idle_j=18720.0),
         )
     with pytest.raises(Unavailable, match="below its cold idle"):
-        corrected_whole_job(JobTotal(1e5, CELL, pad_j=1440.0), JobTotal(100.0, BASE, pad_j=1e4))
+        corrected_whole_job(
+            JobTotal(1e5, CELL, cold_idle_j=1440.0), JobTotal(100.0, BASE, cold_idle_j=1e4)
+        )
     with pytest.raises(Unavailable, match=r"does not hold job_start\.\.job_end"):
         corrected_whole_job(
-            JobTotal(1e5, CELL, pad_j=1440.0, span=(5.0, 700.0)),
-            JobTotal(2e4, BASE, pad_j=18720.0),
+            JobTotal(1e5, CELL, cold_idle_j=1440.0, span=(5.0, 700.0)),
+            JobTotal(2e4, BASE, cold_idle_j=18720.0),
         )
 
 
@@ -243,3 +251,35 @@ def test_cell_terms_without_a_baseline_give_a_null_corrected_term(llama1b_dir):
     assert "no baseline readings" in corrected["null_reason"]
     assert out["terms"]["corrected_gap"]["energy_j"] is None
     assert method_comparison(out)["corrected_whole_job"]["gap_pct"] is None
+
+
+def test_loading_above_cold_idle_is_what_remains():
+    """Where loading draws more than cold idle, the excess of the baseline's load lands in its
+    P_loaded and is taken from the cell in proportion to the loaded seconds: what remains is
+    the cell's excess less that share, the error the docs state."""
+    levels = {"cold": 72.0, "load": 80.0, "loaded": 120.0, "work": 650.0}
+    cell_total, base_total = _synthetic(levels, CELL), _synthetic(levels, BASE)
+    out = corrected_whole_job(
+        JobTotal(cell_total, CELL, cold_idle_j=72.0 * 20),
+        JobTotal(base_total, BASE, cold_idle_j=72.0 * 260),
+    )
+    cp, bp = phase_durations(CELL), phase_durations(BASE)
+    excess_cell, excess_base = 8.0 * cp.load_s, 8.0 * bp.load_s
+    assert out.loaded_w == pytest.approx(120.0 + excess_base / bp.loaded_s)
+    expected_error = excess_cell - excess_base * cp.loaded_s / bp.loaded_s
+    assert out.energy_j - 650.0 * 600 == pytest.approx(expected_error, rel=1e-9)
+
+
+def test_the_settled_pad_gives_cold_idle():
+    """With a ``pad_settled`` mark the decay after the server's exit (pad_start..pad_settled)
+    is left out of P_cold."""
+    cell = {**CELL, "pad_settled": 743.0}
+    base = {**BASE, "pad_settled": 48.0}
+    assert phase_durations(cell).cold_idle_s == pytest.approx(17.0)
+    levels = {"cold": 72.0, "load": 72.0, "loaded": 120.0, "work": 650.0}
+    out = corrected_whole_job(
+        JobTotal(_synthetic(levels, cell), cell, cold_idle_j=72.0 * 17),
+        JobTotal(_synthetic(levels, base), base, cold_idle_j=72.0 * 257),
+    )
+    assert out.cold_w == pytest.approx(72.0) and "settled pad, 17.0 s" in out.cold_from
+    assert out.energy_j == pytest.approx(650.0 * 600, rel=1e-12)

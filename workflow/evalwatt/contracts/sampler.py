@@ -62,6 +62,9 @@ class SamplerStatus(Record):
     interval_s: float = Field(gt=0)
     rounds: int = Field(ge=0)
     late_rounds: int = Field(ge=0, description="rounds that started after their time")
+    counter_reads_on_mark: int = Field(
+        default=0, ge=0, description="extra NVML counter reads the job asked for at its marks"
+    )
     max_late_s: float = Field(ge=0)
     median_late_s: float = Field(ge=0)
     traces: dict[str, TraceInfo] = Field(description="by probe")

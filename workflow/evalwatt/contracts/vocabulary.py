@@ -17,14 +17,21 @@ JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
 class Mark(StrEnum):
     """Phase marks a job stamps in its timeline (unix seconds), in the order they happen.
 
-    A cell generates between ``inference_*``; a judge job scores a cell's log between
-    ``judging_*``, so that judging never reads as inference; a baseline has neither.
+    A cell runs its Inspect evaluation between ``inference_*``; a judge job scores a cell's
+    log between ``judging_*``, so that judging never reads as inference; a baseline has
+    neither. Inside either window, ``generation_*`` bound the model's own work: the first
+    request sent and the last response received, read from Inspect's model events after the
+    fact (absent, with the reason in the job's result, where the log has none).
     """
 
     JOB_START = "job_start"
     LOAD_START = "load_start"
     READY = "ready"
     INFERENCE_START = "inference_start"
+    GENERATION_START = "generation_start"
+    """First request sent to the model server (Inspect's first model event of the window)."""
+    GENERATION_END = "generation_end"
+    """Last response received from the model server (the latest model call's completion)."""
     INFERENCE_END = "inference_end"
     JUDGING_START = "judging_start"
     JUDGING_END = "judging_end"
@@ -32,6 +39,8 @@ class Mark(StrEnum):
     SCORING_START = "scoring_start"
     SCORING_END = "scoring_end"
     PAD_START = "pad_start"
+    PAD_SETTLED = "pad_settled"
+    """``PAD_SETTLE_S`` into the pad: the GPUs' power has decayed to cold idle."""
     PAD_END = "pad_end"
     JOB_END = "job_end"
 

@@ -1,10 +1,30 @@
 """The corrected whole-job method: a job-total source (CEEMS, sacct) plus the timelines of a
 cell and its load-only baseline give an estimate of the cell's inference energy close to the
-phase-resolved one (``evalwatt.energy.terms`` explains the three methods).
+phase-resolved one (``evalwatt.energy.terms`` lists the three methods).
 
-Each stretch of a job between two marks is in one GPU state (``STATE_AFTER``); the cell's
-total minus what its non-work seconds drew at levels measured on like stretches leaves the
-work.
+Each stretch of a job between two marks is in one GPU state (``STATE_AFTER``): *cold* (no
+CUDA context: before loading, scoring after the server stopped, the pad), *load*, *loaded*
+(the model in memory, idle: after ``ready``, Inspect's import, after the generation until the
+server is gone) or *work* (generation). Two levels, each measured where it can be::
+
+    P_cold    = cold_idle / cold_idle_s       each job's settled pad (pad_settled..pad_end),
+                                              or a stated power
+    P_loaded  = (baseline_job - P_cold(b) x (cold_s + load_s)(b)) / loaded_s(b)
+    corrected = job - P_cold x (cold_s + load_s) - P_loaded x loaded_s
+
+Why so, from the real H100 jobs (docs/validation.md): loading (a CPU-bound read and build of
+the weights) draws about cold-idle power (71-79 W against 69-74 W), the loaded model idles at
+117-131 W, and for a few seconds after the server exits the GPU decays from ~90 W to cold
+idle. One "warm" level for loading and loaded idle together (the previous form) missed by
++3 to +13 %. Loading is therefore counted at cold power, and the pad's first
+``PAD_SETTLE_S`` seconds (``pad_start..pad_settled``) are left out of P_cold. The decay and
+whatever loading draws above cold idle are in both jobs' totals; the baseline does what the
+cell does around the generation (the same load, the same Inspect import, the same stop), so
+they land in the baseline's ``P_loaded`` and are taken from the cell in proportion to its
+loaded seconds: exactly when the two jobs' loaded seconds match, nearly when they are close.
+What remains is the difference between the two jobs' loading above cold idle (5 W x 17 s =
+85 J on one H100 job whose load drew 79 W where its baseline's drew 76 W), which no job total
+can see.
 """
 
 from __future__ import annotations
@@ -28,25 +48,40 @@ STATE_AFTER = {
     "load_start": LOAD,
     "ready": LOADED,
     "ready_idle_end": LOADED,
-    "inference_start": WORK,
+    # Inspect's own work inside its window (task and dataset loading before the first request,
+    # log writing after the last response) is loaded idle; only generation_* is work. A
+    # timeline without generation marks never comes here: energy.terms gives a harness's
+    # timeline generation marks at its inference marks (sources.with_generation_marks) and
+    # nulls the term for an evalwatt job without them.
+    "inference_start": LOADED,
+    "generation_start": WORK,
+    "generation_end": LOADED,
     "inference_end": LOADED,
-    "judging_start": WORK,
+    "judging_start": LOADED,
     "judging_end": LOADED,
     "post_idle_end": LOADED,
     "worker_exited": COLD,
     "scoring_start": COLD,
     "scoring_end": COLD,
     "pad_start": COLD,
+    "pad_settled": COLD,
     "pad_end": COLD,
 }
-# A pad shorter than this gives no cold-idle power of its own (the NVML counter steps every
-# ~100 ms: about +-1 % on 10 s); the cell then takes its baseline's.
-MIN_PAD_S = 10.0
+# A settled pad shorter than this gives no cold-idle power of its own (about +-1 % on 8 s from
+# the counter's ~100 ms steps); the cell then takes its baseline's.
+MIN_COLD_IDLE_S = 8.0
 CORRECTED_FORMULA = (
-    "job - P_cold x cold_s - P_warm x (load_s + loaded_s); P_cold = pad / pad_s; "
-    "P_warm = (baseline_job - P_cold(baseline) x cold_s(baseline)) / "
-    "(load_s + loaded_s)(baseline)"
+    "job - P_cold x (cold_s + load_s) - P_loaded x loaded_s; "
+    "P_cold = E(pad_settled..pad_end) / its seconds; "
+    "P_loaded = (baseline_job - P_cold(baseline) x (cold_s + load_s)(baseline)) / "
+    "loaded_s(baseline)"
 )
+
+
+def cold_idle_marks(marks: Mapping[str, float]) -> tuple[str, str]:
+    """The window whose power is the job's cold idle: the settled pad, or the whole pad of a
+    timeline without ``pad_settled`` (older jobs, the shared traces)."""
+    return ("pad_settled" if "pad_settled" in marks else "pad_start"), "pad_end"
 
 
 @dataclass(frozen=True)
@@ -57,11 +92,13 @@ class Phases:
     load_s: float
     loaded_s: float
     work_s: float
-    pad_s: float
+    cold_idle_s: float = 0.0
+    """Seconds of the window P_cold is measured on (``cold_idle_marks``)."""
 
     @property
-    def warm_s(self) -> float:
-        return self.load_s + self.loaded_s
+    def cold_power_s(self) -> float:
+        """Seconds counted at cold-idle power: cold and loading."""
+        return self.cold_s + self.load_s
 
 
 def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None = None) -> Phases:
@@ -101,7 +138,7 @@ def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None
         load_s=seconds[LOAD],
         loaded_s=seconds[LOADED],
         work_s=seconds[WORK],
-        pad_s=marks["pad_end"] - marks["pad_start"],
+        cold_idle_s=marks["pad_end"] - marks[cold_idle_marks(marks)[0]],
     )
 
 
@@ -109,12 +146,13 @@ def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None
 class JobTotal:
     """What the corrected method needs of one job from a job-total source: its energy over
     the job (``span``, or job_start..job_end), its timeline, and its cold-idle power, either
-    from its pad's energy (``pad_j``: a source that can cut the pad, or the trace) or stated
-    (``cold_idle_w``: e.g. a separately measured sleep job on the same GPUs, as the study did)."""
+    from the energy of its settled pad (``cold_idle_j`` over ``cold_idle_marks``: a source
+    that can cut windows, or the trace) or stated (``cold_idle_w``: e.g. a separately
+    measured sleep job on the same GPUs, as the study did)."""
 
     energy_j: float
     marks: Mapping[str, float]
-    pad_j: float | None = None
+    cold_idle_j: float | None = None
     cold_idle_w: float | None = None
     span: tuple[float, float] | None = None
 
@@ -130,26 +168,30 @@ class Corrected:
     cold_from: str
     baseline_cold_w: float
     baseline_cold_from: str
-    warm_w: float
+    loaded_w: float
 
     def describe(self) -> str:
         c, b = self.cell, self.baseline
         return (
-            f"P_cold {self.cold_w:.1f} W ({self.cold_from}) x {c.cold_s:.1f} s; "
-            f"P_warm {self.warm_w:.1f} W x ({c.load_s:.1f} + {c.loaded_s:.1f}) s; "
+            f"P_cold {self.cold_w:.1f} W ({self.cold_from}) x ({c.cold_s:.1f} + "
+            f"{c.load_s:.1f}) s; P_loaded {self.loaded_w:.1f} W x {c.loaded_s:.1f} s; "
             f"baseline: P_cold {self.baseline_cold_w:.1f} W ({self.baseline_cold_from}) x "
-            f"{b.cold_s:.1f} s, warm ({b.load_s:.1f} + {b.loaded_s:.1f}) s"
+            f"({b.cold_s:.1f} + {b.load_s:.1f}) s, loaded {b.loaded_s:.1f} s"
         )
 
 
 def _cold_power(job: JobTotal, phases: Phases, who: str) -> tuple[float | None, str]:
-    if job.pad_j is not None and phases.pad_s >= MIN_PAD_S:
-        return job.pad_j / phases.pad_s, f"{who} pad, {phases.pad_s:.1f} s"
+    window = "settled pad" if "pad_settled" in job.marks else "pad"
+    if job.cold_idle_j is not None and phases.cold_idle_s >= MIN_COLD_IDLE_S:
+        return job.cold_idle_j / phases.cold_idle_s, f"{who} {window}, {phases.cold_idle_s:.1f} s"
     if job.cold_idle_w is not None:
         return job.cold_idle_w, "stated"
-    if job.pad_j is None:
-        return None, f"{who}: no pad energy and no stated cold-idle power"
-    return None, f"{who}: pad of {phases.pad_s:.1f} s < {MIN_PAD_S:g} s, no stated power"
+    if job.cold_idle_j is None:
+        return None, f"{who}: no {window} energy and no stated cold-idle power"
+    return (
+        None,
+        f"{who}: {window} of {phases.cold_idle_s:.1f} s < {MIN_COLD_IDLE_S:g} s, no stated power",
+    )
 
 
 def corrected_whole_job(cell: JobTotal, baseline: JobTotal) -> Corrected:
@@ -163,16 +205,16 @@ def corrected_whole_job(cell: JobTotal, baseline: JobTotal) -> Corrected:
     cold, cold_from = _cold_power(cell, cp, "cell's")
     if cold is None:
         cold, cold_from = base_cold, f"baseline's, as the {cold_from}"
-    if not bp.warm_s > 0:
-        raise Unavailable("the baseline's timeline has no load or loaded seconds")
-    warm = (baseline.energy_j - base_cold * bp.cold_s) / bp.warm_s
-    if not (math.isfinite(warm) and warm >= 0):
+    if not bp.loaded_s > 0:
+        raise Unavailable("the baseline's timeline has no loaded seconds")
+    loaded = (baseline.energy_j - base_cold * bp.cold_power_s) / bp.loaded_s
+    if not (math.isfinite(loaded) and loaded >= 0):
         raise Unavailable(
-            f"the baseline's warm power is {warm:.1f} W: its job total "
+            f"the baseline's loaded-idle power is {loaded:.1f} W: its job total "
             f"{baseline.energy_j:.1f} J is below its cold idle ({base_cold:.1f} W x "
-            f"{bp.cold_s:.1f} s)"
+            f"{bp.cold_power_s:.1f} s)"
         )
-    value = cell.energy_j - cold * cp.cold_s - warm * cp.warm_s
+    value = cell.energy_j - cold * cp.cold_power_s - loaded * cp.loaded_s
     if not math.isfinite(value):
         raise Unavailable(f"the estimate is {value}, not a finite number")
-    return Corrected(value, cp, bp, cold, cold_from, base_cold, base_from, warm)
+    return Corrected(value, cp, bp, cold, cold_from, base_cold, base_from, loaded)

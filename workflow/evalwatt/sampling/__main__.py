@@ -1,7 +1,13 @@
 """Entry point: ``python -m evalwatt.sampling`` (see evalwatt.sampling.sampler)."""
 
+import signal
 import sys
 
-from evalwatt.sampling.sampler import main
+# Before any import starts a thread (pyarrow's pools): a thread that does not block the job's
+# mark signal could take it, and its default action ends the process. Blocked here, it waits
+# for the sampler's loop (sigtimedwait), in every thread.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+from evalwatt.sampling.sampler import main  # noqa: E402
 
 sys.exit(main())

@@ -5,6 +5,7 @@ Used by the job runtime and by the GPU checks in benchmarks/, so that both measu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -12,6 +13,8 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from evalwatt.sampling.sampler import COUNTER_PERIOD_S, MARK_SIGNAL
 
 READY_TIMEOUT_S = 60.0
 
@@ -26,7 +29,7 @@ class SamplerProcess:
         cpu_watts_per_core: float = 10.0,
         pid: int | None = None,
         env: Mapping[str, str] | None = None,
-        counter_period_s: float | None = None,
+        counter_period_s: float | None = COUNTER_PERIOD_S,
     ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ready = out_dir / ".sampler-ready"
@@ -73,6 +76,13 @@ class SamplerProcess:
                     "(see the job log)"
                 )
             time.sleep(0.02)
+
+    def poke(self) -> None:
+        """Ask the sampler for a counter read now (the job just stamped a mark). Harmless once
+        the sampler is gone; it blocks the signal from its start, so it never dies of it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(MARK_SIGNAL)
 
     def stop(self) -> None:
         """SIGTERM, then wait: the sampler closes its traces and writes sampler.json."""

@@ -106,13 +106,16 @@ class TraceWriter:
 # clocks, memory, utilisation) and of the CPU-time model, whose process-tree walk costs about
 # 1 ms: sampled every round they were most of the sampler's CPU (benchmarks/sampler_cost.py).
 SLOW_PERIOD_S = 1.0
-# Seconds between reads of NVML's energy counter: one read costs ~4 ms of CPU on an H100, ~400
-# times a power read, so it is read about once a second and power every round; the reader
-# places window edges between counter reads with power (docs/methodology.md).
-# Off by default (None: every round): on the real H100 trace, power-placed edges with a counter
-# read once a second were off by up to 1 % on 4-5 s phases (tests/unit/test_counter_thinning.py),
-# NVML's power lagging the counter's steps. ``--counter-period-s 1`` turns it on.
-COUNTER_PERIOD_S: float | None = None
+# Seconds between scheduled reads of NVML's energy counter: one read costs ~4 ms of CPU on an
+# H100, ~400 times a power read (docs/validation/h100-gpu-truth/nvml_calls.txt), so power is
+# read every round and the counter about every COUNTER_PERIOD_S, plus once at each of the
+# job's marks (``MARK_SIGNAL``): every window edge has a counter read within milliseconds, and
+# power only has to place those milliseconds (docs/methodology.md). Reading the counter once a
+# second without the reads at marks was off by up to 1 % on 4-5 s phases
+# (tests/unit/test_counter_thinning.py): NVML's power lags the counter's steps.
+COUNTER_PERIOD_S: float | None = 2.0
+# The signal a job sends the sampler when it stamps a mark (SamplerProcess.poke).
+MARK_SIGNAL = signal.SIGUSR1
 
 
 def rounds_per(period_s: float, interval_s: float) -> int:
@@ -171,6 +174,11 @@ def run(
     """Sample until SIGTERM/SIGINT or until process ``pid`` is gone; NVML's energy counter
     about every ``counter_period_s`` (None: every round)."""
     stop = _Stop()
+    # held pending until the loop waits for it: a mark during set-up is read at the first wait
+    # (``python -m evalwatt.sampling`` blocks it before any thread starts); a no-op handler in
+    # case a thread that does not block it takes it, so that it never ends the sampler
+    signal.signal(MARK_SIGNAL, lambda *_: None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {MARK_SIGNAL})
     out_dir.mkdir(parents=True, exist_ok=True)
     probes, unavailable = open_probes(pid, watts_per_core, interval_s, counter_period_s)
     # the CPU-time model every SLOW_PERIOD_S, other probes every round (NVML reads its energy
@@ -184,6 +192,8 @@ def run(
     }
     started = time.time()
     lateness: list[float] = []
+    nvml = next((p for p in probes if isinstance(p, NvmlProbe)), None)
+    on_mark = 0
     next_t = time.monotonic()
     rounds = 0
     while not stop.requested:
@@ -197,11 +207,15 @@ def run(
             break
         next_t += interval_s
         delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
+        if delay <= 0:
             lateness.append(-delay)
             next_t = time.monotonic()
+        while delay > 0 and not stop.requested:
+            # sleeps until the next round, or reads the counter at once when the job marks
+            if signal.sigtimedwait([MARK_SIGNAL], delay) is not None and nvml is not None:
+                writers[nvml.source].add(nvml.read_counter_now())
+                on_mark += 1
+            delay = next_t - time.monotonic()
     for probe in probes:  # a last sample of every probe (the counter too): the trace covers
         writers[probe.source].add(probe.sample(last=True))  # the job's end
     traces: dict[str, Any] = {}
@@ -211,6 +225,7 @@ def run(
         "interval_s": interval_s,
         "rounds": rounds,
         "late_rounds": len(lateness),
+        "counter_reads_on_mark": on_mark,
         "max_late_s": max(lateness, default=0.0),
         "median_late_s": statistics.median(lateness) if lateness else 0.0,
         "traces": traces,
@@ -269,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "--counter-period-s",
         type=_positive_seconds,
         default=COUNTER_PERIOD_S,
-        help="read NVML's energy counter about this often, power every round "
-        "(default: the counter every round)",
+        help="read NVML's energy counter about this often (and at each mark the job "
+        f"signals), power every round (default: {COUNTER_PERIOD_S} s)",
     )
     args = parser.parse_args(argv)
     run(

@@ -1,0 +1,61 @@
+"""The sampler reads NVML's energy counter at each mark the job stamps (SIGUSR1), between its
+scheduled reads, so that every window edge has a counter read within milliseconds.
+
+The sampler runs in this process, on its main thread (signals go there), over a fake NVML; a
+thread plays the job: it stamps marks (pokes) and finally stops the sampler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pynvml
+from test_sampling import _fake_nvml
+
+from evalwatt.sampling import sampler
+
+
+def _play_job(marks: list[float], stop_after_s: float, sent: list[float], main: int) -> None:
+    started = time.monotonic()
+    for at in marks:
+        time.sleep(max(0.0, at - (time.monotonic() - started)))
+        sent.append(time.time())
+        # to the sampler's thread: pytest's other threads do not block the signal (the
+        # sampler's own process blocks it in every thread, from its first line)
+        signal.pthread_kill(main, sampler.MARK_SIGNAL)
+    time.sleep(max(0.0, stop_after_s - (time.monotonic() - started)))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_each_mark_gets_a_counter_read_at_once(tmp_path: Path, monkeypatch):
+    _fake_nvml(monkeypatch)
+    monkeypatch.setattr(pynvml, "nvmlSystemGetDriverVersion", lambda: "fake-1.0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, sampler.MARK_SIGNAL)}
+    marks = [0.55, 0.93, 1.41]
+    sent: list[float] = []
+    job = threading.Thread(target=_play_job, args=(marks, 2.0, sent, threading.get_ident()))
+    job.start()
+    try:
+        status = sampler.run(tmp_path, os.getpid(), 0.1, 10.0, None, counter_period_s=5.0)
+    finally:
+        job.join()
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sampler.MARK_SIGNAL})
+    assert status["counter_reads_on_mark"] == len(marks)
+    trace = pq.read_table(tmp_path / "trace-gpu.parquet").to_pylist()
+    reads = [r["t_unix"] for r in trace if r["energy_mj"] is not None]
+    powers = [r for r in trace if r["energy_mj"] is None]
+    # scheduled: the first round and the last sample (the 5 s period never comes); on demand:
+    # one per mark
+    assert len(reads) == 2 + len(marks)
+    assert len(powers) >= 15  # power still every round, ~2 s at 10 Hz
+    on_mark = sorted(reads)[1:-1]
+    for mark, read in zip(sent, on_mark, strict=True):
+        # at once, not at the next round: well under the 100 ms between rounds
+        assert 0.0 <= read - mark < 0.05, read - mark
