@@ -55,6 +55,9 @@ def test_each_mark_gets_a_counter_read_at_once(tmp_path: Path, monkeypatch):
     # one per mark
     assert len(reads) == 2 + len(marks)
     assert len(powers) >= 15  # power still every round, ~2 s at 10 Hz
+    # the CPU-time model too (every 5 s otherwise): the first round, one per mark, the last
+    cpu = pq.read_table(tmp_path / "trace-cpu-est.parquet").to_pylist()
+    assert len(cpu) == 2 + len(marks)
     on_mark = sorted(reads)[1:-1]
     for mark, read in zip(sent, on_mark, strict=True):
         # at once, not at the next round: well under the 100 ms between rounds

@@ -63,7 +63,7 @@ class SamplerStatus(Record):
     rounds: int = Field(ge=0)
     late_rounds: int = Field(ge=0, description="rounds that started after their time")
     counter_reads_on_mark: int = Field(
-        default=0, ge=0, description="extra NVML counter reads the job asked for at its marks"
+        default=0, ge=0, description="marks at which the job asked for every counter at once"
     )
     max_late_s: float = Field(ge=0)
     median_late_s: float = Field(ge=0)

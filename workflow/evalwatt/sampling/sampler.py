@@ -103,9 +103,14 @@ class TraceWriter:
 
 
 # Seconds between samples of what explains a trace rather than measures it (GPU temperature,
-# clocks, memory, utilisation) and of the CPU-time model, whose process-tree walk costs about
-# 1 ms: sampled every round they were most of the sampler's CPU (benchmarks/sampler_cost.py).
+# clocks, memory, utilisation): sampled every round they were most of the sampler's CPU
+# (benchmarks/sampler_cost.py).
 SLOW_PERIOD_S = 1.0
+# Seconds between samples of the CPU-time model, whose process-tree walk (psutil reads the
+# stat file of every process of the node) costs ~4 ms on an H100 node: the largest part of the
+# sampler's CPU at one walk a second (docs/validation.md). Like every cumulative probe it is
+# also sampled at each of the job's marks, so window edges stay exact.
+CPU_MODEL_PERIOD_S = 5.0
 # Seconds between scheduled reads of NVML's energy counter: one read costs ~4 ms of CPU on an
 # H100, ~400 times a power read (docs/validation/h100-gpu-truth/nvml_calls.txt), so power is
 # read every round and the counter about every COUNTER_PERIOD_S, plus once at each of the
@@ -181,10 +186,10 @@ def run(
     signal.pthread_sigmask(signal.SIG_BLOCK, {MARK_SIGNAL})
     out_dir.mkdir(parents=True, exist_ok=True)
     probes, unavailable = open_probes(pid, watts_per_core, interval_s, counter_period_s)
-    # the CPU-time model every SLOW_PERIOD_S, other probes every round (NVML reads its energy
-    # counter every COUNTER_PERIOD_S itself, power every round)
+    # the CPU-time model every CPU_MODEL_PERIOD_S, other probes every round (NVML reads its
+    # energy counter every COUNTER_PERIOD_S itself, power every round); all at each mark
     every = {
-        p.source: rounds_per(SLOW_PERIOD_S, interval_s) if p.source == "cpu-model" else 1
+        p.source: rounds_per(CPU_MODEL_PERIOD_S, interval_s) if p.source == "cpu-model" else 1
         for p in probes
     }
     writers = {
@@ -192,7 +197,6 @@ def run(
     }
     started = time.time()
     lateness: list[float] = []
-    nvml = next((p for p in probes if isinstance(p, NvmlProbe)), None)
     on_mark = 0
     next_t = time.monotonic()
     rounds = 0
@@ -211,9 +215,10 @@ def run(
             lateness.append(-delay)
             next_t = time.monotonic()
         while delay > 0 and not stop.requested:
-            # sleeps until the next round, or reads the counter at once when the job marks
-            if signal.sigtimedwait([MARK_SIGNAL], delay) is not None and nvml is not None:
-                writers[nvml.source].add(nvml.read_counter_now())
+            # sleeps until the next round, or reads every counter at once when the job marks
+            if signal.sigtimedwait([MARK_SIGNAL], delay) is not None:
+                for probe in probes:
+                    writers[probe.source].add(_read_now(probe))
                 on_mark += 1
             delay = next_t - time.monotonic()
     for probe in probes:  # a last sample of every probe (the counter too): the trace covers
@@ -250,6 +255,13 @@ def run(
     checked = SamplerStatus.model_validate(status)
     write_text(out_dir / SAMPLER_STATUS, checked.model_dump_json(indent=2) + "\n")
     return status
+
+
+def _read_now(probe: Probe) -> list[dict[str, Any]]:
+    """A cumulative reading of ``probe`` outside its schedule (NVML: the energy counter)."""
+    if isinstance(probe, NvmlProbe):
+        return probe.read_counter_now()
+    return probe.sample()
 
 
 def _alive(pid: int) -> bool:
