@@ -10,6 +10,7 @@
 #            baselines, judge jobs
 #   energy   per cell: energy terms from the jobs' raw readings, with formulas
 #   final    the final table (Parquet, CSV, Markdown), the fastest-setting view, the audit
+#   report   the figures and the report's pages (snakemake --report results/<run>/report.html)
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -27,11 +28,13 @@ include: "workflow/rules/plan.smk"
 include: "workflow/rules/jobs.smk"
 include: "workflow/rules/energy.smk"
 include: "workflow/rules/final.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        report_outputs(),
 
 
 # A run that ends with jobs not done names each one, why, and its log (evalwatt.status).

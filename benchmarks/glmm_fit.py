@@ -13,8 +13,10 @@ Why
     The CLI should answer in seconds on a 2-core login node or laptop; the unit test uses
     small draws, this is the size a user runs.
 
-    PYTHONPATH=workflow python benchmarks/glmm_fit.py            # defaults
-    PYTHONPATH=workflow python benchmarks/glmm_fit.py --draws 2000 --seed 7
+Run it with the GLMM's environment, which ``bootstrap.py test`` sets up (envs/glmm-lock.txt):
+
+    .venv-glmm/bin/python benchmarks/glmm_fit.py            # defaults
+    .venv-glmm/bin/python benchmarks/glmm_fit.py --draws 2000 --seed 7
 """
 
 from __future__ import annotations

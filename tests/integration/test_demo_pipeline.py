@@ -27,6 +27,7 @@ from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
 from evalwatt.contracts.vocabulary import JobStatus, Mark
+from evalwatt.results import SCHEMA_VERSION as TABLE_SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW_S = 12.0
@@ -110,6 +111,13 @@ def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
             - row["cpu_est_baseline_job_energy_j"]
             + row["cpu_est_baseline_pad_energy_j"]
         )
+        # The generation window (the headline) inside the evaluation window (the Inspect call).
+        assert row["generation_window_null_reason"] is None
+        assert 0 < row["inference_duration_s"] <= row["evaluation_duration_s"]
+        assert row["cpu_est_inference_energy_j"] <= row["cpu_est_evaluation_energy_j"]
+        assert row["cpu_est_evaluation_overhead_energy_j"] == pytest.approx(
+            row["cpu_est_evaluation_energy_j"] - row["cpu_est_inference_energy_j"]
+        )
         # Padding was needed and measured: the job outlasted the accounting window.
         assert row["pad_duration_s"] > 0
         assert row["job_duration_s"] >= WINDOW_S
@@ -117,7 +125,7 @@ def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
         judged = row["benchmark"] == "writingbench"
         assert row["scored_by"] == ("judge job" if judged else "in-job")
         assert (row["cpu_est_judge_energy_j"] is not None) == judged
-        assert row["schema_version"] == 3
+        assert row["schema_version"] == TABLE_SCHEMA_VERSION
         assert row["gpus_allocated"] is None and row["gpus_measured"] is None  # a CPU demo
 
 
@@ -127,6 +135,8 @@ def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
         "load_start",
         "ready",
         "inference_start",
+        "generation_start",
+        "generation_end",
         "inference_end",
         "exit",
         "pad_start",
@@ -140,7 +150,8 @@ def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
         trace = pq.read_table(result.parent / "trace-cpu-est.parquet").column("t_unix").to_pylist()
         assert trace[0] <= data.marks[Mark.JOB_START] + 1.0
         assert trace[-1] >= data.marks[Mark.JOB_END] - 1.0
-    judged = [Mark.READY, Mark.JUDGING_START, Mark.JUDGING_END, Mark.EXIT, Mark.JOB_END]
+    judged = [Mark.READY, Mark.JUDGING_START, Mark.GENERATION_START, Mark.GENERATION_END]
+    judged += [Mark.JUDGING_END, Mark.EXIT, Mark.JOB_END]
     for result in (demo / "results/ci/judges").glob("*/result.json"):
         data = read_contract(JobResult, result)
         assert [data.marks[m] for m in judged] == sorted(data.marks[m] for m in judged)
@@ -200,8 +211,10 @@ def test_deleting_one_cell_reruns_that_cell_only(demo: Path) -> None:
         "run_job": 1,
         "cell_energy": 1,
         "final_table": 1,
+        "figures": 1,
+        "report_pages": 1,
         "all": 1,
-        "total": 4,
+        "total": 6,
     }
     done = snakemake(demo)
     assert done.returncode == 0, done.stderr[-3000:]

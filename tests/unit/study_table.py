@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from evalwatt.results import SCHEMA_VERSION, to_table
+from evalwatt.results import to_table
 
 # name, total params (B), active params (B), weight bits, MoE, reasoning, benchmarks
 STUDY_MODELS: list[tuple[str, float, float, int, bool, bool, str]] = [
@@ -230,7 +230,7 @@ def gpus_for(total_params_b: float, weight_bits: int) -> int:
 
 
 def _row(**columns: object) -> dict[str, object]:
-    return {"run": "synthetic", "schema_version": SCHEMA_VERSION, **columns}
+    return {"run": "synthetic", **columns}
 
 
 def study_table(

@@ -1,4 +1,5 @@
-"""Derived columns: Wh per correct answer, score per Wh, the generation share of GPU time."""
+"""Derived columns: Wh per correct answer, score per Wh, the generation share of GPU time,
+computed per row by evalwatt.derived and carried by every final table (evalwatt.results)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from study_table import demo_table, study_table
 
 from evalwatt.derived import (
     CORRECT_ANSWERS,
+    FAMILIES,
     GENERATION_SHARE,
-    add_derived_columns,
     correct_answers,
+    derived_columns,
     derived_fields,
     energy_per_correct_answer,
     generation_share,
     score_per_wh,
 )
 from evalwatt.errors import UserError
+from evalwatt.results import TABLE_SCHEMA, to_table
 
 
 def _row(**extra):
@@ -99,47 +102,74 @@ def _check_nulls(table: pa.Table, names: list[str]) -> None:
                 assert reason is None and math.isfinite(value), name
 
 
-def test_the_study_table_gets_every_column_with_its_type():
-    table = study_table()
-    out = add_derived_columns(table)
-    fields = derived_fields("gpu")
-    assert out.column_names == table.column_names + [f.name for f in fields]
+def test_the_final_table_carries_every_derived_column_with_its_type_and_doc():
+    fields = derived_fields()
+    names = [f.name for f in fields]
+    # one definition: the table's derived fields are derived_fields(), after the row's
+    assert TABLE_SCHEMA.names[-len(fields) :] == names
     for f in fields:
-        assert out.schema.field(f.name).type == f.type
+        assert TABLE_SCHEMA.field(f.name).equals(f, check_metadata=True)
         assert f.metadata[b"doc"]
-    _check_nulls(out, [f.name for f in fields])
-    rows = out.to_pylist()
+    for family in FAMILIES:
+        assert f"{family}_energy_per_correct_answer_wh" in names
+        assert f"score_per_{family}_wh_per_question" in names
+    assert names[:2] == [CORRECT_ANSWERS, f"{CORRECT_ANSWERS}_null_reason"]
+    est_doc = TABLE_SCHEMA.field("cpu_est_energy_per_correct_answer_wh").metadata[b"doc"]
+    assert est_doc.startswith(b"CPU energy, ESTIMATE")
+    assert list(derived_columns(_row())) == names
+
+
+def test_the_study_table_gets_every_column():
+    table = study_table()
+    names = [f.name for f in derived_fields()]
+    _check_nulls(table, names)
+    rows = table.to_pylist()
     graded = [r for r in rows if r["score_metric"] == "mean"]
     assert graded and all(r["gpu_energy_per_correct_answer_wh"] is None for r in graded)
+    assert all("graded score" in r["correct_answers_null_reason"] for r in graded)
     exact = [r for r in rows if r["score_metric"] == "accuracy" and r["score"] > 0]
     for r in exact:
         assert r["gpu_energy_per_correct_answer_wh"] == pytest.approx(
             r["gpu_energy_per_question_wh"] / r["score"]
         )
-    assert all(0 < r[GENERATION_SHARE] <= 100 for r in rows)
+        assert r[CORRECT_ANSWERS] == pytest.approx(r["score"] * r["samples_completed"])
+    for r in rows:
+        assert r["score_per_gpu_wh_per_question"] == pytest.approx(
+            r["score"] / r["gpu_energy_per_question_wh"]
+        )
+        assert 0 < r[GENERATION_SHARE] <= 100
+        assert r["cpu_energy_per_correct_answer_wh"] is None
+        assert "RAPL not readable" in r["score_per_cpu_wh_per_question_null_reason"]
 
 
-def test_the_demo_table_uses_the_estimate_family_and_the_gpu_family_stays_null():
+def test_the_demo_table_has_the_estimate_family_and_the_gpu_family_stays_null():
     table = demo_table()
-    est = add_derived_columns(table, family="cpu_est")
-    names = [f.name for f in derived_fields("cpu_est")]
-    _check_nulls(est, names)
-    rows = est.to_pylist()
+    _check_nulls(table, [f.name for f in derived_fields()])
+    rows = table.to_pylist()
     humaneval_t0 = next(r for r in rows if r["benchmark"] == "humaneval" and r["temperature"] == 0)
     assert humaneval_t0[CORRECT_ANSWERS] == pytest.approx(1.0)
     assert humaneval_t0["cpu_est_energy_per_correct_answer_wh"] == pytest.approx(
         humaneval_t0["cpu_est_energy_per_question_wh"] * 3
     )
-    gpu = add_derived_columns(table).to_pylist()
-    assert all(r["gpu_energy_per_correct_answer_wh"] is None for r in gpu)
-    assert all("no GPU" in r["score_per_gpu_wh_per_question_null_reason"] for r in gpu)
+    humaneval_t07 = next(r for r in rows if r["benchmark"] == "humaneval" and r["temperature"])
+    assert humaneval_t07["cpu_est_energy_per_correct_answer_wh"] is None
+    assert "no correct answer" in humaneval_t07["cpu_est_energy_per_correct_answer_wh_null_reason"]
+    assert all(r["gpu_energy_per_correct_answer_wh"] is None for r in rows)
+    assert all("no GPU" in r["score_per_gpu_wh_per_question_null_reason"] for r in rows)
 
 
-def test_refuses_a_missing_column_twice_derived_columns_and_an_unknown_family():
-    table = study_table()
-    with pytest.raises(UserError, match="no column score"):
-        add_derived_columns(table.drop_columns(["score"]))
-    with pytest.raises(UserError, match="already has derived"):
-        add_derived_columns(add_derived_columns(table))
+def test_a_row_without_the_columns_derives_nulls_with_reasons():
+    (row,) = to_table([{"run": "r", "cell_id": "c"}]).to_pylist()
+    names = [f.name for f in derived_fields()]
+    assert all(row[n] is None for n in names if not n.endswith("_null_reason"))
+    assert row["gpu_energy_per_correct_answer_wh_null_reason"] == (
+        "gpu_energy_per_question_wh is null: no reason recorded"
+    )
+    assert row[f"{GENERATION_SHARE}_null_reason"] == "inference_duration_s is null"
+
+
+def test_an_unknown_family_is_refused():
     with pytest.raises(UserError, match="not one of"):
-        add_derived_columns(table, family="tpu")
+        energy_per_correct_answer(_row(), family="tpu")
+    with pytest.raises(UserError, match="not one of"):
+        score_per_wh(_row(), family="tpu")

@@ -10,6 +10,7 @@ import csv
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -642,7 +643,9 @@ UNAVAILABLE = {
 }
 
 
-def _job_dir(path: Path, start: float, watts: list[float], marks: dict[str, float]) -> Path:
+def _job_dir(
+    path: Path, start: float, watts: list[float], marks: dict[str, float], window: Any = None
+) -> Path:
     """A finished job: a CPU-model trace at 1 Hz whose power over [i, i+1] is watts[i]."""
     path.mkdir()
     writer = TraceWriter(path / "trace-cpu-est.parquet", SCHEMAS["cpu-model"])
@@ -664,12 +667,13 @@ def _job_dir(path: Path, start: float, watts: list[float], marks: dict[str, floa
     (path / "timeline.json").write_text(
         json.dumps({"marks": {k: start + v for k, v in marks.items()}})
     )
-    _write_result(path, {k: start + v for k, v in marks.items()}, len(watts) + 1)
+    _write_result(path, {k: start + v for k, v in marks.items()}, len(watts) + 1, window)
     return path
 
 
-def _write_result(path: Path, marks: dict[str, float], rows: int) -> None:
-    """The job's result.json, through its contract: a load-only job with one CPU-model trace."""
+def _write_result(path: Path, marks: dict[str, float], rows: int, window: Any = None) -> None:
+    """The job's result.json, through its contract: a load-only job with one CPU-model trace
+    (and ``window``, the generation window a cell job records)."""
     from evalwatt.contracts.base import write_contract
     from evalwatt.contracts.result import JobResult, ServerRun
     from evalwatt.contracts.sampler import SamplerStatus, TraceInfo
@@ -731,6 +735,7 @@ def _write_result(path: Path, marks: dict[str, float], rows: int) -> None:
         server=ServerRun(argv=("server",), port=1, exit_code=-15, log_file="server.log"),
         generation=None,
         scoring=None,
+        generation_window=window,
         sampler=sampler,
         host="h",
         scheduler_job_id=None,
@@ -744,7 +749,8 @@ def _write_result(path: Path, marks: dict[str, float], rows: int) -> None:
 
 @pytest.fixture
 def job_dirs(tmp_path):
-    # cell: 20 W, then 50 W while generating (4..14 s), 20 W, then 10 W while padding
+    # cell: 20 W, then 50 W while generating (4..14 s), 20 W, then 10 W while padding; the
+    # Inspect call (the evaluation window) half a second wider on each side
     cell = _job_dir(
         tmp_path / "cell",
         T0,
@@ -753,8 +759,10 @@ def job_dirs(tmp_path):
             "job_start": 0,
             "load_start": 1,
             "ready": 3,
-            "inference_start": 4,
-            "inference_end": 14,
+            "inference_start": 3.5,
+            "generation_start": 4,
+            "generation_end": 14,
+            "inference_end": 14.5,
             "exit": 15,
             "pad_start": 16,
             "pad_end": 26,
@@ -787,10 +795,12 @@ def test_cell_energy_from_job_files(job_dirs):
     est = out["cpu_est"]
     assert est["source"] == "cpu-model" and est["is_estimate"] is True
     joules = {name: term["energy_j"] for name, term in est["terms"].items()}
-    # by hand: inference 10 s x 50 W; job 4x20 + 10x50 + 2x20 + 10.5x10; pad 10 s x 10 W;
-    # baseline 5x20 + 10.5x10; its pad 10 s x 10 W
+    # by hand: inference (generation) 10 s x 50 W, evaluation that and 2 x 0.5 s x 20 W; job
+    # 4x20 + 10x50 + 2x20 + 10.5x10; pad 10 s x 10 W; baseline 5x20 + 10.5x10; its pad 10 x 10
     expected = {
         "inference": 500.0,
+        "evaluation": 520.0,
+        "evaluation_overhead": 20.0,
         "job": 725.0,
         "pad": 100.0,
         "baseline_job": 205.0,
@@ -800,7 +810,11 @@ def test_cell_energy_from_job_files(job_dirs):
     }
     for name, value in expected.items():
         assert joules[name] == pytest.approx(value, rel=1e-9), name
-    assert joules["judge"] is None
+    assert joules["judge"] is None and joules["judge_evaluation"] is None
+    assert est["terms"]["inference"]["formula"] == (
+        "E(generation_end) - E(generation_start) [cell]"
+    )
+    assert est["terms"]["evaluation"]["formula"] == "E(inference_end) - E(inference_start) [cell]"
     assert est["gap_pct"] == pytest.approx(4.0)
     assert est["per_unit"]["inference_per_question"]["value_wh"] == pytest.approx(500 / 3600 / 10)
     assert est["per_unit"]["inference_per_1k_output_tokens"]["value_wh"] == pytest.approx(
@@ -808,11 +822,52 @@ def test_cell_energy_from_job_files(job_dirs):
     )
 
     row = energy_columns(out)
+    assert row["cpu_est_inference_energy_j"] == pytest.approx(500.0)
+    assert row["cpu_est_evaluation_energy_j"] == pytest.approx(520.0)
+    assert row["cpu_est_evaluation_overhead_energy_j"] == pytest.approx(20.0)
     assert row["cpu_est_net_energy_j"] == pytest.approx(520.0)
     assert row["cpu_est_energy_source"] == "cpu-model"
     assert row["cpu_est_energy_null_reason"] is None
     assert row["gpu_inference_energy_j"] is None
     assert row["gpu_energy_null_reason"] == UNAVAILABLE["nvml"]
+
+
+def test_a_cell_without_generation_marks_has_a_null_headline_with_the_reason(tmp_path, job_dirs):
+    """evalwatt's own cell job whose log gave no model calls: the headline is null with the
+    reason its result records, never the evaluation window in its place; the evaluation
+    window is still measured and the corrected method, which needs the states inside it,
+    is null too."""
+    from evalwatt.contracts.result import GenerationWindow
+
+    _, base = job_dirs
+    why = "x.eval has no model call between inference_start and inference_end"
+    window = GenerationWindow(
+        log=Path("x.eval"),
+        within=("inference_start", "inference_end"),
+        start=None,
+        end=None,
+        model_calls=0,
+        samples=0,
+        ended_by_sample=0,
+        null_reason=why,
+    )
+    marks = {"job_start": 0, "load_start": 1, "ready": 3, "inference_start": 3.5}
+    marks |= {"inference_end": 14.5, "exit": 15, "pad_start": 16, "pad_end": 26, "job_end": 26.5}
+    cell = _job_dir(
+        tmp_path / "bare", T0, [20] * 4 + [50] * 10 + [20] * 2 + [10] * 11, marks, window
+    )
+    est = cell_energy(cell, base, None, 10, 2000)["cpu_est"]
+    terms = est["terms"]
+    assert terms["inference"]["energy_j"] is None and terms["inference"]["null_reason"] == why
+    assert terms["evaluation"]["energy_j"] == pytest.approx(520.0)
+    assert terms["evaluation_overhead"]["energy_j"] is None
+    assert terms["corrected"]["null_reason"] == f"no generation window: {why}"
+    assert terms["net"]["energy_j"] == pytest.approx(520.0)  # job totals need no marks
+    assert est["per_unit"]["inference_per_question"]["null_reason"] == why
+    row = energy_columns({"cpu_est": est})
+    assert row["cpu_est_energy_per_question_wh"] is None
+    assert row["cpu_est_evaluation_energy_j"] == pytest.approx(520.0)
+    assert why in row["cpu_est_energy_null_reason"]
 
 
 def test_cell_energy_with_unreadable_baseline_trace(job_dirs):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.energy.sources import TraceSource, Unavailable
 from evalwatt.energy.corrected import JobTotal, corrected_whole_job, phase_durations
+from evalwatt.energy.sources import TraceSource, Unavailable, with_generation_marks
 from evalwatt.energy.terms import cell_terms, method_comparison
 from evalwatt.energy.trace import read_timeline, read_trace
 
@@ -42,7 +42,9 @@ def shared(llama1b_dir):
     out = {}
     for name in ("cell", "baseline"):
         rows = _rows(llama1b_dir / f"{name}.csv")
-        marks = json.loads((llama1b_dir / f"{name}.marks.json").read_text())
+        # the harness stamped its inference marks around the generate calls: they are the
+        # generation window (what energy.terms does with a timeline without generation marks)
+        marks = with_generation_marks(json.loads((llama1b_dir / f"{name}.marks.json").read_text()))
 
         def joules(a: str, b: str, rows=rows, marks=marks) -> float:
             return (_counter(rows, marks[b]) - _counter(rows, marks[a])) / 1000.0
@@ -162,6 +164,8 @@ CELL = {  # evalwatt's runtime: exit once the server is gone, in-job scoring, th
     "load_start": 2.0,
     "ready": 62.0,
     "inference_start": 70.0,  # 8 s of `import inspect_ai`, the model loaded
+    "generation_start": 70.0,  # generation marks at the inference marks: no Inspect overhead
+    "generation_end": 670.0,
     "inference_end": 670.0,
     "exit": 680.0,
     "scoring_start": 680.0,

@@ -165,3 +165,90 @@ def test_the_power_timeline_of_a_real_trace(tmp_path):
         TRACES / "baseline.csv", TRACES / "baseline.marks.json", tmp_path, name="baseline"
     )
     assert baseline.skipped is None
+
+
+# --- the report: every figure known in advance, a card where there is nothing to draw ---------
+
+
+def _report_specs(benchmarks=("humaneval", "writingbench")):
+    from evalwatt.figures.report import figure_specs
+
+    return figure_specs(benchmarks, [("cell", "c1"), ("baseline", "b1")])
+
+
+def test_the_report_names_every_figure_make_figures_draws(study):
+    from evalwatt.figures.report import figure_specs
+
+    _, results = study
+    specs = figure_specs(BENCHMARKS, [])
+    assert [s.name for s in specs] == [r.name for r in results]
+    captions = Path(__file__).resolve().parents[2] / "workflow" / "report"
+    for spec in _report_specs():
+        assert (captions / spec.caption).is_file(), spec.caption
+    # one label per result: two labels could become a toggle that hides half the results
+    assert all(len(s.label) == 2 for s in specs)
+
+
+def test_the_report_figures_of_the_demo_table_draw_or_say_why(tmp_path):
+    from PIL import Image
+
+    from evalwatt.figures.report import draw_report_figures
+
+    specs = _report_specs()
+    outputs = {s.name: tmp_path / "figures" / f"{s.name}.png" for s in specs}
+    cell = tmp_path / "cells" / "c1"
+    cell.mkdir(parents=True)  # no trace at all
+    baseline = tmp_path / "baselines" / "b1"
+    baseline.mkdir(parents=True)
+    (baseline / "trace-cpu-est.parquet").write_bytes(b"not parquet")
+    results = draw_report_figures(
+        demo_table(),
+        specs,
+        outputs,
+        {"power_timeline__cell": cell, "power_timeline__baseline": baseline},
+        tmp_path / "figures" / "figures.json",
+    )
+    by_name = {r.name: r for r in results}
+    assert "has no trace file" in by_name["power_timeline__cell"].skipped
+    assert "not a readable Parquet file" in by_name["power_timeline__baseline"].skipped
+    assert by_name["paired__reasoning"].skipped and by_name["max_connections"].skipped
+    assert by_name["paired__temperature"].skipped is None  # both temperatures: drawn
+    for spec in specs:  # every declared output exists: drawn, or a card that says why
+        png = outputs[spec.name]
+        assert png.read_bytes()[:8] == PNG_MAGIC, spec.name
+        image = Image.open(png).convert("L")
+        low, high = image.getextrema()
+        assert high - low > 100, spec.name  # text or lines on a background, not blank
+    index = json.loads((tmp_path / "figures" / "figures.json").read_text())
+    assert [e["name"] for e in index] == [s.name for s in specs]
+    assert index[[s.name for s in specs].index("max_connections")]["skipped"]
+
+
+def test_the_plan_page_shows_the_cost_preview(tmp_path):
+    from evalwatt.figures.report import write_plan_page
+
+    plan = {
+        "run": "demo",
+        "models": [
+            {"model": "m", "backend": "vllm", "gpus": 2, "cpus": 48, "vram_gb": 70.4,
+             "reason": "70.4 GB | fits 2 GPUs"},
+        ],
+        "cells": [
+            {"id": "m__piqa__t0__c10", "model": "m", "benchmark": "piqa", "temperature": 0.0,
+             "max_connections": 10, "baseline": "m__b", "judge": None},
+        ],
+        "cost": {
+            "cells": 1, "baselines": 1, "judge_jobs": 0,
+            "gpu_hours": {"loading": 0.25, "inference": 1.5, "padding": 0.0, "baselines": 0.125,
+                          "judging": 0.0},
+            "gpu_hours_total": 1.875,
+            "assumptions": {"accounting_window_s": 300},
+        },
+    }  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    write_plan_page(tmp_path / "plan.json", tmp_path / "plan.html")
+    page = (tmp_path / "plan.html").read_text()
+    assert "<table>" in page and "GPU-hour preview" in page
+    assert "<td>inference</td>\n<td>1.50</td>" in page
+    assert "<strong>1.88</strong>" in page  # the total, as the plan rule computed it
+    assert "70.4 GB / fits 2 GPUs" in page  # a | in a reason does not break the table

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalwatt.contracts.base import read_contract, write_contract
-from evalwatt.contracts.result import EvalSummary, JobResult
+from evalwatt.contracts.result import EvalSummary, GenerationWindow, JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
 from evalwatt.contracts.vocabulary import JobStatus, Mark
@@ -158,6 +158,36 @@ def test_a_server_serving_another_model_fails_the_job(tmp_path, fake_server):
         run_job(_spec(tmp_path, fake_server, mode="wrong-name"))
 
 
+def test_ready_is_stamped_soon_after_the_server_answers(tmp_path, fake_server):
+    """Readiness is polled every POLL_S (0.1 s), not every second: ``ready`` comes at most
+    about one poll after the server started listening (issue 10), so loaded idle is not
+    counted as loading."""
+    from evalwatt.runtime.server import POLL_S, free_port
+
+    assert POLL_S <= 0.2
+    listening = tmp_path / "listening"
+    script = tmp_path / "server.py"
+    serve = 'HTTPServer(("127.0.0.1", port), Handler).serve_forever()'
+    assert serve in FAKE_SERVER
+    script.write_text(
+        FAKE_SERVER.replace(
+            serve,
+            'server = HTTPServer(("127.0.0.1", port), Handler)\n'
+            f"open({str(listening)!r}, 'w').write(repr(time.time()))\n"
+            "server.serve_forever()",
+        )
+    )
+    port = free_port()
+    argv = [sys.executable, str(script), "fake", str(port), "0.6", "ok"]
+    server = Server.start(argv, "127.0.0.1", port, tmp_path / "server.log")
+    try:
+        ready = server.wait_ready(10.0, "fake")
+    finally:
+        server.stop(grace_s=5)
+    late = ready - float(listening.read_text())
+    assert 0 <= late < POLL_S + 0.1
+
+
 def test_a_server_that_never_answers_times_out(tmp_path):
     log = tmp_path / "server.log"
     server = Server.start(
@@ -245,13 +275,26 @@ def _summary(log: Path, **extra) -> EvalSummary:
 
 def _as_worked(result: JobResult, job, start: Mark, end: Mark, **outcome) -> JobResult:
     """A load-only result as the job's own would be: its kind, its spec, its work window
-    (between ready and exit, inside the trace) and its Inspect summaries."""
+    (between ready and exit, inside the trace), the model's calls in its middle half (the
+    generation marks and their record) and its Inspect summaries."""
     marks = dict(result.marks)
     marks[start] = marks[Mark.READY]
     marks[end] = marks[Mark.EXIT]
-    return result.model_copy(
-        update={"kind": job.kind, "job_id": job.job_id, "spec": job.spec, "marks": marks, **outcome}
+    quarter = (marks[end] - marks[start]) / 4
+    marks[Mark.GENERATION_START] = marks[start] + quarter
+    marks[Mark.GENERATION_END] = marks[end] - quarter
+    window = GenerationWindow(
+        log=outcome.get("generation", outcome.get("scoring")).log,
+        within=(start, end),
+        start=marks[Mark.GENERATION_START],
+        end=marks[Mark.GENERATION_END],
+        model_calls=2,
+        samples=2,
+        ended_by_sample=0,
+        null_reason=None,
     )
+    update = {"kind": job.kind, "job_id": job.job_id, "spec": job.spec, "marks": marks}
+    return result.model_copy(update={**update, "generation_window": window, **outcome})
 
 
 class _Named(list):
@@ -322,14 +365,26 @@ def test_every_contract_file_of_a_run_loads_through_its_model(demo_run, tmp_path
     record = read_contract(CellRecord, record_path)
     assert record.jobs.judge is not None and record.jobs.judge.job_id == cell_id
     assert record.row.scored_by == "judge job" and record.row.score == 0.75
-    assert record.row.judge_duration_s is not None and record.row.judge_duration_s >= 0
+    row_ = record.row
+    assert row_.judge_duration_s is not None and row_.judge_duration_s >= 0
+    # the generation windows (the headline) inside the evaluation windows, half as long
+    assert row_.inference_duration_s == pytest.approx(row_.evaluation_duration_s / 2, abs=1e-6)
+    assert row_.judge_duration_s == pytest.approx(row_.judge_evaluation_duration_s / 2, abs=1e-6)
+    assert row_.generation_window_null_reason is None
+    assert record.jobs.cell.generation_window is not None
+    assert record.jobs.cell.generation_window.model_calls == 2
     assert record.row.baseline_id == jobs[2].job_id
     assert record.row.scheduler_job_id.startswith("local:")
     est = record.energy[Family.CPU_EST]
     assert isinstance(est, FamilyEnergy) and est.source == "cpu-model"
-    assert est.terms["judge"].formula.startswith("E(judging_end) - E(judging_start)")
+    assert est.terms["judge"].formula.startswith("E(generation_end) - E(generation_start)")
+    assert est.terms["judge_evaluation"].formula.startswith("E(judging_end) - E(judging_start)")
     assert est.terms["judge"].energy_j is not None and est.terms["judge"].energy_j >= 0
+    assert est.terms["judge"].energy_j <= est.terms["judge_evaluation"].energy_j
+    assert est.terms["inference"].energy_j <= est.terms["evaluation"].energy_j
     assert record.row.cpu_est.judge_energy_j == est.terms["judge"].energy_j
+    assert record.row.cpu_est.judge_evaluation_energy_j == est.terms["judge_evaluation"].energy_j
+    assert record.row.cpu_est.evaluation_energy_j == est.terms["evaluation"].energy_j
     assert isinstance(record.energy[Family.GPU], FamilyUnavailable)
     assert record.row.gpu.energy_null_reason
 

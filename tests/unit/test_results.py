@@ -1,4 +1,5 @@
-"""The final table's schema: columns, units, versioning, the best view, flattened energy."""
+"""The final table's schema: columns, units, versioning, derived columns, the best view,
+flattened energy."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalwatt.contracts.row import FamilyColumns, TableRow
+from evalwatt.derived import REVISION, derived_fields
 from evalwatt.record import energy_columns
 from evalwatt.results import (
+    ROW_SCHEMA_VERSION,
     SCHEMA_VERSION,
     TABLE_SCHEMA,
     SchemaVersionError,
@@ -39,22 +42,23 @@ def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **e
         "temperature": temperature,
         "max_connections": conns,
         "inference_duration_s": duration,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": ROW_SCHEMA_VERSION,
         "gpus_allocated": None,
         "gpus_measured": None,
         **extra,
     }
 
 
-def test_the_arrow_schema_is_the_row_model_flattened():
-    """TABLE_SCHEMA is derived from TableRow: same columns, same order, same nullability."""
+def test_the_arrow_schema_is_the_row_model_flattened_then_the_derived_columns():
+    """TABLE_SCHEMA is derived from TableRow (same columns, same order, same nullability),
+    followed by the derived columns of evalwatt.derived."""
     names = []
     for name, info in TableRow.model_fields.items():
         if info.annotation is FamilyColumns:
             names += [f"{name}_{sub}" for sub in FamilyColumns.model_fields]
         else:
             names.append(name)
-    assert TABLE_SCHEMA.names == names
+    assert TABLE_SCHEMA.names == names + [f.name for f in derived_fields()]
     assert TABLE_SCHEMA.field("moe").type == pa.bool_()
     assert TABLE_SCHEMA.field("top_k").type == pa.int64()
     assert TABLE_SCHEMA.field("scored_by").type == pa.string()
@@ -64,7 +68,14 @@ def test_the_arrow_schema_is_the_row_model_flattened():
         .metadata[b"doc"]
         .startswith(b"CPU energy, ESTIMATE")
     )
-    assert TableRow.known_version() == SCHEMA_VERSION
+
+
+def test_the_table_version_moves_with_the_row_contract_and_the_derived_columns():
+    assert TableRow.known_version() == ROW_SCHEMA_VERSION
+    assert SCHEMA_VERSION == ROW_SCHEMA_VERSION + REVISION
+    assert SCHEMA_VERSION >= 4  # 4: the derived columns joined the table
+    assert TABLE_SCHEMA.metadata[b"evalwatt.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert b"final table's schema" in TABLE_SCHEMA.field("schema_version").metadata[b"doc"]
 
 
 def test_a_table_row_model_fills_every_column():
@@ -73,7 +84,13 @@ def test_a_table_row_model_fills_every_column():
     (back,) = to_table([row]).to_pylist()
     assert set(back) == set(TABLE_SCHEMA.names)
     assert back["cpu_est_inference_energy_j"] == 5.0 and back["gpu_inference_energy_j"] is None
-    assert back["schema_version"] == SCHEMA_VERSION
+    assert back["schema_version"] == SCHEMA_VERSION  # the table's, not the row contract's
+    assert back["correct_answers"] == 1.0  # accuracy 1.0 of 1 completed sample
+    assert back["generation_share_of_gpu_time_pct"] == 50.0
+    assert back["cpu_est_energy_per_correct_answer_wh"] is None
+    assert back["cpu_est_energy_per_correct_answer_wh_null_reason"] == (
+        "cpu_est_energy_per_question_wh is null: no reason recorded"
+    )
 
 
 def _full_row() -> dict:
@@ -134,6 +151,13 @@ def test_to_table_rejects_unknown_columns():
         to_table([_row(gpu_energy_kwh=1.0)])
 
 
+def test_to_table_computes_the_derived_columns_and_refuses_them_given():
+    with pytest.raises(KeyError, match=r"computed from the row, not given: \[.correct_answers.\]"):
+        to_table([_row(correct_answers=3.0)])
+    with pytest.raises(SchemaVersionError, match="row contract is version"):
+        to_table([_row(schema_version=ROW_SCHEMA_VERSION - 1)])
+
+
 def test_to_table_keeps_known_columns_and_nulls_the_rest():
     table = to_table([_row(duration=12.5, gpu_inference_energy_j=1234.5)])
     assert table.schema.equals(TABLE_SCHEMA, check_metadata=True)
@@ -147,7 +171,7 @@ def test_energy_columns_carry_their_unit():
     names = _energy_columns()
     assert len(names) > 30  # three families of a dozen terms each
     for name in names:
-        assert name.endswith(("_j", "_wh", "_pct", "_energy_source", "_energy_null_reason")), name
+        assert name.endswith(("_j", "_wh", "_pct", "_energy_source", "_null_reason")), name
         if name.endswith(("_j", "_wh", "_pct")):
             assert TABLE_SCHEMA.field(name).type == pa.float64(), name
 
@@ -175,7 +199,10 @@ def test_parquet_round_trip_keeps_schema_version(tmp_path):
     assert back.to_pylist() == table.to_pylist()
     assert back.schema.field("gpu_inference_energy_j").metadata[b"doc"]
     assert paths[1].read_text().splitlines()[0].startswith('"run","cell_id"')
-    assert "| m | b |" in paths[2].read_text()
+    markdown = paths[2].read_text()
+    assert "| m | b |" in markdown
+    assert f"schema_version {SCHEMA_VERSION};" in markdown
+    assert "| GPU Wh/correct |" in markdown and "| gen. % of job |" in markdown
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -205,7 +232,9 @@ def test_best_view_keeps_the_fastest_max_connections():
         _row("m2", "piqa", 0.0, 1000, 5.0),
         _row("m2", "piqa", 0.0, 10, None),
     ]
-    best = best_view(to_table(rows)).to_pylist()
+    view = best_view(to_table(rows))
+    assert view.schema.equals(TABLE_SCHEMA, check_metadata=True)  # derived columns kept
+    best = view.to_pylist()
     kept = {(r["model"], r["benchmark"], r["temperature"]): r["max_connections"] for r in best}
     assert kept == {
         ("m1", "piqa", 0.0): 100,

@@ -142,6 +142,43 @@ def test_nvml_reads_the_counter_every_few_rounds_and_power_every_round(monkeypat
     assert probe.metadata()["counter_every_rounds"] == 3
 
 
+def test_nvml_rows_are_stamped_at_the_counter_read(monkeypatch):
+    """A row's time is the middle of its counter read, not a time before it: with a read
+    that takes 0.2 s, the stamp is 0.1 s after the call began (issue 10)."""
+    _fake_nvml(monkeypatch)
+    probe = NvmlProbe(visible=["0"])
+    probe.open()
+    called: list[float] = []
+
+    def slow_energy(h):
+        called.append(time.time())
+        time.sleep(0.2)
+        return 5_000_000
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetTotalEnergyConsumption", slow_energy)
+    (row,) = probe.sample(last=True)
+    assert row["energy_mj"] == 5_000_000
+    assert row["t_unix"] == pytest.approx(called[0] + 0.1, abs=0.03)
+
+
+def test_rapl_rows_are_stamped_at_the_read(tmp_path, monkeypatch):
+    _zone(tmp_path, "intel-rapl:0", 1_000_000)
+    probe = RaplProbe(root=tmp_path)
+    probe.open()
+    called: list[float] = []
+    read_text = Path.read_text
+
+    def slow_read(self, *args, **kwargs):
+        if self.name == "energy_uj":
+            called.append(time.time())
+            time.sleep(0.2)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", slow_read)
+    (row,) = probe.sample()
+    assert row["t_unix"] == pytest.approx(called[0] + 0.1, abs=0.03)
+
+
 def test_nvml_without_power_reads_the_counter_every_round(monkeypatch):
     _fake_nvml(monkeypatch)
 

@@ -79,8 +79,10 @@ def _energy(args: argparse.Namespace) -> int:
         "devices": cell.trace.devices,
         "inference_energy_j": inference["energy_j"],
         "inference_null_reason": inference["null_reason"],
-        "inference_duration_s": marks["inference_end"] - marks["inference_start"],
-        "check_counter_samples_inside_window_j": _samples_inside(cell, marks) if measured else None,
+        "inference_duration_s": _duration(inference["window"]),
+        "check_counter_samples_inside_window_j": (
+            _samples_inside(cell, inference["window"]) if measured else None
+        ),
         "check_power_integral_j": inference["power_integral_j"],
         "whole_job": {
             k: terms["terms"][k]["energy_j"]
@@ -100,11 +102,15 @@ def _energy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _samples_inside(source: Any, marks: dict[str, float]) -> float | None:
-    """Counter difference between the first and last samples inside the inference window
-    (no interpolation): the reference the interpolated value is checked against. None when a
+def _duration(window: tuple[float, float] | None) -> float | None:
+    return None if window is None else window[1] - window[0]
+
+
+def _samples_inside(source: Any, window: tuple[float, float]) -> float | None:
+    """Counter difference between the first and last samples inside the headline window (no
+    interpolation): the reference the interpolated value is checked against. None when a
     device has fewer than two samples there or its counter went backwards there."""
-    return source.trace.inner_counter_j(marks["inference_start"], marks["inference_end"])
+    return source.trace.inner_counter_j(*window)
 
 
 def _job(args: argparse.Namespace) -> int:

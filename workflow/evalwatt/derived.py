@@ -1,7 +1,10 @@
-"""Columns derived from the final table that readers ask for beside Wh per question.
+"""Columns of the final table derived from its other columns, beside Wh per question.
 
-``add_derived_columns(table)`` returns the table with these columns appended (``DERIVED_FIELDS``
-gives their Arrow fields and docs; units are in the names):
+``derived_columns(row)`` computes them for one row of the final table and
+``derived_fields()`` gives their Arrow fields (types and docs), in table order;
+``evalwatt.results`` appends both to every row and to ``TABLE_SCHEMA``, so each of these
+columns is computed in one place only, here. Units are in the names; ``<family>`` is each
+energy family of the table (``gpu``, ``cpu``, ``cpu_est``):
 
 * ``correct_answers``: completed samples x accuracy. Only a score whose metric is
   ``accuracy`` counts correct answers: Inspect's ``accuracy`` is the mean of per-sample
@@ -22,33 +25,29 @@ gives their Arrow fields and docs; units are in the names):
   this is the share of the cell's GPU time (GPUs x job duration) spent generating.
 
 Every value column has a ``*_null_reason`` column: a missing value is a null with a reason,
-never a zero or a NaN. The functions are pure: they read a table and return a new one.
+never a zero or a NaN. The functions are pure: they read a row and return values.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 
+from evalwatt.contracts.vocabulary import FAMILY_TITLES, Family
 from evalwatt.errors import UserError
 
-FAMILIES = ("gpu", "cpu", "cpu_est")
+FAMILIES = tuple(f.value for f in Family)
 ACCURACY = "accuracy"
-
-_NEEDED = (
-    "score",
-    "score_metric",
-    "samples_completed",
-    "inference_duration_s",
-    "job_duration_s",
-)
-
 
 CORRECT_ANSWERS = "correct_answers"
 GENERATION_SHARE = "generation_share_of_gpu_time_pct"
+
+REVISION = 1
+"""Revision of these columns (names, types, meaning): a change adds 1 here, which bumps the
+final table's ``schema_version`` (``evalwatt.results.SCHEMA_VERSION``)."""
 
 
 def energy_per_correct_column(family: str) -> str:
@@ -64,45 +63,40 @@ def _check_family(family: str) -> None:
         raise UserError(f"energy family {family!r} is not one of {', '.join(FAMILIES)}")
 
 
-def derived_fields(family: str = "gpu") -> list[pa.Field]:
-    """The Arrow fields ``add_derived_columns`` appends, each with a ``doc``, in order."""
-    _check_family(family)
+def derived_fields() -> list[pa.Field]:
+    """The Arrow fields of the derived columns, each with a ``doc``, in table order: the same
+    order as the keys of ``derived_columns``."""
 
-    def field(name: str, dtype: pa.DataType, doc: str) -> list[pa.Field]:
+    def field(name: str, doc: str) -> list[pa.Field]:
         reason = f"why {name} is null"
         return [
-            pa.field(name, dtype, metadata={"doc": doc}),
+            pa.field(name, pa.float64(), metadata={"doc": doc}),
             pa.field(f"{name}_null_reason", pa.string(), metadata={"doc": reason}),
         ]
 
-    return [
-        *field(
-            CORRECT_ANSWERS,
-            pa.float64(),
-            "correct answers: samples_completed x score, for score_metric accuracy only "
-            "(null for graded scores)",
-        ),
-        *field(
+    fields = field(
+        CORRECT_ANSWERS,
+        "correct answers: samples_completed x score, for score_metric accuracy only "
+        "(null for graded scores)",
+    )
+    for family in FAMILIES:
+        title = FAMILY_TITLES[Family(family)]
+        fields += field(
             energy_per_correct_column(family),
-            pa.float64(),
-            f"{family}_energy_per_question_wh / accuracy: Wh per correct answer",
-        ),
-        *field(
+            f"{title}: {family}_energy_per_question_wh / accuracy, Wh per correct answer",
+        )
+        fields += field(
             score_per_wh_column(family),
-            pa.float64(),
-            f"score / {family}_energy_per_question_wh: score points per Wh per question "
-            "(compare within one benchmark)",
-        ),
-        *field(
-            GENERATION_SHARE,
-            pa.float64(),
-            "100 x inference_duration_s / job_duration_s: share of the cell's GPU time "
-            "spent generating",
-        ),
-    ]
+            f"{title}: score / {family}_energy_per_question_wh, score points per Wh per "
+            "question (compare within one benchmark)",
+        )
+    fields += field(
+        GENERATION_SHARE,
+        "100 x inference_duration_s / job_duration_s: share of the cell's GPU time spent "
+        "generating",
+    )
+    return fields
 
-
-DERIVED_FIELDS = derived_fields("gpu")
 
 Value = tuple[float | None, str | None]
 
@@ -111,7 +105,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def correct_answers(row: dict[str, Any]) -> Value:
+def correct_answers(row: Mapping[str, Any]) -> Value:
     """Correct answers of one row and, when null, why."""
     metric = row.get("score_metric")
     if row.get("score") is None:
@@ -131,7 +125,7 @@ def correct_answers(row: dict[str, Any]) -> Value:
     return float(score) * completed, None
 
 
-def energy_per_correct_answer(row: dict[str, Any], family: str = "gpu") -> Value:
+def energy_per_correct_answer(row: Mapping[str, Any], family: str = "gpu") -> Value:
     """Wh per correct answer of one row (``family``'s inference energy) and, when null, why."""
     _check_family(family)
     energy = row.get(f"{family}_energy_per_question_wh")
@@ -146,7 +140,7 @@ def energy_per_correct_answer(row: dict[str, Any], family: str = "gpu") -> Value
     return energy * row["samples_completed"] / correct, None
 
 
-def score_per_wh(row: dict[str, Any], family: str = "gpu") -> Value:
+def score_per_wh(row: Mapping[str, Any], family: str = "gpu") -> Value:
     """Score per Wh per question of one row and, when null, why."""
     _check_family(family)
     energy = row.get(f"{family}_energy_per_question_wh")
@@ -161,7 +155,7 @@ def score_per_wh(row: dict[str, Any], family: str = "gpu") -> Value:
     return score / energy, None
 
 
-def generation_share(row: dict[str, Any]) -> Value:
+def generation_share(row: Mapping[str, Any]) -> Value:
     """Percent of the cell job's duration spent generating and, when null, why."""
     inference, job = row.get("inference_duration_s"), row.get("job_duration_s")
     if inference is None:
@@ -175,32 +169,17 @@ def generation_share(row: dict[str, Any]) -> Value:
     return 100.0 * inference / job, None
 
 
-def add_derived_columns(table: pa.Table, *, family: str = "gpu") -> pa.Table:
-    """``table`` with the derived columns of ``derived_fields(family)`` appended.
+def derived_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The derived columns of one row of the final table (keyed by the table's column names),
+    each value with its ``*_null_reason``, in the order of ``derived_fields()``."""
+    out: dict[str, Any] = {}
 
-    Raises UserError when a column the derivation reads is missing or a derived column is
-    already there (deriving twice would hide which value is which)."""
-    _check_family(family)
-    needed = [*_NEEDED, f"{family}_energy_per_question_wh", f"{family}_energy_null_reason"]
-    missing = [c for c in needed if c not in table.column_names]
-    if missing:
-        raise UserError(f"the table has no column {', '.join(missing)}: derived columns need it")
-    fields = derived_fields(family)
-    present = [f.name for f in fields if f.name in table.column_names]
-    if present:
-        raise UserError(f"the table already has derived column(s) {', '.join(present)}")
-    rows = table.select(needed).to_pylist()
-    makers: list[Callable[[dict[str, Any]], Value]] = [
-        correct_answers,
-        lambda r: energy_per_correct_answer(r, family),
-        lambda r: score_per_wh(r, family),
-        generation_share,
-    ]
-    for i, make in enumerate(makers):
-        pairs = [make(r) for r in rows]
-        value_field, reason_field = fields[2 * i], fields[2 * i + 1]
-        table = table.append_column(
-            value_field, pa.array([v for v, _ in pairs], type=value_field.type)
-        )
-        table = table.append_column(reason_field, pa.array([w for _, w in pairs], pa.string()))
-    return table
+    def put(name: str, value: Value) -> None:
+        out[name], out[f"{name}_null_reason"] = value
+
+    put(CORRECT_ANSWERS, correct_answers(row))
+    for family in FAMILIES:
+        put(energy_per_correct_column(family), energy_per_correct_answer(row, family))
+        put(score_per_wh_column(family), score_per_wh(row, family))
+    put(GENERATION_SHARE, generation_share(row))
+    return out

@@ -35,6 +35,12 @@ Snakemake rule declares. The layout is drawn in docs/outputs.md::
       final/energy_table_best.{parquet,csv,md}  fastest max_connections per setting
       audit/audit.{parquet,md}              job by job: every source's energy, the gaps
                                             between them, flags; for admins
+      figures/<name>.{png,svg}              the figures (evalwatt.figures); a figure with
+                                            nothing to draw is a PNG card saying why
+      figures/figures.json                  each figure's caption, columns, or skip reason
+      report/{energy_table,plan,audit}.html the report's pages: final table, plan and its
+                                            GPU-hour preview, audit summary
+      report.html                           the Snakemake report (snakemake --report)
       logs/<rule>/<id>.log                  Snakemake logs
 """
 
@@ -91,6 +97,11 @@ FINAL_FORMATS = ("parquet", "csv", "md")
 AUDIT_DIR = "audit"
 AUDIT_NAME = "audit"
 AUDIT_FORMATS = ("parquet", "md")
+FIGURES_DIR = "figures"
+FIGURE_INDEX = "figures.json"
+REPORT_PAGES_DIR = "report"
+REPORT_PAGES = ("energy_table", "plan", "audit")
+REPORT = "report.html"
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,25 @@ class Layout:
     def audit(self, fmt: str = "md") -> Path:
         """The audit: ``audit/audit.parquet`` (one row per job) and ``audit/audit.md``."""
         return self.root / AUDIT_DIR / f"{AUDIT_NAME}.{fmt}"
+
+    def figure(self, name: str, fmt: str = "png") -> Path:
+        """A figure, ``figures/<name>.<fmt>`` (evalwatt.figures names them)."""
+        return self.root / FIGURES_DIR / f"{name}.{fmt}"
+
+    def figure_index(self) -> Path:
+        """``figures/figures.json``: every figure's caption and columns, or why it was not
+        drawn."""
+        return self.root / FIGURES_DIR / FIGURE_INDEX
+
+    def report_page(self, name: str) -> Path:
+        """A page of the report (``REPORT_PAGES``): ``report/<name>.html``."""
+        if name not in REPORT_PAGES:
+            raise ValueError(f"no report page {name!r}: one of {', '.join(REPORT_PAGES)}")
+        return self.root / REPORT_PAGES_DIR / f"{name}.html"
+
+    def report(self) -> Path:
+        """The Snakemake report of the run (``snakemake --report``), one HTML file."""
+        return self.root / REPORT
 
     def log(self, rule: str, job_id: str) -> Path:
         return self.root / "logs" / rule / f"{job_id}.log"

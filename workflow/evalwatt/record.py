@@ -35,6 +35,8 @@ from evalwatt.results import ENERGY_METHOD, flat_columns
 # Table columns of a family <- names of the energy terms (evalwatt.energy.terms).
 _TERM_COLUMNS = {
     "inference_energy_j": "inference",
+    "evaluation_energy_j": "evaluation",
+    "evaluation_overhead_energy_j": "evaluation_overhead",
     "job_energy_j": "job",
     "pad_energy_j": "pad",
     "baseline_job_energy_j": "baseline_job",
@@ -42,7 +44,10 @@ _TERM_COLUMNS = {
     "net_energy_j": "net",
     "method_gap_j": "gap",
     "judge_energy_j": "judge",
+    "judge_evaluation_energy_j": "judge_evaluation",
 }
+# Terms whose null does not make the family's values null (another job's, or a check).
+_OWN_REASON_TERMS = ("judge", "judge_evaluation")
 _PER_UNIT_COLUMNS = {
     "energy_per_question_wh": "inference_per_question",
     "net_energy_per_question_wh": "net_per_question",
@@ -54,6 +59,16 @@ def _span(marks: Mapping[Mark, float], start: Mark, end: Mark) -> float | None:
     if start in marks and end in marks:
         return marks[end] - marks[start]
     return None
+
+
+def _generation_null_reason(cell: JobResult) -> str | None:
+    """Why the cell has no generation marks (its result's record of them), None if it has."""
+    if Mark.GENERATION_START in cell.marks and Mark.GENERATION_END in cell.marks:
+        return None
+    window = cell.generation_window
+    if window is not None and window.null_reason is not None:
+        return window.null_reason
+    return "the cell's timeline has no generation marks"
 
 
 def family_columns(
@@ -71,7 +86,12 @@ def family_columns(
         for column, name in _TERM_COLUMNS.items():
             term = info.terms.get(name)
             values[column] = term.energy_j if term else None
-            if term and term.energy_j is None and term.null_reason and name != "judge":
+            if (
+                term
+                and term.energy_j is None
+                and term.null_reason
+                and name not in _OWN_REASON_TERMS
+            ):
                 reasons.append(f"{name}: {term.null_reason}")
         for column, name in _PER_UNIT_COLUMNS.items():
             per = info.per_unit.get(name)
@@ -156,6 +176,7 @@ def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
         problems=result.problems,
         marks=result.marks,
         accounting={k: SourceFigures.model_validate(v) for k, v in figures.items()},
+        generation_window=result.generation_window,
     )
 
 
@@ -229,12 +250,17 @@ def build_record(
         input_tokens=generation.input_tokens,
         output_tokens=generation.output_tokens,
         load_duration_s=_span(cell.marks, Mark.LOAD_START, Mark.READY),
-        inference_duration_s=_span(cell.marks, Mark.INFERENCE_START, Mark.INFERENCE_END),
+        inference_duration_s=_span(cell.marks, Mark.GENERATION_START, Mark.GENERATION_END),
+        evaluation_duration_s=_span(cell.marks, Mark.INFERENCE_START, Mark.INFERENCE_END),
+        generation_window_null_reason=_generation_null_reason(cell),
         pad_duration_s=_span(cell.marks, Mark.PAD_START, Mark.PAD_END),
         job_duration_s=_span(cell.marks, Mark.JOB_START, Mark.JOB_END),
         baseline_load_duration_s=_span(base.marks, Mark.LOAD_START, Mark.READY),
         baseline_job_duration_s=_span(base.marks, Mark.JOB_START, Mark.JOB_END),
-        judge_duration_s=_span(judge.marks, Mark.JUDGING_START, Mark.JUDGING_END)
+        judge_duration_s=_span(judge.marks, Mark.GENERATION_START, Mark.GENERATION_END)
+        if judge
+        else None,
+        judge_evaluation_duration_s=_span(judge.marks, Mark.JUDGING_START, Mark.JUDGING_END)
         if judge
         else None,
         gpu=families[Family.GPU],

@@ -2,8 +2,11 @@
 
 ``contracts.row.TableRow`` is the one definition of a row; ``TABLE_SCHEMA`` is built from its
 fields (names, types, descriptions), each family of energy columns flattened with its prefix
-(``gpu_inference_energy_j``). Units are in column names. Nulls are never zeros:
-``*_energy_null_reason`` says why a family's values are null.
+(``gpu_inference_energy_j``), followed by the columns ``evalwatt.derived`` computes from them
+(Wh per correct answer, score per Wh, the generation share of GPU time), which ``to_table``
+appends to every row. Units are in column names. Nulls are never zeros:
+``*_energy_null_reason`` says why a family's values are null, ``<derived>_null_reason`` why a
+derived value is.
 """
 
 from __future__ import annotations
@@ -21,12 +24,23 @@ from evalwatt.atomic import atomic_path, write_text
 from evalwatt.contracts.base import SchemaVersionError
 from evalwatt.contracts.row import FamilyColumns, TableRow
 from evalwatt.contracts.vocabulary import FAMILY_TITLES, Family
+from evalwatt.derived import REVISION as DERIVED_REVISION
+from evalwatt.derived import derived_columns, derived_fields
 
 __all__ = ["SCHEMA_VERSION", "TABLE_SCHEMA", "SchemaVersionError"]
 
-SCHEMA_VERSION = TableRow.known_version()
+ROW_SCHEMA_VERSION = TableRow.known_version()
+# The table is the row contract's columns plus the derived ones, so its version moves with
+# both: a new row contract (TableRow's schema_version) or a new revision of the derived columns
+# (evalwatt.derived.REVISION) each bump it. Both only grow, so the sum never repeats.
+SCHEMA_VERSION = ROW_SCHEMA_VERSION + DERIVED_REVISION
+SCHEMA_VERSION_DOC = (
+    "version of the final table's schema (the file's evalwatt.schema_version metadata): "
+    "the row contract's version + the derived columns' revision"
+)
 ENERGY_METHOD = (
-    "phase-resolved counter difference over the inference window (energy_per_question); "
+    "phase-resolved counter difference over the generation window, first request to last "
+    "response (energy_per_question); "
     "whole-job (job - pad) - (baseline - baseline pad), the study's method (net_*)"
 )
 
@@ -55,12 +69,18 @@ def _fields() -> list[pa.Field]:
                 dtype = _arrow_type(sub_info.annotation)
                 fields.append(pa.field(f"{family}_{sub}", dtype, metadata={"doc": doc}))
         else:
-            doc = str(info.description)
+            doc = SCHEMA_VERSION_DOC if name == "schema_version" else str(info.description)
             fields.append(pa.field(name, _arrow_type(info.annotation), metadata={"doc": doc}))
     return fields
 
 
-TABLE_SCHEMA = pa.schema(_fields(), metadata={"evalwatt.schema_version": str(SCHEMA_VERSION)})
+_ROW_FIELDS = _fields()
+ROW_COLUMNS = frozenset(f.name for f in _ROW_FIELDS)
+"""The columns a row gives; the derived ones are computed from them by ``to_table``."""
+TABLE_SCHEMA = pa.schema(
+    [*_ROW_FIELDS, *derived_fields()],
+    metadata={"evalwatt.schema_version": str(SCHEMA_VERSION)},
+)
 
 
 def flat_columns(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,31 +94,47 @@ def flat_columns(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _table_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One row's columns, checked, with the table's schema_version and the derived columns."""
+    extra = set(row) - ROW_COLUMNS
+    derived = sorted(extra & set(TABLE_SCHEMA.names))
+    if derived:
+        raise KeyError(f"derived columns are computed from the row, not given: {derived}")
+    if extra:
+        raise KeyError(f"columns not in the result schema: {sorted(extra)}")
+    version = row.get("schema_version", ROW_SCHEMA_VERSION)
+    if version != ROW_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"row {row.get('cell_id')!r} has schema_version {version!r}; the row contract "
+            f"is version {ROW_SCHEMA_VERSION}"
+        )
+    return {**row, "schema_version": SCHEMA_VERSION, **derived_columns(row)}
+
+
 def to_table(rows: Iterable[Mapping[str, Any] | TableRow]) -> pa.Table:
-    """Rows (TableRow, or dicts keyed by column name) as a table; unknown columns fail."""
+    """Rows (TableRow, or dicts keyed by row column name) as the final table, the derived
+    columns computed; unknown or derived columns given fail."""
     flat = [flat_columns(r.model_dump() if isinstance(r, TableRow) else r) for r in rows]
-    names = set(TABLE_SCHEMA.names)
-    for row in flat:
-        extra = set(row) - names
-        if extra:
-            raise KeyError(f"columns not in the result schema: {sorted(extra)}")
-    return pa.Table.from_pylist(flat, schema=TABLE_SCHEMA)
+    return pa.Table.from_pylist([_table_row(r) for r in flat], schema=TABLE_SCHEMA)
 
 
 def best_view(table: pa.Table) -> pa.Table:
     """Per (model, benchmark, temperature), the max_connections with the shortest inference,
-    as the study kept them."""
-    best: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in table.to_pylist():
+    as the study kept them (the rows as they are, sorted by that key)."""
+    best: dict[tuple[Any, ...], int] = {}
+    rows = table.select(["model", "benchmark", "temperature", "inference_duration_s"]).to_pylist()
+    for i, row in enumerate(rows):
         key = (row["model"], row["benchmark"], row["temperature"])
-        duration = row["inference_duration_s"]
-        kept = best.get(key)
+        duration, kept = row["inference_duration_s"], best.get(key)
         if kept is None or (
             duration is not None
-            and (kept["inference_duration_s"] is None or duration < kept["inference_duration_s"])
+            and (
+                rows[kept]["inference_duration_s"] is None
+                or duration < rows[kept]["inference_duration_s"]
+            )
         ):
-            best[key] = row
-    return to_table([best[k] for k in sorted(best, key=lambda k: tuple(map(str, k)))])
+            best[key] = i
+    return table.take([best[k] for k in sorted(best, key=lambda k: tuple(map(str, k)))])
 
 
 _MD_COLUMNS = [
@@ -117,6 +153,11 @@ _MD_COLUMNS = [
     ("gpu_net_energy_per_question_wh", "GPU net Wh/q"),
     ("cpu_est_net_energy_per_question_wh", "CPU est. net Wh/q"),
     ("cpu_est_method_gap_pct", "CPU est. gap %"),
+    ("correct_answers", "correct"),
+    ("gpu_energy_per_correct_answer_wh", "GPU Wh/correct"),
+    ("cpu_est_energy_per_correct_answer_wh", "CPU est. Wh/correct"),
+    ("score_per_gpu_wh_per_question", "score per GPU Wh/q"),
+    ("generation_share_of_gpu_time_pct", "gen. % of job"),
 ]
 
 
@@ -135,7 +176,7 @@ def to_markdown(table: pa.Table, title: str) -> str:
         f"# {title}",
         "",
         f"schema_version {SCHEMA_VERSION}; {len(rows)} rows. "
-        "'–' is a null: see the *_energy_null_reason columns of the Parquet/CSV files.",
+        "'–' is a null: see the *_null_reason columns of the Parquet/CSV files.",
         "Columns marked 'est.' are modelled estimates, not measurements.",
         "",
     ]

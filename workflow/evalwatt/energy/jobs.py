@@ -17,7 +17,7 @@ from typing import Any
 
 from evalwatt.contracts.base import read_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.contracts.vocabulary import Family, Mark
+from evalwatt.contracts.vocabulary import Family
 from evalwatt.energy.accounting import AccountingError, JobFacts, Settings, read_accounting
 from evalwatt.energy.sources import (
     FIGURE_WINDOWS,
@@ -27,7 +27,7 @@ from evalwatt.energy.sources import (
     Unavailable,
     column_prefix,
 )
-from evalwatt.energy.terms import Term, cell_terms
+from evalwatt.energy.terms import Term, cell_terms, judge_terms
 from evalwatt.energy.trace import TraceError, read_trace
 from evalwatt.layout import JobFiles
 
@@ -54,22 +54,25 @@ def job_sources(run_dir: Path) -> tuple[dict[Family, TraceSource], dict[Family, 
     return sources, reasons
 
 
-def _judging_term(source: EnergySource | None, reason: str) -> dict[str, Any]:
-    """The judge job's energy over its judging window.
+def generation_reason(run_dir: Path) -> str:
+    """Why an evalwatt job has no generation marks, as its result records it (read only
+    where the marks are absent: ``energy.terms.headline_window``). Never None, so that an
+    evalwatt job's evaluation window never stands in for its generation."""
+    result = read_contract(JobResult, JobFiles(run_dir).result)
+    window = result.generation_window
+    if window is not None and window.null_reason is not None:
+        return window.null_reason
+    if window is None:
+        return f"the {result.kind} job read no Inspect log for its model calls"
+    return "the job's timeline has no generation marks"
 
-    energy.terms.cell_terms reads a judge over inference_* marks; a judge job stamps
-    judging_* marks (its work is judging, not inference), so the term is taken here.
-    """
-    formula = f"E({Mark.JUDGING_END}) - E({Mark.JUDGING_START}) [judge]"
-    if source is None:
-        return asdict(Term.missing(formula, reason))
-    if not isinstance(source, TimelineSource):
-        return asdict(Term.missing(formula, f"{source.name} gives job totals only"))
-    try:
-        window = source.mark_window(Mark.JUDGING_START, Mark.JUDGING_END)
-    except Unavailable as exc:
-        return asdict(Term.missing(formula, str(exc)))
-    return asdict(Term.of_window(window, formula))
+
+def _judge_terms(
+    source: EnergySource | None, reason: str, judge_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """The judge job's terms (``energy.terms.judge_terms``) as plain dicts."""
+    terms = judge_terms(source, reason, generation_reason(judge_dir))
+    return {name: asdict(term) for name, term in terms.items()}
 
 
 # --- the cluster's accounting -----------------------------------------------------------------
@@ -270,13 +273,14 @@ def cell_energy(
             out[family] = {"unavailable": cell_why.get(family, "not sampled in this job")}
             continue
         out[family] = cell_terms(
-            cell[family], base.get(family), None, samples_completed, output_tokens
-        )
+            cell[family], base.get(family), None, samples_completed, output_tokens,
+            generation_null_reason=generation_reason(cell_dir),
+        )  # fmt: skip
         if family not in base:
             out[family]["baseline_unavailable"] = base_why.get(family, "not sampled")
         if judge_dir:
             why = judge_why.get(family, "not sampled")
-            out[family]["terms"]["judge"] = _judging_term(judge.get(family), why)
+            out[family]["terms"].update(_judge_terms(judge.get(family), why, judge_dir))
             if family not in judge:
                 out[family]["judge_unavailable"] = why
     return out
@@ -323,11 +327,12 @@ def _gpu_family(
     out = cell_terms(
         chosen, base, None, samples_completed, output_tokens,
         cell_marks=marks[0], baseline_marks=marks[1],
+        generation_null_reason=generation_reason(dirs[0]),
     )  # fmt: skip
     if base is None:
         out["baseline_unavailable"] = why_not(1)
     if judge_dir:
-        out["terms"]["judge"] = _judging_term(judge, why_not(2))
+        out["terms"].update(_judge_terms(judge, why_not(2), judge_dir))
         if judge is None:
             out["judge_unavailable"] = why_not(2)
     return out

@@ -23,7 +23,10 @@ from typing import Protocol
 from evalwatt.energy.trace import Trace, TraceError, WindowEnergy
 
 # The windows of a job's timeline that the energy terms cut (start mark, end mark).
+# The evaluation window: evalwatt's runtime stamps it around the Inspect call (task and dataset
+# loading, generation, log writing); the headline is the generation window inside it.
 INFERENCE_WINDOW = ("inference_start", "inference_end")
+GENERATION_WINDOW = ("generation_start", "generation_end")
 JOB_WINDOW = ("job_start", "job_end")
 PAD_WINDOW = ("pad_start", "pad_end")
 LOAD_WINDOW = ("load_start", "ready")
@@ -34,9 +37,24 @@ FIGURE_WINDOWS = {
     "pad": PAD_WINDOW,
     "load": LOAD_WINDOW,
     "inference": INFERENCE_WINDOW,
+    "generation": GENERATION_WINDOW,
     "judging": JUDGING_WINDOW,
 }
 SOURCE_NAMES = ("nvml", "rapl", "cpu-model", "ceems-api", "prometheus", "sacct")
+
+
+def with_generation_marks(marks: Mapping[str, float]) -> dict[str, float]:
+    """A timeline from a harness that stamps ``inference_start``/``inference_end`` around its
+    generate calls themselves (the shared traces', ``evalwatt energy --timeline``), with
+    ``generation_*`` marks at the same times: there the inference window *is* the generation
+    window. Never for evalwatt's own jobs, whose inference window holds Inspect's own work
+    too (``evalwatt.energy.terms.cell_terms``). A timeline that already has either
+    generation mark, or no inference window, is returned as it is."""
+    out = dict(marks)
+    if not any(m in out for m in GENERATION_WINDOW) and all(m in out for m in INFERENCE_WINDOW):
+        out[GENERATION_WINDOW[0]] = out[INFERENCE_WINDOW[0]]
+        out[GENERATION_WINDOW[1]] = out[INFERENCE_WINDOW[1]]
+    return out
 
 
 class Unavailable(Exception):

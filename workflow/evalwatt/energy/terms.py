@@ -2,15 +2,20 @@
 
 Three methods, reported side by side when a trace exists:
 
-* **phase-resolved**: ``inference = E(inference_end) - E(inference_start)``, the counter
-  interpolated at the marks, summed over the job's devices;
+* **phase-resolved**: ``inference = E(generation_end) - E(generation_start)``, the counter
+  interpolated at the marks, summed over the job's devices: the first request sent to the
+  last response received (Inspect's model calls, ``evalwatt.runtime.inspect_steps``). The
+  wider ``evaluation = E(inference_end) - E(inference_start)`` is the whole Inspect call
+  (task and dataset loading, generation, log writing), and ``evaluation_overhead =
+  evaluation - inference`` Inspect's own cost around the generation, at loaded idle;
 * **whole-job** (the study's method, for sources that only give job totals):
   ``net = (E_job - E_pad) - (E_baseline - E_pad(baseline))``;
 * **corrected whole-job** (``corrected``): job totals plus the two timelines. Each stretch of
   a job between two marks is in one GPU state (``STATE_AFTER``): *cold* (no CUDA context:
   before loading, scoring after the server stopped, the pad), *load*, *loaded* (the model in
-  memory, idle: after ``ready``, the ``import inspect_ai`` before ``inference_start``, after
-  ``inference_end`` until the server is gone) or *work* (inference). The cell's total minus
+  memory, idle: after ``ready``, the ``import inspect_ai`` before ``inference_start``,
+  Inspect's task loading and log writing around the generation, after ``inference_end``
+  until the server is gone) or *work* (generation). The cell's total minus
   its cold seconds at its cold-idle power and its load + loaded seconds at the baseline's
   warm power leaves the work::
 
@@ -30,15 +35,15 @@ whole-job method counts beyond generation. Per question divides by the completed
 
 What a term can be:
 
-* a window term (``inference``, ``job``, ``pad``, ``baseline_*``, ``judge``) is a physical
-  energy: a finite number of joules of zero or more, or None with its ``null_reason``. A window
-  that cannot be measured (a missing mark, a window outside the trace, a counter that went
-  backwards inside it, a source that gives job totals only) is a null with the reason, never
-  a zero, a negative or a guess;
-* ``net`` and ``gap`` are differences of measurements. A negative value is a real outcome,
-  not a fault (the baseline job used more energy than the cell outside its pad, e.g. a GPU left
-  in another power state, or noise larger than the inference itself) and is kept as it is,
-  never clipped to zero; it is null when any of its inputs is;
+* a window term (``inference``, ``evaluation``, ``job``, ``pad``, ``baseline_*``, ``judge``,
+  ``judge_evaluation``) is a physical energy: a finite number of joules of zero or more, or
+  None with its ``null_reason``. A window that cannot be measured (a missing mark, a window
+  outside the trace, a counter that went backwards inside it, a source that gives job totals
+  only) is a null with the reason, never a zero, a negative or a guess;
+* ``net``, ``gap`` and ``evaluation_overhead`` are differences of measurements. A negative
+  value is a real outcome, not a fault (the baseline job used more energy than the cell
+  outside its pad, e.g. a GPU left in another power state, or noise larger than the inference
+  itself) and is kept as it is, never clipped to zero; it is null when any of its inputs is;
 * nothing is ever NaN or infinite: a value that would be is a null with the reason.
 """
 
@@ -52,9 +57,18 @@ from typing import Any
 from evalwatt.energy.corrected import (
     CORRECTED_FORMULA,
     JobTotal,
+    cold_idle_marks,
     corrected_whole_job,
 )
-from evalwatt.energy.sources import EnergySource, TimelineSource, Unavailable
+from evalwatt.energy.sources import (
+    GENERATION_WINDOW,
+    INFERENCE_WINDOW,
+    JUDGING_WINDOW,
+    EnergySource,
+    TimelineSource,
+    Unavailable,
+    with_generation_marks,
+)
 from evalwatt.energy.trace import WindowEnergy
 from evalwatt.errors import UserError
 
@@ -155,31 +169,94 @@ def _marks_of(source: EnergySource | None, given: Mapping[str, float] | None) ->
     return source.marks if isinstance(source, TimelineSource) else None
 
 
+# The headline of a timeline without generation marks that does not say why (a harness's, whose
+# inference marks bracket the generate calls themselves: ``with_generation_marks``).
+HARNESS_WINDOW_NOTE = "no generation marks: the timeline's inference window is its generation"
+
+
+def headline_window(
+    marks: Mapping[str, float] | None, null_reason: str | None
+) -> tuple[tuple[str, str], str | None, str | None]:
+    """The window of the headline ``inference`` term in a timeline: (its two marks, why it
+    is null, a note on where it comes from).
+
+    * ``generation_start``..``generation_end`` where the timeline has both;
+    * null with ``null_reason`` where evalwatt's job recorded why it could not stamp them
+      (its result's ``generation_window``), or with the name of the one missing;
+    * ``inference_start``..``inference_end`` with ``HARNESS_WINDOW_NOTE`` for a timeline
+      without generation marks and without a reason: a harness that stamps its inference
+      marks around the generate calls (the shared traces, ``evalwatt energy --timeline``).
+      evalwatt's own jobs always pass the reason, so their evaluation window never stands
+      in for generation."""
+    if marks is None:
+        return GENERATION_WINDOW, None, None
+    present = [m for m in GENERATION_WINDOW if m in marks]
+    if len(present) == 2:
+        return GENERATION_WINDOW, None, None
+    if present:
+        (other,) = set(GENERATION_WINDOW) - set(present)
+        return GENERATION_WINDOW, f"timeline has {present[0]} but no {other}", None
+    if null_reason is not None:
+        return GENERATION_WINDOW, null_reason, None
+    if all(m in marks for m in INFERENCE_WINDOW):
+        return INFERENCE_WINDOW, None, HARNESS_WINDOW_NOTE
+    return GENERATION_WINDOW, None, None
+
+
+def judge_terms(
+    judge: EnergySource | None, reason: str, null_reason: str | None = None
+) -> dict[str, Term]:
+    """The judge job's terms: ``judge`` over its generation window (the judge model's first
+    request to its last response) and ``judge_evaluation`` over ``judging_start``..
+    ``judging_end`` (Inspect's scoring around them). ``reason``: why there is no judge
+    source; ``null_reason``: why the judge job has no generation marks."""
+    gen = "E(generation_end) - E(generation_start) [judge]"
+    if judge is None:
+        return {
+            "judge": Term.missing(gen, reason),
+            "judge_evaluation": Term.missing("E(judging_end) - E(judging_start) [judge]", reason),
+        }
+    marks = judge.marks if isinstance(judge, TimelineSource) else None
+    has_marks = marks is not None and all(m in marks for m in GENERATION_WINDOW)
+    return {
+        "judge": _window_term(judge, *GENERATION_WINDOW, "judge")
+        if has_marks or null_reason is None
+        else Term.missing(gen, null_reason),
+        "judge_evaluation": _window_term(judge, *JUDGING_WINDOW, "judge"),
+    }
+
+
 def corrected_term(
     terms: Mapping[str, Term],
+    cell: EnergySource | None,
+    baseline: EnergySource | None,
     cell_marks: Mapping[str, float] | None,
     baseline_marks: Mapping[str, float] | None,
     cold_idle_w: float | None = None,
 ) -> Term:
-    """The corrected whole-job term from the job and pad terms and the two timelines; the
-    levels and durations behind it are in its formula's brackets. ``cold_idle_w`` (the
-    job's GPUs at cold idle, stated) stands in for a pad the source cannot cut."""
-    names = ("job", "pad", "baseline_job", "baseline_pad")
-    reasons = [f"{n}: {terms[n].null_reason}" for n in names[::2] if terms[n].energy_j is None]
+    """The corrected whole-job term (evalwatt.energy.corrected) from the job terms, the two
+    timelines and each job's settled pad where the source can cut it; the levels and
+    durations behind it are in its formula's brackets. ``cold_idle_w`` (the job's GPUs at
+    cold idle, stated) stands in for a pad the source cannot cut."""
+    reasons = [
+        f"{n}: {terms[n].null_reason}" for n in ("job", "baseline_job") if terms[n].energy_j is None
+    ]
     if cell_marks is None or baseline_marks is None:
         reasons.append("no timeline of the cell and its baseline")
     if reasons:
         return Term.missing(CORRECTED_FORMULA, "; ".join(reasons))
     assert cell_marks is not None and baseline_marks is not None
+    cold_cell = _window_term(cell, *cold_idle_marks(cell_marks), "cell")
+    cold_base = _window_term(baseline, *cold_idle_marks(baseline_marks), "baseline")
     try:
         estimate = corrected_whole_job(
             JobTotal(
-                float(terms["job"].energy_j or 0.0), cell_marks, terms["pad"].energy_j, cold_idle_w
+                float(terms["job"].energy_j or 0.0), cell_marks, cold_cell.energy_j, cold_idle_w
             ),
             JobTotal(
                 float(terms["baseline_job"].energy_j or 0.0),
                 baseline_marks,
-                terms["baseline_pad"].energy_j,
+                cold_base.energy_j,
                 cold_idle_w,
             ),
         )
@@ -228,12 +305,22 @@ def cell_terms(
     cell_marks: Mapping[str, float] | None = None,
     baseline_marks: Mapping[str, float] | None = None,
     cold_idle_w: float | None = None,
+    generation_null_reason: str | None = None,
 ) -> dict[str, Any]:
     """Every energy term of one cell for one source (one domain). The timelines default to
     the sources' own marks (a trace source); a job-total source passes them, and
-    ``cold_idle_w`` when it cannot give the pads' energy."""
+    ``cold_idle_w`` when it cannot give the pads' energy. ``generation_null_reason``: why
+    evalwatt's cell job has no generation marks (``headline_window``: without it, a
+    timeline without them is a harness's, its inference window taken as generation)."""
+    marks = _marks_of(cell, cell_marks)
+    window, why, note = headline_window(marks, generation_null_reason)
+    if why is not None:
+        inference = Term.missing(f"E({window[1]}) - E({window[0]}) [cell]", why)
+    else:
+        inference = _window_term(cell, *window, f"cell; {note}" if note else "cell")
     terms = {
-        "inference": _window_term(cell, "inference_start", "inference_end", "cell"),
+        "inference": inference,
+        "evaluation": _window_term(cell, *INFERENCE_WINDOW, "cell"),
         "job": _window_term(cell, "job_start", "job_end", "cell"),
         "pad": _window_term(cell, "pad_start", "pad_end", "cell"),
         "baseline_job": _window_term(baseline, "job_start", "job_end", "baseline"),
@@ -244,19 +331,25 @@ def cell_terms(
         terms,
         {"job": 1, "pad": -1, "baseline_job": -1, "baseline_pad": 1},
     )
-    terms["gap"] = combine("net - inference", terms, {"net": 1, "inference": -1})
-    terms["corrected"] = corrected_term(
-        terms, _marks_of(cell, cell_marks), _marks_of(baseline, baseline_marks), cold_idle_w
+    terms["evaluation_overhead"] = combine(
+        "evaluation - inference", terms, {"evaluation": 1, "inference": -1}
     )
+    terms["gap"] = combine("net - inference", terms, {"net": 1, "inference": -1})
+    if why is not None:  # the states inside the evaluation window are unknown
+        terms["corrected"] = Term.missing(CORRECTED_FORMULA, f"no generation window: {why}")
+    else:
+        terms["corrected"] = corrected_term(
+            terms,
+            cell,
+            baseline,
+            with_generation_marks(marks) if note else marks,
+            _marks_of(baseline, baseline_marks),
+            cold_idle_w,
+        )
     terms["corrected_gap"] = combine(
         "corrected - inference", terms, {"corrected": 1, "inference": -1}
     )
-    if judge is not None:
-        terms["judge"] = _window_term(judge, "inference_start", "inference_end", "judge")
-    else:
-        terms["judge"] = Term.missing(
-            "E(inference_end) - E(inference_start) [judge]", "no judge job for this cell"
-        )
+    terms.update(judge_terms(judge, "no judge job for this cell"))
     per = {
         "inference_per_question": per_unit(
             terms["inference"], samples_completed, "completed samples"
@@ -269,8 +362,10 @@ def cell_terms(
             terms["inference"], output_tokens, "output tokens / 1000", scale=1000.0
         ),
     }
-    inference, net = terms["inference"].energy_j, terms["net"].energy_j
-    gap_pct = None if not inference or net is None else 100.0 * (net - inference) / inference
+    inference_j, net_j = terms["inference"].energy_j, terms["net"].energy_j
+    gap_pct = (
+        None if not inference_j or net_j is None else 100.0 * (net_j - inference_j) / inference_j
+    )
     if gap_pct is not None and not math.isfinite(gap_pct):
         gap_pct = None
     first = cell or baseline

@@ -16,8 +16,10 @@ PHASES: dict[str, tuple[str, str]] = {
     "job_start": ("start-up", "#d9d9d9"),
     "load_start": ("load", "#E69F00"),
     "ready": ("loaded, idle", "#F0E442"),
-    "inference_start": ("generation", "#009E73"),
-    "inference_end": ("after generation", "#bdbdbd"),
+    "inference_start": ("Inspect", "#B3DE69"),
+    "generation_start": ("generation", "#009E73"),
+    "generation_end": ("Inspect", "#B3DE69"),
+    "inference_end": ("after the evaluation", "#bdbdbd"),
     "judging_start": ("judging", "#56B4E9"),
     "judging_end": ("after judging", "#bdbdbd"),
     "exit": ("shutdown", "#CC79A7"),
@@ -26,17 +28,23 @@ PHASES: dict[str, tuple[str, str]] = {
     "pad_start": ("padding", "#D55E00"),
     "pad_end": ("after padding", "#d9d9d9"),
 }
+HARNESS_PHASES = {
+    "inference_start": PHASES["generation_start"],
+    "inference_end": ("after generation", "#bdbdbd"),
+}
 END = "job_end"
 
 
 def phases(marks: dict[str, float]) -> list[tuple[str, str, float, float]]:
     """(label, colour, start, end) of each phase: the span from a phase's mark to the next
     mark that starts a phase (or job_end), in time order; empty spans are dropped."""
-    starts = sorted((t, m) for m, t in marks.items() if m in PHASES or m == END)
+    # a harness's timeline without generation marks: its inference window is its generation
+    table = PHASES if "generation_start" in marks else {**PHASES, **HARNESS_PHASES}
+    starts = sorted((t, m) for m, t in marks.items() if m in table or m == END)
     out = []
     for (t0, m0), (t1, _) in itertools.pairwise(starts):
-        if m0 in PHASES and t1 > t0:
-            label, colour = PHASES[m0]
+        if m0 in table and t1 > t0:
+            label, colour = table[m0]
             out.append((label, colour, t0, t1))
     return out
 

@@ -7,6 +7,11 @@ never lands in the cell.
 
 Every knob that changes energy is pinned and recorded: ``max_connections`` (with adaptive
 concurrency off), temperature, top-p, top-k, max tokens and the sample limit.
+
+The job stamps ``inference_start``/``inference_end`` (``judging_*``) around the Inspect call,
+which also loads the task and its dataset and writes the log. ``generation_window`` reads the
+log's model events afterwards for the model's own work inside that window: the first request
+sent and the last response received (``generation_start``/``generation_end``).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalwatt.contracts.result import EvalSummary
+from evalwatt.contracts.result import EvalSummary, GenerationWindow
 from evalwatt.contracts.spec import EvaluationSpec, JudgingSpec, ModelSpec
+from evalwatt.contracts.vocabulary import Mark
 from evalwatt.runtime.backends import backend
 
 
@@ -169,3 +175,84 @@ def summarize_log(path: Path) -> EvalSummary:
         output_tokens=sum(u.output_tokens for u in usage) if usage else None,
         **score,
     )
+
+
+# What a sample read for its model events can leave out: its messages (the events repeat
+# them), its store and attachments.
+_HEAVY_SAMPLE_FIELDS = {"messages", "store", "attachments"}
+
+
+def generation_window(
+    log_path: Path, within: tuple[Mark, Mark], marks: dict[Mark, float]
+) -> GenerationWindow:
+    """The model's calls of ``log_path`` inside the job's window ``within`` (its two marks):
+    the first request sent and the last response received, unix seconds.
+
+    Inspect stamps each model call's ``timestamp`` just before it waits for a connection slot
+    and ``completed`` just after the server's reply (inspect_ai.model._model.Model.generate,
+    0.3.285): at the window's first call no slot is taken yet, so its timestamp is when the
+    first request went out, and the latest ``completed`` is when the last reply came back.
+    Only calls inside ``within`` count (a judged log also holds the cell's calls), never a
+    cache read (no request sent). A call without ``completed`` (it failed after its retries)
+    ends at its sample's ``completed_at``. Where no call can be read, the marks are absent
+    and ``null_reason`` says why.
+    """
+    from inspect_ai.event import ModelEvent
+    from inspect_ai.log import read_eval_log_samples
+
+    t0, t1 = marks[within[0]], marks[within[1]]
+    starts: list[float] = []
+    ends: list[float] = []
+    samples = ended_by_sample = 0
+    reason: str | None = None
+    try:
+        for sample in read_eval_log_samples(
+            str(log_path), all_samples_required=False, exclude_fields=_HEAVY_SAMPLE_FIELDS
+        ):
+            calls = [
+                e
+                for e in sample.events
+                if isinstance(e, ModelEvent)
+                and e.cache != "read"
+                and t0 <= e.timestamp.timestamp() <= t1
+            ]
+            samples += bool(calls)
+            for call in calls:
+                starts.append(call.timestamp.timestamp())
+                if call.completed is not None:
+                    ends.append(call.completed.timestamp())
+                elif sample.completed_at:
+                    ends.append(_unix(sample.completed_at))
+                    ended_by_sample += 1
+                else:
+                    reason = f"a model call of sample {sample.id!r} has no end time"
+    except Exception as exc:  # the answers stand whatever the reader raises: only the marks go
+        reason = f"cannot read the model events of {log_path}: {type(exc).__name__}: {exc}"
+    if reason is None and not starts:
+        reason = f"{log_path} has no model call between {within[0]} and {within[1]}"
+    start = min(starts) if reason is None else None
+    end = max(ends) if reason is None else None
+    if start is not None and end is not None and not t0 <= start <= end <= t1:
+        reason = (
+            f"model calls from {start:.3f} to {end:.3f} do not fit in {within[0]}..{within[1]} "
+            f"({t0:.3f}..{t1:.3f})"
+        )
+        start = end = None
+    return GenerationWindow(
+        log=log_path,
+        within=within,
+        start=start,
+        end=end,
+        model_calls=len(starts),
+        samples=samples,
+        ended_by_sample=ended_by_sample,
+        null_reason=reason,
+    )
+
+
+def _unix(iso: str) -> float:
+    """Unix seconds of an ISO time that Inspect wrote (UTC where it names no zone)."""
+    from datetime import UTC, datetime
+
+    at = datetime.fromisoformat(iso)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()

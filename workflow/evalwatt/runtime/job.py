@@ -4,13 +4,17 @@ The same code runs under ``bash job.sbatch``, ``sbatch job.sbatch``, a Snakemake
 or through the Slurm executor) or submitit: it reads ``spec.json`` and nothing from the
 executor. The phases, each stamped in ``timeline.json`` (unix seconds)::
 
-    job_start  load_start  ready  [inference_start  inference_end]  exit
-               [scoring_start  scoring_end]  pad_start  pad_end  job_end
+    job_start  load_start  ready  [inference_start  (generation_start  generation_end)
+               inference_end]  exit  [scoring_start  scoring_end]  pad_start  pad_end  job_end
 
-* a *cell* generates answers between ``inference_start`` and ``inference_end``;
+* a *cell* runs its Inspect evaluation between ``inference_start`` and ``inference_end``;
+  the model generates between ``generation_start`` (first request sent) and
+  ``generation_end`` (last response received), read from Inspect's log once the server has
+  stopped and stamped at the times the log gives (the headline window);
 * a *baseline* (load-only) has no inference: it measures loading and shutdown;
 * a *judge* job scores a cell's log with the judge model between ``judging_start`` and
-  ``judging_end`` (in place of the inference marks).
+  ``judging_end`` (in place of the inference marks), the judge generating between its own
+  ``generation_*`` marks.
 
 The energy sampler runs for the whole job in its own process. If the job would end before
 the cluster's accounting window (plus a margin), it sleeps the rest *after* the server has
@@ -28,6 +32,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -35,7 +40,13 @@ from typing import Any
 
 from evalwatt import __version__
 from evalwatt.contracts.base import read_contract, write_contract
-from evalwatt.contracts.result import EvalSummary, JobResult, ServerMetrics, ServerRun
+from evalwatt.contracts.result import (
+    EvalSummary,
+    GenerationWindow,
+    JobResult,
+    ServerMetrics,
+    ServerRun,
+)
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
@@ -68,14 +79,24 @@ class Timeline:
 
     path: Path
     marks: dict[Mark, float] = field(default_factory=dict)
+    # called after each mark stamped now: the sampler reads the energy counter at once
+    on_mark: Callable[[], None] | None = None
 
     def mark(self, name: Mark | str, at: float | None = None) -> float:
         mark = Mark(name)
         if mark in self.marks:
             raise ValueError(f"mark {mark.value!r} set twice")
         self.marks[mark] = time.time() if at is None else at
+        if at is None and self.on_mark is not None:
+            self.on_mark()
         write_contract(self.path, TimelineFile(marks=self.marks))
         return self.marks[mark]
+
+
+# Seconds into the pad after which the GPUs are at cold idle: after the server exits, an H100's
+# power decays for a few seconds (88-92 W over the first 5 s, 74 W after: docs/validation.md),
+# so the cold-idle power is measured from ``pad_settled`` on.
+PAD_SETTLE_S = 3.0
 
 
 def pad_seconds(elapsed_s: float, window_s: float, margin_s: float) -> float:
@@ -140,15 +161,22 @@ class _Outcome:
     generation: EvalSummary | None = None
     scoring: EvalSummary | None = None
     server_metrics: ServerMetrics | None = None
+    # the Inspect log whose model calls bound the generation, and the window they fall in
+    calls_log: Path | None = None
+    calls_within: tuple[Mark, Mark] | None = None
+    generation_window: GenerationWindow | None = None
 
 
 def _work(
     spec: JobSpec, timeline: Timeline, server: Server, files: JobFiles, engine: Backend
 ) -> _Outcome:
     """The job's middle: generation (cell) or judging (judge); nothing for a baseline."""
-    if spec.evaluation is not None:
-        import inspect_ai  # noqa: F401  (import cost stays outside the inference window)
+    # Inspect's import (~3 s on an H100 node) at loaded idle, outside the inference window, in
+    # every kind of job: a baseline then differs from its cell by the generation alone (the
+    # corrected whole-job method subtracts like with like).
+    import inspect_ai  # noqa: F401
 
+    if spec.evaluation is not None:
         counters = WindowCounters(
             engine.prometheus_metrics, engine.name, server.url, files, spec.model.served_name
         )
@@ -158,7 +186,10 @@ def _work(
         timeline.mark(Mark.INFERENCE_END)
         counters.read("after")
         return _Outcome(
-            generation=inspect_steps.summarize_log(log), server_metrics=counters.result()
+            generation=inspect_steps.summarize_log(log),
+            server_metrics=counters.result(),
+            calls_log=log,
+            calls_within=(Mark.INFERENCE_START, Mark.INFERENCE_END),
         )
     if spec.judging is not None:
         cell = read_contract(JobResult, spec.judging.cell_result)
@@ -171,8 +202,27 @@ def _work(
             judge=inspect_steps.JudgeModel(spec.judging, spec.model, server.url),
         )
         timeline.mark(Mark.JUDGING_END)
-        return _Outcome(scoring=inspect_steps.summarize_log(judged))
+        return _Outcome(
+            scoring=inspect_steps.summarize_log(judged),
+            calls_log=judged,
+            calls_within=(Mark.JUDGING_START, Mark.JUDGING_END),
+        )
     return _Outcome()
+
+
+def _stamp_generation(timeline: Timeline, outcome: _Outcome) -> GenerationWindow | None:
+    """Stamp ``generation_start`` and ``generation_end`` from the Inspect log's model calls
+    (inspect_steps.generation_window); absent, with the reason kept in the result, where the
+    log gives none. None for a baseline."""
+    if outcome.calls_log is None or outcome.calls_within is None:
+        return None
+    window = inspect_steps.generation_window(
+        outcome.calls_log, outcome.calls_within, timeline.marks
+    )
+    if window.start is not None and window.end is not None:
+        timeline.mark(Mark.GENERATION_START, window.start)
+        timeline.mark(Mark.GENERATION_END, window.end)
+    return window
 
 
 def _problems(outcome: _Outcome, exit_code: int) -> list[str]:
@@ -181,6 +231,9 @@ def _problems(outcome: _Outcome, exit_code: int) -> list[str]:
     gen = outcome.generation
     if gen is not None and gen.samples_completed != gen.samples_total:
         problems.append(f"{gen.samples_completed} of {gen.samples_total} samples completed")
+    window = outcome.generation_window
+    if window is not None and window.null_reason is not None:
+        problems.append(f"no generation window, so no headline energy: {window.null_reason}")
     if exit_code == -signal.SIGKILL:
         problems.append("the server ignored SIGTERM and was killed: its shutdown is not typical")
     return problems
@@ -199,6 +252,7 @@ def run_job(spec: JobSpec) -> JobResult:
     files.root.mkdir(parents=True, exist_ok=True)
     timeline = Timeline(files.timeline)
     sampler = SamplerProcess(files.root, spec.sampler.interval_s, spec.sampler.cpu_watts_per_core)
+    timeline.on_mark = sampler.poke
     outcome = _Outcome()
     try:
         timeline.mark(Mark.JOB_START)
@@ -219,6 +273,9 @@ def run_job(spec: JobSpec) -> JobResult:
             finally:
                 code = server.stop()
                 timeline.mark(Mark.EXIT)
+        # read once the server has stopped, at cold idle: the cell's model calls, stamped at
+        # the times Inspect recorded (no counter read asked: these marks are in the past)
+        outcome.generation_window = _stamp_generation(timeline, outcome)
         if spec.evaluation is not None and spec.evaluation.score_in_job:
             assert outcome.generation is not None
             timeline.mark(Mark.SCORING_START)
@@ -231,7 +288,11 @@ def run_job(spec: JobSpec) -> JobResult:
             spec.pad.margin_s,
         )
         timeline.mark(Mark.PAD_START)
-        time.sleep(pad)
+        settle = min(pad, PAD_SETTLE_S)
+        time.sleep(settle)
+        if pad > settle:
+            timeline.mark(Mark.PAD_SETTLED)
+            time.sleep(pad - settle)
         timeline.mark(Mark.PAD_END)
         timeline.mark(Mark.JOB_END)
     finally:
@@ -251,6 +312,7 @@ def run_job(spec: JobSpec) -> JobResult:
         generation=outcome.generation,
         scoring=outcome.scoring,
         server_metrics=outcome.server_metrics,
+        generation_window=outcome.generation_window,
         sampler=SamplerStatus.model_validate_json(files.sampler_status.read_text("utf-8")),
         host=socket.gethostname(),
         scheduler_job_id=os.environ.get("SLURM_JOB_ID"),

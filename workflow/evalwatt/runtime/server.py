@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_TAIL_LINES = 40
+# Seconds between readiness polls. Each poll is one local HTTP request (refused at once while
+# the server is not listening, a few ms once it is): at 1 s the ``ready`` mark came up to a
+# second late, that second of loaded idle counted as loading.
+POLL_S = 0.1
 
 
 class ServerError(RuntimeError):
@@ -93,8 +97,9 @@ class Server:
             return None
         return [m.get("id", "") for m in data.get("data", [])]
 
-    def wait_ready(self, timeout_s: float, served_name: str, poll_s: float = 1.0) -> float:
-        """Block until the server lists ``served_name``; return the unix time it did."""
+    def wait_ready(self, timeout_s: float, served_name: str, poll_s: float = POLL_S) -> float:
+        """Block until the server lists ``served_name``; return the unix time it did (at most
+        ``poll_s`` and one request after it did: the ``ready`` mark, where loading ends)."""
         deadline = time.monotonic() + timeout_s
         while True:
             code = self.process.poll()

@@ -247,8 +247,9 @@ class RaplProbe:
     def sample(self, *, last: bool = False) -> list[dict[str, Any]]:
         rows = []
         for zone in self.zones:
-            t = time.time()
+            before = time.time()
             value = int((zone / "energy_uj").read_text())
+            t = (before + time.time()) / 2  # at the read, as NVML's rows
             if value < self._last[zone]:  # the counter wrapped after max_energy_range_uj
                 self._offset[zone] += self._range[zone] + 1
             self._last[zone] = value

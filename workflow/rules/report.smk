@@ -1,0 +1,30 @@
+# What the Snakemake report shows (`snakemake --report results/<run>/report.html`): the figures
+# from the final table and the power timelines of one cell and its baseline, then the final
+# table, the plan with its GPU-hour preview and the audit summary as pages. Captions are in
+# workflow/report/. A figure the table cannot give is a card that says why, never a fake plot.
+
+localrules:
+    figures,
+    report_pages,
+
+
+rule figures:
+    input:
+        **ew.figure_inputs(PLAN, LAYOUT),
+    output:
+        **ew.figure_outputs(PLAN, LAYOUT, report),
+    log:
+        LAYOUT.log("figures", "figures"),
+    run:
+        ew.write_figures(PLAN, LAYOUT, input, output, log)
+
+
+rule report_pages:
+    input:
+        **ew.report_page_inputs(LAYOUT),
+    output:
+        **ew.report_page_outputs(LAYOUT, report),
+    log:
+        LAYOUT.log("report_pages", "report"),
+    run:
+        ew.write_report_pages(CONFIG, input, output, log)
