@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
+import evalwatt.runtime.job as job_module
 from evalwatt.contracts.base import read_contract, write_contract
 from evalwatt.contracts.result import EvalSummary, GenerationWindow, JobResult
 from evalwatt.contracts.spec import JobSpec
@@ -100,7 +101,8 @@ def _spec(tmp_path: Path, server: Path, **kwargs) -> JobSpec:
     return JobSpec.model_validate(_spec_dict(tmp_path, server, **kwargs))
 
 
-def test_a_baseline_job_runs_pads_and_writes_its_result(tmp_path, fake_server):
+def test_a_baseline_job_runs_pads_and_writes_its_result(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setattr(job_module, "BASELINE_HOLD_S", 0.5)  # 3 s on a GPU, 3 s window here
     started = time.time()
     result = run_job(_spec(tmp_path, fake_server))
     run_dir = tmp_path / "baselines" / "fake"
@@ -109,6 +111,7 @@ def test_a_baseline_job_runs_pads_and_writes_its_result(tmp_path, fake_server):
     assert [marks[m] for m in order] == sorted(marks[m] for m in order)
     assert "inference_start" not in marks  # load-only
     assert marks["ready"] - marks["load_start"] >= 0.3  # the fake server's loading delay
+    assert marks["exit"] - marks["ready"] >= 0.5  # held loaded and idle, like a cell's Inspect
     # Padded to the window plus margin, measured between its marks.
     assert marks["job_end"] - marks["job_start"] >= 3.5 - 0.05
     assert marks["pad_end"] - marks["pad_start"] == pytest.approx(result.pad_requested_s, abs=0.1)

@@ -44,6 +44,11 @@ class TraceInfo(Record):
         ge=1,
         description="nvml: rounds between reads of the energy counter (power every round)",
     )
+    dense_counter_every_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        description="nvml: rounds between counter reads while the job evaluates",
+    )
     zones: tuple[str, ...] | None = Field(default=None, description="rapl: package zones")
     model: str | None = Field(default=None, description="cpu-model: the formula")
     watts_per_core: float | None = Field(default=None, description="cpu-model")

@@ -80,7 +80,7 @@ class Timeline:
     path: Path
     marks: dict[Mark, float] = field(default_factory=dict)
     # called after each mark stamped now: the sampler reads the energy counter at once
-    on_mark: Callable[[], None] | None = None
+    on_mark: Callable[[str], None] | None = None
 
     def mark(self, name: Mark | str, at: float | None = None) -> float:
         mark = Mark(name)
@@ -88,7 +88,7 @@ class Timeline:
             raise ValueError(f"mark {mark.value!r} set twice")
         self.marks[mark] = time.time() if at is None else at
         if at is None and self.on_mark is not None:
-            self.on_mark()
+            self.on_mark(mark.value)
         write_contract(self.path, TimelineFile(marks=self.marks))
         return self.marks[mark]
 
@@ -97,6 +97,12 @@ class Timeline:
 # power decays for a few seconds (88-92 W over the first 5 s, 74 W after: docs/validation.md),
 # so the cold-idle power is measured from ``pad_settled`` on.
 PAD_SETTLE_S = 3.0
+# Seconds a baseline holds its loaded model idle after Inspect's import: about what a cell's
+# evaluation spends around its generation (task and dataset loading, log writing: 2.5-3.5 s
+# on the H100 runs), so that the two jobs' loaded seconds match and the corrected whole-job
+# method takes the baseline's shutdown and load overheads from the cell whole (its error is
+# overhead x (1 - cell's loaded s / baseline's loaded s): evalwatt.energy.corrected).
+BASELINE_HOLD_S = 3.0
 
 
 def pad_seconds(elapsed_s: float, window_s: float, margin_s: float) -> float:
@@ -207,6 +213,7 @@ def _work(
             calls_log=judged,
             calls_within=(Mark.JUDGING_START, Mark.JUDGING_END),
         )
+    time.sleep(BASELINE_HOLD_S)  # a baseline: as long loaded and idle as a cell's Inspect work
     return _Outcome()
 
 

@@ -14,7 +14,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from evalwatt.sampling.sampler import COUNTER_PERIOD_S, MARK_SIGNAL
+from evalwatt.sampling.sampler import COUNTER_PERIOD_S, DENSE_OFF, DENSE_ON, MARK_SIGNAL
+
+# The marks between which a job evaluates (its generation marks come afterwards from the log).
+DENSE_FROM = ("inference_start", "judging_start")
+DENSE_UNTIL = ("inference_end", "judging_end")
 
 READY_TIMEOUT_S = 60.0
 
@@ -77,12 +81,14 @@ class SamplerProcess:
                 )
             time.sleep(0.02)
 
-    def poke(self) -> None:
-        """Ask the sampler for a counter read now (the job just stamped a mark). Harmless once
-        the sampler is gone; it blocks the signal from its start, so it never dies of it."""
+    def poke(self, mark: str | None = None) -> None:
+        """Ask the sampler for every counter now (the job just stamped ``mark``); at the start
+        and end of an evaluation, also to read NVML's counter densely until its end. Harmless
+        once the sampler is gone; it blocks the signals from its start, never dies of them."""
+        sig = DENSE_ON if mark in DENSE_FROM else DENSE_OFF if mark in DENSE_UNTIL else MARK_SIGNAL
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(MARK_SIGNAL)
+                self.process.send_signal(sig)
 
     def stop(self) -> None:
         """SIGTERM, then wait: the sampler closes its traces and writes sampler.json."""
