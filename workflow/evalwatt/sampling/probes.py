@@ -62,7 +62,7 @@ class NvmlProbe:
     counter_every: int = 1
     # rounds between counter reads while the job evaluates (``dense``): the evaluation's
     # generation marks are known only afterwards, from Inspect's log, so no read is made at
-    # them; reads every 0.5 s keep their power-placed edges within ~0.15 % (docs/methodology.md)
+    # them (sampler.DENSE_COUNTER_PERIOD_S)
     dense_every: int = 1
     dense: bool = False
     handles: list[Any] = field(default_factory=list)

@@ -120,9 +120,11 @@ CPU_MODEL_PERIOD_S = 5.0
 # (tests/unit/test_counter_thinning.py): NVML's power lags the counter's steps.
 COUNTER_PERIOD_S: float | None = 2.0
 # Seconds between counter reads while the job evaluates (between DENSE_ON and DENSE_OFF): the
-# generation window's marks come from Inspect's log afterwards, so no read is made at them. On
-# the H100 trace a read every 0.5 s keeps 2-5 s windows within 0.15 % (every 2 s: 2.3 %).
-DENSE_COUNTER_PERIOD_S = 0.5
+# generation window's marks come from Inspect's log afterwards, so no read is made at them and
+# power places them between reads, NVML's power lagging the counter by 0.5-1 s. On the H100,
+# reads every 0.5 s left the generation window 0.57 % off the counter (docs/validation.md);
+# every 0.2 s costs ~2 % of a core while the job evaluates, every round 3.8 %.
+DENSE_COUNTER_PERIOD_S = 0.2
 # The signals a job sends the sampler when it stamps a mark (SamplerProcess.poke): read every
 # counter now; and read now, then read the counter every DENSE_COUNTER_PERIOD_S (evaluation
 # starts) or every COUNTER_PERIOD_S again (it ends).
