@@ -17,7 +17,9 @@ rate, power-placed edges | time fraction (no power):
 The 0.5 % target is met on every window of 10 s or more, not on the 4-5 s windows that begin
 or end at a sharp power step (load start, end of generation): NVML's power on this H100 lags
 the counter's step by ~0.5-1 s (a smoothed reading), so it places the edge little better than
-time does. This is why the sampler's default still reads the counter every round.
+time does. This is why the sampler reads the counter at once at each mark the job stamps, and
+every 0.2 s while the job evaluates, where the generation marks come afterwards from the log
+(evalwatt.sampling.sampler; docs/methodology.md).
 """
 
 from __future__ import annotations

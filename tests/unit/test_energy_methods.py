@@ -2,7 +2,7 @@
 
 Phase energies are computed here from the CSV with a few independent lines (linear
 interpolation of the counter between samples); durations come straight from the marks. The
-literal figures (10,285.0 J, +9.67 %, +0.19 %) are the ones docs/methodology.md quotes.
+literal figures (10,285.0 J, +9.67 %, +0.85 %) are the ones docs/methodology.md quotes.
 """
 
 from __future__ import annotations

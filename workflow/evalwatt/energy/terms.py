@@ -15,19 +15,17 @@ Three methods, reported side by side when a trace exists:
   before loading, scoring after the server stopped, the pad), *load*, *loaded* (the model in
   memory, idle: after ``ready``, the ``import inspect_ai`` before ``inference_start``,
   Inspect's task loading and log writing around the generation, after ``inference_end``
-  until the server is gone) or *work* (generation). The cell's total minus
-  its cold seconds at its cold-idle power and its load + loaded seconds at the baseline's
-  warm power leaves the work::
+  until the server is gone) or *work* (generation). The cell's total minus its cold and
+  load seconds at its cold-idle power and its loaded seconds at the baseline's loaded-idle
+  power leaves the work (``evalwatt.energy.corrected``)::
 
-      P_cold    = pad / pad_s                    (each job its own pad; or a stated power)
-      P_warm    = (baseline_job - P_cold(baseline) x cold_s(baseline))
-                  / (load_s + loaded_s)(baseline)
-      corrected = job - P_cold x cold_s - P_warm x (load_s + loaded_s)
+      P_cold    = E(pad_settled..pad_end) / its seconds   (each job; or a stated power)
+      P_loaded  = (baseline_job - P_cold(b) x (cold_s + load_s)(b)) / loaded_s(b)
+      corrected = job - P_cold x (cold_s + load_s) - P_loaded x loaded_s
 
   It subtracts like with like where the study's method subtracts the baseline's whole
   non-pad energy: a longer load, the loaded idle after inference that only the cell has, a
-  longer wait before loading or in-job scoring no longer count as inference. It assumes
-  loading draws about the loaded-idle power (transformers on an H100: 115 W vs 119 W).
+  longer wait before loading or in-job scoring no longer count as inference.
 
 ``gap = net - inference`` and ``corrected_gap = corrected - inference`` are what each
 whole-job method counts beyond generation. Per question divides by the completed samples; per
