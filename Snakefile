@@ -37,6 +37,6 @@ rule all:
         report_outputs(),
 
 
-# A run that ends with jobs not done names each one, why, and its log (evalwatt.status).
+# A run that ends with jobs not done names each one, why, and its log (evalwatt.ops.status).
 onerror:
-    __import__("evalwatt.status").status.report_not_done(CONFIG, PLAN, LAYOUT)
+    __import__("evalwatt.ops.status").ops.status.report_not_done(CONFIG, PLAN, LAYOUT)

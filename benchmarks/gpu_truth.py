@@ -38,18 +38,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from evalwatt.atomic import write_text
-from evalwatt.checks import check_environment
-from evalwatt.config import from_dict
-from evalwatt.contracts.base import read_contract, write_contract
+from evalwatt.base.atomic import write_text
+from evalwatt.base.layout import TRACE_FILES, Layout
+from evalwatt.config.checks import check_environment
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.energy.jobs import job_sources
+from evalwatt.energy.readings import job_sources
 from evalwatt.energy.terms import cell_terms, method_comparison
 from evalwatt.energy.trace import read_trace
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import TRACE_FILES, Layout
-from evalwatt.plan import plan_run
-from evalwatt.render import render_script
+from evalwatt.jobs.render import render_script
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.plan.matrix import plan_run
 from evalwatt.runtime.hf_server import PRESETS
 
 REFERENCE_HZ = 100.0

@@ -177,8 +177,8 @@ def synthetic_config(matrix: Matrix, model_root: Path) -> dict:
 def write_evalwatt_config(matrix: Matrix, workdir: Path) -> Path:
     """Write the config and check that evalwatt accepts and plans it."""
     sys.path.insert(0, str(REPO / "workflow"))
-    from evalwatt.config import load_config
-    from evalwatt.plan import plan_run
+    from evalwatt.config.load import load_config
+    from evalwatt.plan.matrix import plan_run
 
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(synthetic_config(matrix, workdir / "models"), sort_keys=False))

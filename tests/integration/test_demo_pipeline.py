@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from evalwatt.contracts.base import read_contract
+from evalwatt.base.vocabulary import JobStatus, Mark
+from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
-from evalwatt.contracts.vocabulary import JobStatus, Mark
-from evalwatt.results import SCHEMA_VERSION as TABLE_SCHEMA_VERSION
+from evalwatt.table.final import SCHEMA_VERSION as TABLE_SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW_S = 12.0

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from test_demo_pipeline import demo, snakemake  # noqa: F401  (demo: the shared fixture)
 
-from evalwatt import workflow_support as ew
-from evalwatt.config import load_config
-from evalwatt.figures.report import FigureSpec
+from evalwatt.config.load import load_config
+from evalwatt.report.figures.report import FigureSpec
+from evalwatt.smk import support as ew
 
 pytestmark = pytest.mark.integration
 

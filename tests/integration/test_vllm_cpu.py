@@ -31,10 +31,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from evalwatt.contracts.base import read_contract, write_contract
+from evalwatt.base.vocabulary import JobStatus, Mark
+from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
-from evalwatt.contracts.vocabulary import JobStatus, Mark
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = "SmolLM2-135M-Instruct__humaneval__t0__c2"
@@ -185,11 +185,11 @@ def _failing_job(
     run: Path, vllm_env: dict[str, str], sandbox: dict[str, Path], weights: Path, name: str
 ) -> tuple[subprocess.CompletedProcess[str], Path, float]:
     """The baseline of the run's config with other weights, rendered and run by hand."""
-    from evalwatt.config import from_dict
-    from evalwatt.jobs import resolve_job
-    from evalwatt.layout import Layout
-    from evalwatt.plan import plan_run
-    from evalwatt.render import render_script
+    from evalwatt.base.layout import Layout
+    from evalwatt.config.load import from_dict
+    from evalwatt.jobs.render import render_script
+    from evalwatt.jobs.resolve import resolve_job
+    from evalwatt.plan.matrix import plan_run
 
     raw = small_config(sandbox)
     raw["run"] = name

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from evalwatt.results import to_table
+from evalwatt.table.final import to_table
 
 # name, total params (B), active params (B), weight bits, MoE, reasoning, benchmarks
 STUDY_MODELS: list[tuple[str, float, float, int, bool, bool, str]] = [

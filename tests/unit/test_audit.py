@@ -20,9 +20,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from evalwatt.audit import AUDIT_SCHEMA, AuditJob, audit_row, audit_table, sources_markdown
-from evalwatt.config import from_dict
-from evalwatt.contracts.base import write_contract
+from evalwatt.base.layout import JobFiles
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.result import JobResult, ServerRun
 from evalwatt.contracts.sampler import GpuDevice, SamplerStatus, TraceInfo
 from evalwatt.contracts.spec import (
@@ -33,8 +33,8 @@ from evalwatt.contracts.spec import (
     ServerSettings,
     ServerSpec,
 )
-from evalwatt.energy.accounting import Exchange, JobFacts, Settings, write_accounting
-from evalwatt.layout import JobFiles
+from evalwatt.energy.cluster.common import Exchange, JobFacts, Settings, write_accounting
+from evalwatt.report.audit import AUDIT_SCHEMA, AuditJob, audit_row, audit_table, sources_markdown
 from evalwatt.sampling.sampler import SCHEMAS, TraceWriter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def _rows(name: str) -> list[tuple[float, float, float]]:
 
 
 def _marks(name: str) -> dict[str, float]:
-    from evalwatt.contracts.vocabulary import Mark
+    from evalwatt.base.vocabulary import Mark
 
     marks = json.loads((TRACES / f"{name}.marks.json").read_text(encoding="utf-8"))
     return {k: v for k, v in marks.items() if k in set(Mark)}  # the harness's extra marks out
@@ -218,7 +218,7 @@ def _sacct_record(s: Settings, facts: JobFacts):
         Exchange(at_unix=2.0, request=f"sacct -j {facts.scheduler_job_id} -X", headers={},
                  status=0, elapsed_s=0.1, body=body, error=None),
     ]  # fmt: skip
-    from evalwatt.energy.sacct import FIELDS
+    from evalwatt.energy.cluster.sacct import FIELDS
 
     context = {
         "fields": list(FIELDS),

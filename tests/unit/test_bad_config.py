@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalwatt.cli import main
+from evalwatt.ops.cli import main
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 DEMO = REPO_DIR / "config" / "config.yaml"

@@ -3,7 +3,7 @@
 Every case starts from the real H100 traces (tests/data/traces/h100-hf-llama1b), copies them
 into tmp_path and breaks one thing: a trace CSV, a sampler Parquet, a timeline, a number on the
 command line. Each runs through the real CLI. The counter reset is the one input that is not an
-error: that window's energy is a null with its reason (see evalwatt.cli._energy).
+error: that window's energy is a null with its reason (see evalwatt.ops.cli._energy).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import evalwatt
-from evalwatt.cli import main as cli_main
+from evalwatt.ops.cli import main as cli_main
 
 NVML_FOOTER = {"source": "nvml", "domain": "gpu", "is_estimate": False, "interval_s": 0.1}
 

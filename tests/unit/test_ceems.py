@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from evalwatt.config import ConfigError, from_dict
-from evalwatt.energy import ceems
-from evalwatt.energy.accounting import JobFacts, Settings, read_accounting, write_accounting
-from evalwatt.energy.ceems import CeemsSource, CeemsUnit, to_unix_s
+from evalwatt.config.load import ConfigError, from_dict
+from evalwatt.energy.cluster import ceems
+from evalwatt.energy.cluster.ceems import CeemsSource, CeemsUnit, to_unix_s
+from evalwatt.energy.cluster.common import JobFacts, Settings, read_accounting, write_accounting
 from evalwatt.energy.sources import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalwatt.config import ConfigError, from_dict, load_config
+from evalwatt.config.load import ConfigError, from_dict, load_config
 
 SHEET_HEADER = [
     "name",

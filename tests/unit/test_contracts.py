@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.contracts.base import (
+from evalwatt.base.errors import UserError
+from evalwatt.base.vocabulary import Domain, Family, Mark
+from evalwatt.contracts.contract import (
     ContractError,
     SchemaVersionError,
     parse_contract,
@@ -19,8 +21,6 @@ from evalwatt.contracts.base import (
 from evalwatt.contracts.describe import CONTRACTS, describe_contracts
 from evalwatt.contracts.record import TermRecord
 from evalwatt.contracts.timeline import TimelineFile
-from evalwatt.contracts.vocabulary import Domain, Family, Mark
-from evalwatt.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = [m.__name__ for m in CONTRACTS]

@@ -1,5 +1,6 @@
 """Derived columns: Wh per correct answer, score per Wh, the generation share of GPU time,
-computed per row by evalwatt.derived and carried by every final table (evalwatt.results)."""
+computed per row by evalwatt.table.derived and carried by every final table
+(evalwatt.table.final)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pyarrow as pa
 import pytest
 from study_table import demo_table, study_table
 
-from evalwatt.derived import (
+from evalwatt.base.errors import UserError
+from evalwatt.table.derived import (
     CORRECT_ANSWERS,
     FAMILIES,
     GENERATION_SHARE,
@@ -20,8 +22,7 @@ from evalwatt.derived import (
     generation_share,
     score_per_wh,
 )
-from evalwatt.errors import UserError
-from evalwatt.results import TABLE_SCHEMA, to_table
+from evalwatt.table.final import TABLE_SCHEMA, to_table
 
 
 def _row(**extra):

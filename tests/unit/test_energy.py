@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evalwatt.cli import main as cli_main
-from evalwatt.energy.jobs import cell_energy
+from evalwatt.energy.readings import cell_energy
 from evalwatt.energy.sources import TraceSource, column_prefix
 from evalwatt.energy.terms import Term, cell_terms, combine, per_unit
 from evalwatt.energy.trace import CounterWentBackwards, TraceError, read_timeline, read_trace
-from evalwatt.record import energy_columns
+from evalwatt.ops.cli import main as cli_main
 from evalwatt.sampling.sampler import SCHEMAS, TraceWriter
+from evalwatt.table.cells import energy_columns
 
 T0 = 1_700_000_000.0  # synthetic traces start here (unix seconds)
 
@@ -674,7 +674,7 @@ def _job_dir(
 def _write_result(path: Path, marks: dict[str, float], rows: int, window: Any = None) -> None:
     """The job's result.json, through its contract: a load-only job with one CPU-model trace
     (and ``window``, the generation window a cell job records)."""
-    from evalwatt.contracts.base import write_contract
+    from evalwatt.contracts.contract import write_contract
     from evalwatt.contracts.result import JobResult, ServerRun
     from evalwatt.contracts.sampler import SamplerStatus, TraceInfo
     from evalwatt.contracts.spec import (

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import from_dict
-from evalwatt.estimate import estimate, runtime_minutes
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import Layout
-from evalwatt.plan import plan_run
+from evalwatt.base.layout import Layout
+from evalwatt.config.load import from_dict
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.plan.estimate import estimate, runtime_minutes
+from evalwatt.plan.matrix import plan_run
 
 CELL = "Qwen2.5-32B-Instruct__writingbench__t0__c10"
 

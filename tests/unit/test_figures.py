@@ -12,17 +12,17 @@ pytest.importorskip(
     "matplotlib", reason="the figures need matplotlib (not installed in this environment)"
 )
 
-from evalwatt.errors import UserError
-from evalwatt.figures import make_figures, power_timeline, write_index
-from evalwatt.figures._common import (
+from evalwatt.base.errors import UserError
+from evalwatt.report.figures import make_figures, power_timeline, write_index
+from evalwatt.report.figures._common import (
     boxes_overlap,
     new_figure,
     pareto_front,
     place_labels,
     study_view,
 )
-from evalwatt.figures.tables import match_models
-from evalwatt.figures.timeline import phases
+from evalwatt.report.figures.tables import match_models
+from evalwatt.report.figures.timeline import phases
 
 TRACES = Path(__file__).resolve().parents[1] / "data" / "traces" / "h100-hf-llama1b"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -171,13 +171,13 @@ def test_the_power_timeline_of_a_real_trace(tmp_path):
 
 
 def _report_specs(benchmarks=("humaneval", "writingbench")):
-    from evalwatt.figures.report import figure_specs
+    from evalwatt.report.figures.report import figure_specs
 
     return figure_specs(benchmarks, [("cell", "c1"), ("baseline", "b1")])
 
 
 def test_the_report_names_every_figure_make_figures_draws(study):
-    from evalwatt.figures.report import figure_specs
+    from evalwatt.report.figures.report import figure_specs
 
     _, results = study
     specs = figure_specs(BENCHMARKS, [])
@@ -192,7 +192,7 @@ def test_the_report_names_every_figure_make_figures_draws(study):
 def test_the_report_figures_of_the_demo_table_draw_or_say_why(tmp_path):
     from PIL import Image
 
-    from evalwatt.figures.report import draw_report_figures
+    from evalwatt.report.figures.report import draw_report_figures
 
     specs = _report_specs()
     outputs = {s.name: tmp_path / "figures" / f"{s.name}.png" for s in specs}
@@ -225,7 +225,7 @@ def test_the_report_figures_of_the_demo_table_draw_or_say_why(tmp_path):
 
 
 def test_the_plan_page_shows_the_cost_preview(tmp_path):
-    from evalwatt.figures.report import write_plan_page
+    from evalwatt.report.figures.report import write_plan_page
 
     plan = {
         "run": "demo",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.contracts.vocabulary import Mark
+from evalwatt.base.vocabulary import Mark
 from evalwatt.energy.corrected import JobTotal, corrected_whole_job, phase_durations
 from evalwatt.energy.sources import TraceSource, with_generation_marks
 from evalwatt.energy.terms import (
@@ -30,7 +30,7 @@ from evalwatt.energy.terms import (
 )
 from evalwatt.energy.trace import read_trace
 from evalwatt.runtime import inspect_steps
-from evalwatt.runtime.job import Timeline, _Outcome, _problems, _stamp_generation
+from evalwatt.runtime.runner import Timeline, _Outcome, _problems, _stamp_generation
 
 WITHIN = (Mark.INFERENCE_START, Mark.INFERENCE_END)
 

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 from study_table import STUDY, demo_table, study_table
 
-from evalwatt.errors import UserError
-from evalwatt.glmm import DEFAULT_ENERGY_COLUMN, ess, hdi, main, prepare, r_hat
-from evalwatt.results import write_table
+from evalwatt.base.errors import UserError
+from evalwatt.report.glmm import DEFAULT_ENERGY_COLUMN, ess, hdi, main, prepare, r_hat
+from evalwatt.table.final import write_table
 
 REPO = Path(__file__).resolve().parents[2]
 GLMM_PYTHON_VARIABLE = "EVALWATT_GLMM_PYTHON"
@@ -73,7 +73,7 @@ def test_a_plain_csv_with_booleans_as_words_or_numbers(tmp_path):
             for r in rows
         )
     )
-    from evalwatt.glmm import load_table
+    from evalwatt.report.glmm import load_table
 
     data = prepare(load_table(path), "wh")
     assert data.n == 87
@@ -182,7 +182,7 @@ FIT = """
 import json, sys
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from evalwatt.glmm import ess, fit, format_report, hdi, load_table, prepare, r_hat, summarize
+from evalwatt.report.glmm import ess, fit, format_report, hdi, load_table, prepare, r_hat, summarize
 
 table, draws, chains, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 result = fit(prepare(load_table(table)), draws=draws, chains=chains, seed=seed)

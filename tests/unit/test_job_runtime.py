@@ -16,13 +16,13 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-import evalwatt.runtime.job as job_module
-from evalwatt.contracts.base import read_contract, write_contract
+import evalwatt.runtime.runner as job_module
+from evalwatt.base.vocabulary import JobStatus, Mark
+from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import EvalSummary, GenerationWindow, JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
-from evalwatt.contracts.vocabulary import JobStatus, Mark
-from evalwatt.runtime.job import run_job
+from evalwatt.runtime.runner import run_job
 from evalwatt.runtime.server import Server, ServerError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -311,10 +311,10 @@ class _Named(list):
 @pytest.fixture
 def demo_run(tmp_path, fake_server):
     """The demo's writingbench cell at temperature 0, its baseline and its judge job."""
-    from evalwatt.config import load_config
-    from evalwatt.jobs import resolve_job
-    from evalwatt.layout import Layout
-    from evalwatt.plan import plan_run
+    from evalwatt.base.layout import Layout
+    from evalwatt.config.load import load_config
+    from evalwatt.jobs.resolve import resolve_job
+    from evalwatt.plan.matrix import plan_run
 
     config = load_config(REPO / "config" / "config.yaml")
     config.raw["results_dir"] = str(tmp_path / "results")
@@ -349,10 +349,10 @@ def demo_run(tmp_path, fake_server):
 
 
 def test_every_contract_file_of_a_run_loads_through_its_model(demo_run, tmp_path):
+    from evalwatt.base.vocabulary import Family
     from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable
-    from evalwatt.contracts.vocabulary import Family
-    from evalwatt.results import read_table
-    from evalwatt.workflow_support import final_files, write_final, write_record
+    from evalwatt.smk.support import final_files, write_final, write_record
+    from evalwatt.table.final import read_table
 
     config, plan, layout, cell_id, jobs = demo_run
     for job in jobs:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from evalwatt.config import ConfigError, from_dict, load_config
-from evalwatt.plan import (
-    cost_preview,
+from evalwatt.config.load import ConfigError, from_dict, load_config
+from evalwatt.plan.estimate import cost_preview
+from evalwatt.plan.matrix import (
     format_temperature,
     plan_model,
     plan_run,
@@ -393,7 +393,7 @@ def test_temperatures_that_print_alike_with_g_get_distinct_cells(small_config):
 
 
 def test_two_cells_with_one_id_are_an_error_naming_both(small_config, monkeypatch):
-    monkeypatch.setattr("evalwatt.plan.format_temperature", lambda t: "x")
+    monkeypatch.setattr("evalwatt.plan.matrix.format_temperature", lambda t: "x")
     config = from_dict(small_config, Path("."), origin="cfg.yaml")
     with pytest.raises(ConfigError) as err:
         plan_run(config)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import from_dict
-from evalwatt.energy import prometheus
-from evalwatt.energy.accounting import JobFacts, Settings
+from evalwatt.config.load import from_dict
+from evalwatt.energy.cluster import prometheus
+from evalwatt.energy.cluster.common import JobFacts, Settings
 from evalwatt.energy.sources import Unavailable
 from evalwatt.energy.trace import read_trace
 
@@ -287,7 +287,7 @@ def test_unknown_pue_is_a_null_with_the_reason(prom_url):
 
 
 def test_raw_replies_are_kept_and_rereading_needs_no_server(prom_url, tmp_path):
-    from evalwatt.energy.accounting import read_accounting, write_accounting
+    from evalwatt.energy.cluster.common import read_accounting, write_accounting
 
     s = settings(prom_url, "dcgm-energy")
     facts = job("cell", 10)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import ConfigError, from_dict
-from evalwatt.jobs import JobError, resolve_job
-from evalwatt.layout import Layout
-from evalwatt.plan import plan_run
-from evalwatt.render import RenderError, render_script, slurm_time
+from evalwatt.base.layout import Layout
+from evalwatt.config.load import ConfigError, from_dict
+from evalwatt.jobs.render import RenderError, render_script, slurm_time
+from evalwatt.jobs.resolve import JobError, resolve_job
+from evalwatt.plan.matrix import plan_run
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 PY = "/opt/py/bin/python"
@@ -200,7 +200,7 @@ def test_a_judge_only_model_gets_the_planners_server_settings(small_config):
     """The judge model has no cells, so no baseline in the plan: its settings and id come
     from the planner's own functions, exactly as a baseline of it would have them."""
     from evalwatt.contracts.spec import ServerSettings
-    from evalwatt.plan import baseline_id, server_settings
+    from evalwatt.plan.matrix import baseline_id, server_settings
 
     config, plan, layout = _setup(small_config)
     judge = resolve_job(config, plan, layout, "judge", JUDGED_CELL)

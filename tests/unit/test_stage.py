@@ -9,21 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalwatt.cli import main
-from evalwatt.config import from_dict
-from evalwatt.contracts.base import read_contract
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import Layout
-from evalwatt.plan import plan_run
-from evalwatt.stage import (
-    ItemState,
-    NotStagedError,
-    StageManifest,
-    load_task_online,
-    needs,
-    require_staged,
-    stage,
-)
+from evalwatt.base.layout import Layout
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.contract import read_contract
+from evalwatt.contracts.staging import StageManifest
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.ops.cli import main
+from evalwatt.ops.staging import ItemState, load_task_online, needs, stage
+from evalwatt.plan.matrix import plan_run
+from evalwatt.runtime.offline import NotStagedError, require_staged
 
 REPO = Path(__file__).resolve().parents[2]
 

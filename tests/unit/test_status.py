@@ -16,17 +16,15 @@ from pathlib import Path
 import pytest
 from test_job_runtime import FAKE_SERVER, _fake_served
 
-from evalwatt.cli import main
-from evalwatt.config import from_dict, read_config_file
-from evalwatt.contracts.base import write_contract
+from evalwatt.base.layout import Layout, repeat_id
+from evalwatt.base.vocabulary import JobStatus
+from evalwatt.config.load import from_dict, read_config_file
+from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.contracts.vocabulary import JobStatus
-from evalwatt.jobs import Job, planned_jobs, resolve_job
-from evalwatt.layout import Layout, repeat_id
-from evalwatt.plan import plan_run
-from evalwatt.runtime.job import run_job
-from evalwatt.runtime.server import ServerError
-from evalwatt.status import (
+from evalwatt.jobs.repeats import repeat_job
+from evalwatt.jobs.resolve import Job, planned_jobs, resolve_job
+from evalwatt.ops.cli import main
+from evalwatt.ops.status import (
     SlurmView,
     State,
     error_of_log,
@@ -36,7 +34,10 @@ from evalwatt.status import (
     run_status,
     slurm_comments,
 )
-from evalwatt.submit import repeat_job, write_job_files
+from evalwatt.ops.submit import write_job_files
+from evalwatt.plan.matrix import plan_run
+from evalwatt.runtime.runner import run_job
+from evalwatt.runtime.server import ServerError
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = "SmolLM2-135M-Instruct__humaneval__t0__c2"
@@ -407,9 +408,9 @@ def test_the_onerror_report_never_raises(run, capsys):
 def test_error_of_log_takes_the_last_exception_line(tmp_path):
     log = tmp_path / "x.log"
     log.write_text(
-        "ValueError: first\nnoise\nevalwatt.stage.NotStagedError: task x is not staged\n"
+        "ValueError: first\nnoise\nevalwatt.runtime.offline.NotStagedError: task x is not staged\n"
     )
-    assert error_of_log(log) == "evalwatt.stage.NotStagedError: task x is not staged"
+    assert error_of_log(log) == "evalwatt.runtime.offline.NotStagedError: task x is not staged"
     log.write_text("all fine\n")
     assert error_of_log(log) is None
 
@@ -424,8 +425,8 @@ def test_finished_jobs_are_found_by_id_where_sacct_keeps_no_comments(run, fake_s
     ids = {"901"}
     slurm = fake_slurm(sacct=[sacct_line("901", "TIMEOUT", "")])
     assert run.state("cell", CELL, slurm).state == State.NOT_STARTED  # no comment, no id given
-    from evalwatt.status import known_ids
-    from evalwatt.status import query_slurm as ask
+    from evalwatt.ops.status import known_ids
+    from evalwatt.ops.status import query_slurm as ask
 
     assert known_ids(tmp_path, run.layout, "cell", CELL) == ids
     view = ask(time.time() - 3600, ids)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import load_config
+from evalwatt.base.layout import Layout
+from evalwatt.config.load import load_config
 from evalwatt.contracts.spec import JobSpec
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import Layout
-from evalwatt.plan import plan_run
-from evalwatt.render import render_script
+from evalwatt.jobs.render import render_script
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.plan.matrix import plan_run
 
 REPO = Path(__file__).resolve().parents[2]
 PEREN = REPO / "config" / "peren.yaml"

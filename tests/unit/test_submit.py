@@ -13,21 +13,21 @@ import pytest
 from test_job_runtime import FAKE_SERVER, _fake_served
 from test_status import Run
 
-from evalwatt.cli import main
-from evalwatt.config import from_dict
-from evalwatt.contracts.base import read_contract
+from evalwatt.base.layout import Layout, repeat_id, repeat_of
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import Layout, repeat_id, repeat_of
-from evalwatt.plan import plan_run
-from evalwatt.status import SlurmView, State, run_status
-from evalwatt.submit import (
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.ops.cli import main
+from evalwatt.ops.status import SlurmView, State, run_status
+from evalwatt.ops.submit import (
     SubmitError,
     cell_jobs,
     choose_executor,
     slurm_parameters,
     submit_jobs,
 )
+from evalwatt.plan.matrix import plan_run
 
 CELL = "SmolLM2-135M-Instruct__humaneval__t0__c2"
 
@@ -128,11 +128,11 @@ def test_the_command_refuses_bad_input(tmp_path, capsys):
     assert main(["submit", CELL, "--repeats", "0", "--configfile", str(config)]) == 2
 
 
-# --- the repeats' mean and spread (evalwatt.repeats) ----------------------------------------------
+# --- the repeats' mean and spread (evalwatt.table.repeats) ---------------------------------
 
 
 def test_the_spread_of_a_cell_over_its_repeats():
-    from evalwatt.repeats import repeat_spread
+    from evalwatt.table.repeats import repeat_spread
 
     rows = [
         {"cell_id": CELL, "gpu_inference_energy_j": 10.0, "score": 0.5},
@@ -151,7 +151,7 @@ def test_the_spread_of_a_cell_over_its_repeats():
 
 
 def test_the_spread_never_makes_up_a_value():
-    from evalwatt.repeats import repeat_spread, spread
+    from evalwatt.table.repeats import repeat_spread, spread
 
     assert spread([None, None]).mean is None and spread([None]).n == 0
     one = spread([3.0, None])

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from evalwatt.config import from_dict
+from evalwatt.base.layout import JobFiles, Layout
+from evalwatt.config.load import from_dict
 from evalwatt.contracts.result import EvalSummary, ServerMetrics
 from evalwatt.contracts.spec import ServerSettings
-from evalwatt.jobs import resolve_job
-from evalwatt.layout import JobFiles, Layout
-from evalwatt.plan import plan_run
-from evalwatt.record import token_check
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.plan.matrix import plan_run
 from evalwatt.runtime import vllm_metrics
 from evalwatt.runtime.backends import EXECUTOR_THREAD_VARIABLES, ServerPaths, backend
-from evalwatt.runtime.job import _server_argv
+from evalwatt.runtime.runner import _server_argv
 from evalwatt.runtime.server import server_temp
+from evalwatt.table.cells import token_check
 
 PY = "/opt/py/bin/python"
 CELL = "Qwen2.5-32B-Instruct__piqa__t0__c10"

@@ -2,6 +2,6 @@
 
 import sys
 
-from evalwatt.cli import main
+from evalwatt.ops.cli import main
 
 sys.exit(main())

@@ -6,10 +6,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
-from evalwatt import workflow_support as ew  # noqa: E402
-from evalwatt.checks import check_environment  # noqa: E402
-from evalwatt.config import read_config_file  # noqa: E402
-from evalwatt.errors import UserError  # noqa: E402
+from evalwatt.smk import support as ew  # noqa: E402
+from evalwatt.config.checks import check_environment  # noqa: E402
+from evalwatt.config.load import read_config_file  # noqa: E402
+from evalwatt.base.errors import UserError  # noqa: E402
 
 # A bad config is the user's to fix: show the message (file, field, value, what is allowed),
 # not a traceback of evalwatt. Snakemake's own YAML reading keeps the last of two equal keys,

@@ -1,7 +1,7 @@
 # Render each job (spec.json + job.sbatch) and run it. The script is the unit of work: the
 # rule runs it with bash, inside a Slurm allocation under the Slurm executor; an admin can
 # submit the same file by hand with sbatch. One rule for the three kinds of job (cell,
-# baseline, judge): everything that differs between them comes from evalwatt.jobs.
+# baseline, judge): everything that differs between them comes from evalwatt.jobs.resolve.
 
 
 rule render_job:

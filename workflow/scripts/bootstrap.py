@@ -372,8 +372,8 @@ def main(argv: list[str]) -> int:
         # The Snakemake report (figures, final table, plan, audit), where the layout puts it.
         configfile = VLLM_DEMO_CONFIG if with_vllm else REPO / "config" / "config.yaml"
         locate = (
-            "import sys; from pathlib import Path; from evalwatt.config import load_config; "
-            "from evalwatt.workflow_support import layout; "
+            "import sys; from pathlib import Path; from evalwatt.config.load import load_config; "
+            "from evalwatt.smk.support import layout; "
             "print(layout(load_config(Path(sys.argv[1]), check_environment=False)).report())"
         )
         found = subprocess.run(

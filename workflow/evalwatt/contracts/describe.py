@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalwatt.contracts.base import Contract
+from evalwatt.contracts.contract import Contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.row import TableRow

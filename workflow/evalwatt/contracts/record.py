@@ -12,10 +12,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from evalwatt.contracts.base import Contract, Record
+from evalwatt.base.vocabulary import Family, JobKind, JobStatus, Mark
+from evalwatt.contracts.contract import Contract, Record
 from evalwatt.contracts.result import GenerationWindow
 from evalwatt.contracts.row import TableRow
-from evalwatt.contracts.vocabulary import Family, JobKind, JobStatus, Mark
 
 
 class TermRecord(Record):

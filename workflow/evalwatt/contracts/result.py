@@ -11,11 +11,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from evalwatt.contracts.base import Contract, Record
+from evalwatt.base.layout import RESULT
+from evalwatt.base.vocabulary import JobKind, JobStatus, Mark
+from evalwatt.contracts.contract import Contract, Record
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.contracts.spec import JobSpec
-from evalwatt.contracts.vocabulary import JobKind, JobStatus, Mark
-from evalwatt.layout import RESULT
 
 
 class ServerRun(Record):

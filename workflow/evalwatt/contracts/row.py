@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from evalwatt.contracts.base import Contract, Record
+from evalwatt.contracts.contract import Contract, Record
 
 
 class FamilyColumns(Record):

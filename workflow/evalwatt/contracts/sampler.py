@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from evalwatt.contracts.base import Record
-from evalwatt.contracts.vocabulary import Domain
+from evalwatt.base.vocabulary import Domain
+from evalwatt.contracts.contract import Record
 
 
 class GpuDevice(Record):

@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from evalwatt.contracts.base import Contract, Record
-from evalwatt.contracts.vocabulary import JobKind
-from evalwatt.layout import JOB_SPEC, RESULT
+from evalwatt.base.layout import JOB_SPEC, RESULT
+from evalwatt.base.vocabulary import JobKind
+from evalwatt.contracts.contract import Contract, Record
 
 Device = Literal["gpu", "cpu"]
 
@@ -27,7 +27,7 @@ class ModelSpec(Record):
 
 
 class ServerSettings(Record):
-    """Everything that shapes the server, and so its load-only baseline (evalwatt.plan).
+    """Everything that shapes the server, and so its load-only baseline (evalwatt.plan.matrix).
 
     One server command per backend on both devices (runtime/backends.py): only the device's
     own settings differ, GPU memory utilisation and the tensor-parallel size on ``gpu``, the

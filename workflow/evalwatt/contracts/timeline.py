@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from evalwatt.contracts.base import Contract
-from evalwatt.contracts.vocabulary import Mark
-from evalwatt.layout import TIMELINE
+from evalwatt.base.layout import TIMELINE
+from evalwatt.base.vocabulary import Mark
+from evalwatt.contracts.contract import Contract
 
 
 class TimelineFile(Contract):

@@ -2,11 +2,11 @@
 
 A source answers two questions about one job: how much energy its devices used over a window
 of time, and over the whole job. The in-job trace answers both, and so do the cluster's power
-series in Prometheus (``evalwatt.energy.prometheus``); both are cut by the job's timeline
+series in Prometheus (``evalwatt.energy.cluster.prometheus``); both are cut by the job's timeline
 (``TimelineSource``). Sources that only know job totals (Slurm's sacct, the CEEMS API:
-``evalwatt.energy.sacct``, ``evalwatt.energy.ceems``) answer the second and say why they cannot
-answer the first: they raise ``Unavailable`` with a reason, which the energy terms carry as a
-null with a reason, never a zero.
+``evalwatt.energy.cluster.sacct``, ``evalwatt.energy.cluster.ceems``) answer the second and
+say why they cannot answer the first: they raise ``Unavailable`` with a reason, which the
+energy terms carry as a null with a reason, never a zero.
 
 The sources, by name (``SOURCE_NAMES``): ``nvml``, ``rapl``, ``cpu-model`` (sampled in the job),
 ``ceems-api``, ``prometheus``, ``sacct`` (the cluster's accounting, collected after the job;

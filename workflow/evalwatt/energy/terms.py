@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evalwatt.base.errors import UserError
 from evalwatt.energy.corrected import (
     CORRECTED_FORMULA,
     JobTotal,
@@ -68,7 +69,6 @@ from evalwatt.energy.sources import (
     with_generation_marks,
 )
 from evalwatt.energy.trace import WindowEnergy
-from evalwatt.errors import UserError
 
 J_PER_WH = 3600.0
 

@@ -91,7 +91,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalwatt.errors import UserError
+from evalwatt.base.errors import UserError
 
 MEASURED_COUNTER = "energy_mj"
 ESTIMATED_COUNTER = "est_energy_mj"

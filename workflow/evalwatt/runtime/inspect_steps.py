@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalwatt.base.vocabulary import Mark
 from evalwatt.contracts.result import EvalSummary, GenerationWindow
 from evalwatt.contracts.spec import EvaluationSpec, JudgingSpec, ModelSpec
-from evalwatt.contracts.vocabulary import Mark
 from evalwatt.runtime.backends import backend
 
 
@@ -100,7 +100,7 @@ def run_scoring(log_path: Path, out_path: Path, judge: JudgeModel | None = None)
     from inspect_ai.log import read_eval_log, write_eval_log
     from inspect_ai.model import GenerateConfig, get_model
 
-    import evalwatt.tasks  # noqa: F401  (registers evalwatt's scorers)
+    import evalwatt.runtime.tasks  # noqa: F401  (registers evalwatt's scorers; needs inspect-ai)
 
     roles = None
     if judge is not None:

@@ -4,7 +4,7 @@ The job reads ``/metrics`` just before ``inference_start`` and just after ``infe
 writes each reply as it came (``JobFiles.server_metrics``) and records the differences of a
 few counters in the result (``contracts.result.ServerMetrics``): the server's own count of the
 requests, prompt tokens and generated tokens of the inference window, which the cell's record
-checks against Inspect's (evalwatt.record). A server that publishes no such counters
+checks against Inspect's (evalwatt.table.cells). A server that publishes no such counters
 (llama-cpp, hf) gets nulls with the reason; a reading that fails is a null with its error,
 never a failed job.
 """
@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from evalwatt.atomic import write_text
+from evalwatt.base.atomic import write_text
+from evalwatt.base.layout import JobFiles
 from evalwatt.contracts.result import ServerMetrics
-from evalwatt.layout import JobFiles
 
 SOURCE = "vllm /metrics"
 # ServerMetrics field <- Prometheus sample name (vLLM 0.11 to 0.33: v1 engine metrics).

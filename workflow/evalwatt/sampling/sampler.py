@@ -33,9 +33,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalwatt.atomic import write_text
+from evalwatt.base.atomic import write_text
+from evalwatt.base.layout import SAMPLER_STATUS, TRACE_FILES
 from evalwatt.contracts.sampler import SamplerStatus
-from evalwatt.layout import SAMPLER_STATUS, TRACE_FILES
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,
     NvmlProbe,

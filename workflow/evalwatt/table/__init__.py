@@ -1,0 +1,1 @@
+"""Cell records, the final table, its derived columns, the repeats table and the study's view."""

@@ -1,0 +1,288 @@
+"""A cell's record: what its jobs wrote, its energy terms, and its row of the final table.
+
+The record (``energy/<cell>.json``, contracts.record.CellRecord) is the audit trail of one
+row: every number of the row is there with the raw readings' folders and the formula that
+produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from evalwatt.base.layout import Layout
+from evalwatt.base.vocabulary import Family, Mark
+from evalwatt.config.load import Config
+from evalwatt.contracts.contract import read_contract
+from evalwatt.contracts.record import (
+    CellJobs,
+    CellLogs,
+    CellRecord,
+    FamilyEnergy,
+    FamilyUnavailable,
+    JobRef,
+    SourceFigures,
+    TokenCheck,
+)
+from evalwatt.contracts.result import EvalSummary, JobResult, ServerMetrics
+from evalwatt.contracts.row import FamilyColumns, TableRow
+from evalwatt.energy.cluster.common import Settings
+from evalwatt.energy.readings import cell_energy, cluster_sources
+from evalwatt.jobs.repeats import repeat_job
+from evalwatt.jobs.resolve import Job, resolve_job
+from evalwatt.plan.matrix import Plan
+from evalwatt.table.final import ENERGY_METHOD, flat_columns
+
+# Table columns of a family <- names of the energy terms (evalwatt.energy.terms).
+_TERM_COLUMNS = {
+    "inference_energy_j": "inference",
+    "evaluation_energy_j": "evaluation",
+    "evaluation_overhead_energy_j": "evaluation_overhead",
+    "job_energy_j": "job",
+    "pad_energy_j": "pad",
+    "baseline_job_energy_j": "baseline_job",
+    "baseline_pad_energy_j": "baseline_pad",
+    "net_energy_j": "net",
+    "method_gap_j": "gap",
+    "judge_energy_j": "judge",
+    "judge_evaluation_energy_j": "judge_evaluation",
+}
+# Terms whose null does not make the family's values null (another job's, or a check).
+_OWN_REASON_TERMS = ("judge", "judge_evaluation")
+_PER_UNIT_COLUMNS = {
+    "energy_per_question_wh": "inference_per_question",
+    "net_energy_per_question_wh": "net_per_question",
+    "energy_per_1k_output_tokens_wh": "inference_per_1k_output_tokens",
+}
+
+
+def _span(marks: Mapping[Mark, float], start: Mark, end: Mark) -> float | None:
+    if start in marks and end in marks:
+        return marks[end] - marks[start]
+    return None
+
+
+def _generation_null_reason(cell: JobResult) -> str | None:
+    """Why the cell has no generation marks (its result's record of them), None if it has."""
+    if Mark.GENERATION_START in cell.marks and Mark.GENERATION_END in cell.marks:
+        return None
+    window = cell.generation_window
+    if window is not None and window.null_reason is not None:
+        return window.null_reason
+    return "the cell's timeline has no generation marks"
+
+
+def family_columns(
+    energy: Mapping[Family, FamilyEnergy | FamilyUnavailable],
+) -> dict[Family, FamilyColumns]:
+    """The table's energy columns of each family, null with the reasons where missing."""
+    out = {}
+    for family in Family:
+        info = energy.get(family, FamilyUnavailable(unavailable="not computed"))
+        if isinstance(info, FamilyUnavailable):
+            out[family] = FamilyColumns(energy_null_reason=info.unavailable)
+            continue
+        reasons = []
+        values: dict[str, Any] = {}
+        for column, name in _TERM_COLUMNS.items():
+            term = info.terms.get(name)
+            values[column] = term.energy_j if term else None
+            if (
+                term
+                and term.energy_j is None
+                and term.null_reason
+                and name not in _OWN_REASON_TERMS
+            ):
+                reasons.append(f"{name}: {term.null_reason}")
+        for column, name in _PER_UNIT_COLUMNS.items():
+            per = info.per_unit.get(name)
+            values[column] = per.value_wh if per else None
+        out[family] = FamilyColumns(
+            energy_source=info.source,
+            method_gap_pct=info.gap_pct,
+            energy_null_reason="; ".join(dict.fromkeys(reasons)) or None,
+            **values,
+        )
+    return out
+
+
+def parse_energy(
+    energy: Mapping[Family, Mapping[str, Any]],
+) -> dict[Family, FamilyEnergy | FamilyUnavailable]:
+    """The energy step's terms (plain dicts from evalwatt.energy) as contract records."""
+    return {
+        Family(f): FamilyUnavailable.model_validate(info)
+        if "unavailable" in info
+        else FamilyEnergy.model_validate(info)
+        for f, info in energy.items()
+    }
+
+
+def energy_columns(energy: Mapping[Family, Mapping[str, Any]]) -> dict[str, Any]:
+    """The energy terms as the flat columns of the final table (``gpu_inference_energy_j``...)."""
+    columns = family_columns(parse_energy(energy))
+    return flat_columns({str(f): c.model_dump() for f, c in columns.items()})
+
+
+def token_check(generation: EvalSummary, server: ServerMetrics | None) -> TokenCheck:
+    """Inspect's input and output tokens against the server's prompt and generation counters
+    of the same window. They count the same tokens (the OpenAI ``usage`` of each reply is the
+    server's own count), so any difference is flagged: retried or failed requests, another
+    client of the server, or counters read too early. A flag, never a failure."""
+    counts = dict(
+        inspect_input_tokens=generation.input_tokens,
+        server_prompt_tokens=server.prompt_tokens if server else None,
+        inspect_output_tokens=generation.output_tokens,
+        server_generation_tokens=server.generation_tokens if server else None,
+        server_requests=server.requests if server else None,
+    )
+    if server is None:
+        reason = "the cell job recorded no server counters"
+        return TokenCheck(agree=None, problem=None, null_reason=reason, **counts)
+    pairs = [
+        ("input", generation.input_tokens, "prompt", server.prompt_tokens),
+        ("output", generation.output_tokens, "generation", server.generation_tokens),
+    ]
+    missing = [f"{ours} tokens" for ours, a, _, b in pairs if a is None or b is None]
+    if missing:
+        why = server.null_reason if server.null_reason else "Inspect's log has none"
+        reason = f"{' and '.join(missing)} not comparable: {why}"
+        return TokenCheck(agree=None, problem=None, null_reason=reason, **counts)
+    differ = [
+        f"Inspect counted {a} {ours} tokens, the server {b} {theirs} tokens"
+        for ours, a, theirs, b in pairs
+        if a != b
+    ]
+    problem = "; ".join(differ) or None
+    return TokenCheck(agree=not differ, problem=problem, null_reason=None, **counts)
+
+
+def measured_gpus(result: JobResult) -> str | None:
+    """UUIDs of the GPUs the job's sampler read, comma-separated; None when NVML read none
+    (a CPU job, or fake GPUs): the audit compares them with the GPUs the scheduler gave."""
+    nvml = result.sampler.traces.get("nvml")
+    if nvml is None or not nvml.devices:
+        return None
+    return ",".join(d.uuid for d in nvml.devices)
+
+
+def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
+    figures = cluster_sources(job.files.root, settings)[1] if settings.sources else {}
+    return JobRef(
+        kind=job.kind,
+        job_id=job.job_id,
+        run_dir=job.files.root,
+        accounting_id=result.accounting_id,
+        status=result.status,
+        problems=result.problems,
+        marks=result.marks,
+        accounting={k: SourceFigures.model_validate(v) for k, v in figures.items()},
+        generation_window=result.generation_window,
+    )
+
+
+def build_record(
+    config: Config, plan: Plan, layout: Layout, cell_id: str, repeat: int | None = None
+) -> CellRecord:
+    """Assemble one cell's record from its job results (cell, baseline, judge); with
+    ``repeat``, the record of that repeat of the cell (``evalwatt submit --repeats``: its own
+    job folder, the cell's baseline, and the cell's judged score)."""
+    cell_job = resolve_job(config, plan, layout, "cell", cell_id)
+    if repeat is not None:
+        cell_job = repeat_job(cell_job, layout, repeat)
+    base_job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
+    judged = cell_job.judged
+    judge_job = resolve_job(config, plan, layout, "judge", cell_id) if judged else None
+    cell = read_contract(JobResult, cell_job.files.result)
+    base = read_contract(JobResult, base_job.files.result)
+    judge = read_contract(JobResult, judge_job.files.result) if judge_job else None
+    generation = cell.generation
+    evaluation = cell_job.spec.evaluation
+    if generation is None or evaluation is None:
+        raise ValueError(f"{cell_job.files.result}: a cell job without a generation")
+    scoring = judge.scoring if judge else cell.scoring
+    settings = Settings.of(config.raw)
+    energy = parse_energy(
+        cell_energy(
+            cell_job.files.root,
+            base_job.files.root,
+            judge_job.files.root if judge_job else None,
+            generation.samples_completed,
+            generation.output_tokens,
+            settings,
+        )
+    )
+    model = cell_job.model
+    families = family_columns(energy)
+    row = TableRow(
+        run=config.run,
+        cell_id=cell_job.job_id,  # a repeat's own id (<cell>__r<n>): repeats.py groups by it
+        model=cell_job.model_name,
+        hf_id=model["hf_id"],
+        benchmark=evaluation.benchmark,
+        task=evaluation.task,
+        temperature=evaluation.temperature,
+        top_p=evaluation.top_p,
+        top_k=evaluation.top_k,
+        max_tokens=evaluation.max_tokens,
+        max_connections=evaluation.max_connections,
+        sample_limit=evaluation.limit,
+        backend=cell_job.spec.model.backend,
+        gpus=cell_job.resources.gpus,
+        cpus=cell_job.resources.cpus,
+        total_params_b=model["total_params_b"],
+        active_params_b=model["active_params_b"] or model["total_params_b"],
+        weight_bits=model["weight_bits"],
+        moe=model["moe"],
+        reasoning=model["reasoning"],
+        cluster=config.cluster["name"],
+        gpu_model=config.cluster["gpu_model"],
+        samples_total=generation.samples_total,
+        samples_completed=generation.samples_completed,
+        score=scoring.score if scoring else None,
+        score_stderr=scoring.score_stderr if scoring else None,
+        score_metric=scoring.score_metric if scoring else None,
+        scorer=scoring.scorer if scoring else None,
+        score_null_reason=scoring.score_null_reason if scoring else "not scored",
+        scored_by="judge job" if judge else "in-job",
+        judge_model=judge_job.model_name if judge_job else None,
+        input_tokens=generation.input_tokens,
+        output_tokens=generation.output_tokens,
+        load_duration_s=_span(cell.marks, Mark.LOAD_START, Mark.READY),
+        inference_duration_s=_span(cell.marks, Mark.GENERATION_START, Mark.GENERATION_END),
+        evaluation_duration_s=_span(cell.marks, Mark.INFERENCE_START, Mark.INFERENCE_END),
+        generation_window_null_reason=_generation_null_reason(cell),
+        pad_duration_s=_span(cell.marks, Mark.PAD_START, Mark.PAD_END),
+        job_duration_s=_span(cell.marks, Mark.JOB_START, Mark.JOB_END),
+        baseline_load_duration_s=_span(base.marks, Mark.LOAD_START, Mark.READY),
+        baseline_job_duration_s=_span(base.marks, Mark.JOB_START, Mark.JOB_END),
+        judge_duration_s=_span(judge.marks, Mark.GENERATION_START, Mark.GENERATION_END)
+        if judge
+        else None,
+        judge_evaluation_duration_s=_span(judge.marks, Mark.JUDGING_START, Mark.JUDGING_END)
+        if judge
+        else None,
+        gpu=families[Family.GPU],
+        cpu=families[Family.CPU],
+        cpu_est=families[Family.CPU_EST],
+        scheduler_job_id=cell.accounting_id,
+        baseline_id=cell_job.baseline_id,
+        baseline_scheduler_job_id=base.accounting_id,
+        judge_scheduler_job_id=judge.accounting_id if judge else None,
+        host=cell.host,
+        gpus_allocated=cell.cuda_visible_devices,
+        gpus_measured=measured_gpus(cell),
+        energy_method=ENERGY_METHOD,
+    )
+    return CellRecord(
+        cell_id=cell_job.job_id,
+        row=row,
+        energy=energy,
+        jobs=CellJobs(
+            cell=_job_ref(cell_job, cell, settings),
+            baseline=_job_ref(base_job, base, settings),
+            judge=_job_ref(judge_job, judge, settings) if judge_job and judge else None,
+        ),
+        logs=CellLogs(generation=generation.log, scored=scoring.log if scoring else None),
+        tokens=token_check(generation, cell.server_metrics),
+    )
