@@ -33,10 +33,10 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        final_outputs(),
-        report_outputs(),
+        ew_final.final_outputs(LAYOUT, PLAN),
+        ew_report.report_outputs(LAYOUT, PLAN),
 
 
-# A run that ends with jobs not done names each one, why, and its log (evalwatt.ops.status).
+# A run that ends with jobs not done names each one, why, and its log (evalwatt.smk.common).
 onerror:
-    __import__("evalwatt.ops.status").ops.status.report_not_done(CONFIG, PLAN, LAYOUT)
+    ew_common.on_error(CONFIG, PLAN, LAYOUT)

@@ -17,7 +17,9 @@ from evalwatt.base.layout import Layout, repeat_id
 from evalwatt.config.load import load_config
 from evalwatt.jobs.repeats import repeat_job
 from evalwatt.jobs.resolve import planned_jobs, resolve_job
-from evalwatt.ops.status import State, run_status, slurm_comments
+from evalwatt.ops.evidence import slurm_comments
+from evalwatt.ops.job_state import State
+from evalwatt.ops.status import run_status
 from evalwatt.ops.submit import write_job_files
 from evalwatt.plan.matrix import plan_run
 

@@ -27,7 +27,8 @@ from test_demo_pipeline import demo, snakemake  # noqa: F401  (demo: the shared 
 
 from evalwatt.config.load import load_config
 from evalwatt.report.figures.report import FigureSpec
-from evalwatt.smk import support as ew
+from evalwatt.smk import common as ew_common
+from evalwatt.smk import report as ew_report
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def finished_demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def report(finished_demo: Path) -> tuple[Path, float]:
     """Build the report where the layout puts it; return its path and the build time."""
     config = load_config(finished_demo / "config.yaml", check_environment=False)
-    path = finished_demo / ew.layout(config).report()
+    path = finished_demo / ew_common.layout(config).report()
     started = time.monotonic()
     done = snakemake(finished_demo, "--report", str(path))
     elapsed = time.monotonic() - started
@@ -170,7 +171,7 @@ def test_every_figure_and_caption_is_shown(finished_demo, report, browser, tmp_p
     path, build_s = report
     print(f"report built in {build_s:.1f} s: {path}")
     config = load_config(finished_demo / "config.yaml", check_environment=False)
-    specs: list[FigureSpec] = ew.figure_specs(ew.plan(config))
+    specs: list[FigureSpec] = ew_report.figure_specs(ew_common.plan(config))
     assert {s.name for s in specs} >= {"power_timeline__cell", "power_timeline__baseline"}
     shown: dict[str, str] = {}
     for spec in specs:
@@ -213,7 +214,7 @@ def test_the_pages_hold_the_table_the_plan_and_the_audit(report, browser, tmp_pa
         "audit": "cpu-model",
     }
     for name, caption in PAGES.items():
-        _open(browser, path.as_uri(), ew.REPORT_TABLES, "Run")
+        _open(browser, path.as_uri(), ew_report.REPORT_TABLES, "Run")
         info = _show(browser, labels[name])
         frame = _wait(lambda: browser.find_elements(By.TAG_NAME, "iframe"), f"{name} page")
         browser.switch_to.frame(frame[0])  # type: ignore[index]

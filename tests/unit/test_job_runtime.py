@@ -351,7 +351,8 @@ def demo_run(tmp_path, fake_server):
 def test_every_contract_file_of_a_run_loads_through_its_model(demo_run, tmp_path):
     from evalwatt.base.vocabulary import Family
     from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable
-    from evalwatt.smk.support import final_files, write_final, write_record
+    from evalwatt.smk.energy import write_record
+    from evalwatt.smk.final import final_files, write_final
     from evalwatt.table.final import read_table
 
     config, plan, layout, cell_id, jobs = demo_run

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from test_job_runtime import FAKE_SERVER, _fake_served
 
+from evalwatt.base import slurm
 from evalwatt.base.layout import Layout, repeat_id
+from evalwatt.base.slurm import SlurmView, query_jobs
 from evalwatt.base.vocabulary import JobStatus
 from evalwatt.config.load import from_dict, read_config_file
 from evalwatt.contracts.contract import write_contract
@@ -24,16 +26,10 @@ from evalwatt.contracts.result import JobResult
 from evalwatt.jobs.repeats import repeat_job
 from evalwatt.jobs.resolve import Job, planned_jobs, resolve_job
 from evalwatt.ops.cli import main
-from evalwatt.ops.status import (
-    SlurmView,
-    State,
-    error_of_log,
-    format_status,
-    query_slurm,
-    report_not_done,
-    run_status,
-    slurm_comments,
-)
+from evalwatt.ops.evidence import error_of_log, known_ids, slurm_comments
+from evalwatt.ops.job_state import State
+from evalwatt.ops.status import run_status
+from evalwatt.ops.status_text import format_status, report_not_done
 from evalwatt.ops.submit import write_job_files
 from evalwatt.plan.matrix import plan_run
 from evalwatt.runtime.runner import run_job
@@ -130,7 +126,7 @@ def fake_slurm(tmp_path: Path, monkeypatch):
     def set_lines(sacct=(), squeue=()):
         (bin_dir / "sacct.out").write_text("".join(f"{line}\n" for line in sacct))
         (bin_dir / "squeue.out").write_text("".join(f"{line}\n" for line in squeue))
-        return query_slurm(time.time() - 3600)
+        return query_jobs(time.time() - 3600)
 
     return set_lines
 
@@ -310,7 +306,7 @@ def test_a_result_beats_slurm_unless_a_newer_submission_is_queued(run, fake_slur
 
 def test_no_slurm_is_a_note_not_an_error(run, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    view = query_slurm(None)
+    view = query_jobs(None)
     assert not view.available and "sacct not found" in view.note
 
 
@@ -321,8 +317,41 @@ def test_a_failing_sacct_is_a_note(tmp_path, monkeypatch):
         (bin_dir / name).write_text("#!/bin/sh\necho 'slurmdbd down' >&2\nexit 1\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    view = query_slurm(None)
+    view = query_jobs(None)
     assert not view.available and "slurmdbd down" in view.note
+
+
+def test_the_slurm_client_says_why_a_command_gave_no_answer(tmp_path):
+    """One client for status, submit and the sacct source: a missing command, a time-out and a
+    failure are replies that say so, never exceptions."""
+    missing = slurm.run([str(tmp_path / "sacct")], timeout_s=5)
+    assert not missing.ok and missing.returncode is None and missing.body is None
+    assert missing.why(5).startswith("not found (") and missing.error == missing.not_started
+    slow = tmp_path / "squeue"
+    slow.write_text("#!/bin/sh\nsleep 5\n")
+    slow.chmod(0o755)
+    late = slurm.run([str(slow)], timeout_s=0.2)
+    assert late.timed_out and late.why(0.2) == "gave no answer within 0.2 s"
+    assert late.error == "timed out" and late.elapsed_s < 5
+    failing = tmp_path / "scontrol"
+    failing.write_text("#!/bin/sh\necho partial\necho 'no controller' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    failed = slurm.run([str(failing), "show", "config"], timeout_s=5)
+    assert (failed.returncode, failed.body, failed.error) == (3, "partial\n", "no controller\n")
+    assert failed.why(5) == "failed (exit 3): no controller"
+    assert failed.command == f"{failing} show config"
+
+
+def test_parsable_output_keeps_only_whole_lines():
+    text = "1|RUNNING|c1\n2|PENDING\n\n3|FAILED|a|b\n4|COMPLETED|\n"
+    rows = slurm.parse_parsable(text, ("job_id", "state", "comment"))
+    assert rows == [
+        {"job_id": "1", "state": "RUNNING", "comment": "c1"},
+        {"job_id": "4", "state": "COMPLETED", "comment": ""},
+    ]
+    assert slurm.beside("/opt/slurm/bin/sacct", "scontrol") == "/opt/slurm/bin/scontrol"
+    assert slurm.beside("sacct", "scontrol") == "scontrol"
+    assert slurm.unix_time("Unknown") is None
 
 
 # --- repeats, the matrix, the command, the onerror report ---------------------------------------
@@ -425,11 +454,8 @@ def test_finished_jobs_are_found_by_id_where_sacct_keeps_no_comments(run, fake_s
     ids = {"901"}
     slurm = fake_slurm(sacct=[sacct_line("901", "TIMEOUT", "")])
     assert run.state("cell", CELL, slurm).state == State.NOT_STARTED  # no comment, no id given
-    from evalwatt.ops.status import known_ids
-    from evalwatt.ops.status import query_slurm as ask
-
     assert known_ids(tmp_path, run.layout, "cell", CELL) == ids
-    view = ask(time.time() - 3600, ids)
+    view = query_jobs(time.time() - 3600, ids)
     status = run_status(
         run.plan, run.layout, "demo", workdir=tmp_path, slurm=view, running_here=set()
     )

@@ -14,12 +14,14 @@ from test_job_runtime import FAKE_SERVER, _fake_served
 from test_status import Run
 
 from evalwatt.base.layout import Layout, repeat_id, repeat_of
+from evalwatt.base.slurm import SlurmView
 from evalwatt.config.load import from_dict
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.ops.cli import main
-from evalwatt.ops.status import SlurmView, State, run_status
+from evalwatt.ops.job_state import State
+from evalwatt.ops.status import run_status
 from evalwatt.ops.submit import (
     SubmitError,
     cell_jobs,

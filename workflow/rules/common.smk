@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
-from evalwatt.smk import support as ew  # noqa: E402
+from evalwatt.smk import common as ew_common  # noqa: E402
 from evalwatt.config.checks import check_environment  # noqa: E402
 from evalwatt.config.load import read_config_file  # noqa: E402
 from evalwatt.base.errors import UserError  # noqa: E402
@@ -17,16 +17,16 @@ from evalwatt.base.errors import UserError  # noqa: E402
 try:
     for _configfile in workflow.configfiles:
         read_config_file(Path(_configfile))
-    CONFIG = check_environment(ew.load(config, workflow.configfiles))
-    PLAN = ew.plan(CONFIG)
+    CONFIG = check_environment(ew_common.load(config, workflow.configfiles))
+    PLAN = ew_common.plan(CONFIG)
 except UserError as _error:
     raise WorkflowError(f"evalwatt: bad configuration:\n{_error}") from None
-LAYOUT = ew.layout(CONFIG)
+LAYOUT = ew_common.layout(CONFIG)
 
 
 wildcard_constraints:
-    cell=ew.ID_PATTERN,
-    baseline=ew.ID_PATTERN,
+    cell=ew_common.ID_PATTERN,
+    baseline=ew_common.ID_PATTERN,
     kind="cell|baseline|judge",
 
 
@@ -35,11 +35,3 @@ localrules:
     render_job,
     cell_energy,
     final_table,
-
-
-def final_outputs():
-    return ew.final_outputs(LAYOUT, PLAN)
-
-
-def report_outputs():
-    return ew.report_outputs(LAYOUT, PLAN)

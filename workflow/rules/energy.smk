@@ -2,28 +2,30 @@
 # login node once it ended; only when accounting.sources is set. Every query and raw reply is
 # kept under the job's folder, so the energy step below needs no network.
 # Per cell: energy terms from the raw readings of the cell, its baseline and its judge job.
-# The helpers write the rules' logs (ew.rule_log: what they wrote, or the traceback).
+# The helpers write the rules' logs (evalwatt.smk.common.rule_log: what they wrote, or the
+# traceback).
+from evalwatt.smk import energy as ew_energy
 
-if ew.collects_accounting(CONFIG):
+if ew_energy.collects_accounting(CONFIG):
 
     rule collect_accounting:
         input:
             LAYOUT.run_result("{kind}", "{job}"),
         output:
-            **ew.accounting_files(CONFIG, LAYOUT),
+            **ew_energy.accounting_files(CONFIG, LAYOUT),
         log:
             LAYOUT.log("collect_accounting", "{kind}-{job}"),
         localrule: True
         run:
-            ew.collect_accounting(CONFIG, input[0], output, log)
+            ew_energy.collect_accounting(CONFIG, input[0], output, log)
 
 
 rule cell_energy:
     input:
-        unpack(lambda w: ew.energy_inputs(CONFIG, PLAN, LAYOUT, w.cell)),
+        unpack(lambda w: ew_energy.energy_inputs(CONFIG, PLAN, LAYOUT, w.cell)),
     output:
         LAYOUT.cell_energy("{cell}"),
     log:
         LAYOUT.log("cell_energy", "{cell}"),
     run:
-        ew.write_record(CONFIG, PLAN, LAYOUT, wildcards, output, log)
+        ew_energy.write_record(CONFIG, PLAN, LAYOUT, wildcards, output, log)

@@ -1,7 +1,11 @@
 # Render each job (spec.json + job.sbatch) and run it. The script is the unit of work: the
 # rule runs it with bash, inside a Slurm allocation under the Slurm executor; an admin can
 # submit the same file by hand with sbatch. One rule for the three kinds of job (cell,
-# baseline, judge): everything that differs between them comes from evalwatt.jobs.resolve.
+# baseline, judge): everything that differs between them comes from evalwatt.jobs.resolve,
+# each job resolved once (evalwatt.smk.jobs.RunJobs).
+from evalwatt.smk.jobs import RunJobs
+
+JOBS = RunJobs(CONFIG, PLAN, LAYOUT)
 
 
 rule render_job:
@@ -9,28 +13,28 @@ rule render_job:
         script=LAYOUT.job_script("{kind}", "{job}"),
         spec=LAYOUT.job_spec("{kind}", "{job}"),
     params:
-        spec=lambda w: ew.job_spec_text(CONFIG, PLAN, LAYOUT, w),
+        spec=JOBS.spec_text,
     log:
         LAYOUT.log("render_{kind}", "{job}"),
     wildcard_constraints:
-        job=ew.ID_PATTERN,
+        job=ew_common.ID_PATTERN,
     run:
-        ew.write_job(CONFIG, PLAN, LAYOUT, wildcards, output, log)
+        JOBS.write(wildcards, output, log)
 
 
 rule run_job:
     input:
-        unpack(lambda w: ew.job_inputs(PLAN, LAYOUT, w)),
+        unpack(JOBS.inputs),
     output:
         LAYOUT.run_result("{kind}", "{job}"),
     log:
         LAYOUT.log("run_{kind}", "{job}"),
     wildcard_constraints:
-        job=ew.ID_PATTERN,
-    threads: lambda w: ew.job_cpus(CONFIG, PLAN, LAYOUT, w)
+        job=ew_common.ID_PATTERN,
+    threads: JOBS.cpus
     resources:
-        **ew.job_resources(CONFIG, PLAN, LAYOUT),
+        **JOBS.resources(),
     conda:
-        lambda w: ew.job_conda_env(CONFIG, PLAN, LAYOUT, w)
+        JOBS.conda_env
     shell:
         "bash {input.script:q} > {log:q} 2>&1"

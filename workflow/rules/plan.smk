@@ -1,4 +1,5 @@
 # The planned matrix, written for the record: GPUs per model and why, cells, baselines, cost.
+from evalwatt.smk import plan as ew_plan
 
 
 rule plan:
@@ -9,4 +10,4 @@ rule plan:
     log:
         LAYOUT.log("plan", "plan"),
     run:
-        ew.write_plan(CONFIG, PLAN, output, log)
+        ew_plan.write_plan(CONFIG, PLAN, output, log)

@@ -2,6 +2,7 @@
 # from the final table and the power timelines of one cell and its baseline, then the final
 # table, the plan with its GPU-hour preview and the audit summary as pages. Captions are in
 # workflow/report/. A figure the table cannot give is a card that says why, never a fake plot.
+from evalwatt.smk import report as ew_report
 
 localrules:
     figures,
@@ -10,21 +11,21 @@ localrules:
 
 rule figures:
     input:
-        **ew.figure_inputs(PLAN, LAYOUT),
+        **ew_report.figure_inputs(PLAN, LAYOUT),
     output:
-        **ew.figure_outputs(PLAN, LAYOUT, report),
+        **ew_report.figure_outputs(PLAN, LAYOUT, report),
     log:
         LAYOUT.log("figures", "figures"),
     run:
-        ew.write_figures(PLAN, LAYOUT, input, output, log)
+        ew_report.write_figures(PLAN, LAYOUT, input, output, log)
 
 
 rule report_pages:
     input:
-        **ew.report_page_inputs(LAYOUT),
+        **ew_report.report_page_inputs(LAYOUT),
     output:
-        **ew.report_page_outputs(LAYOUT, report),
+        **ew_report.report_page_outputs(LAYOUT, report),
     log:
         LAYOUT.log("report_pages", "report"),
     run:
-        ew.write_report_pages(CONFIG, input, output, log)
+        ew_report.write_report_pages(CONFIG, input, output, log)

@@ -373,7 +373,7 @@ def main(argv: list[str]) -> int:
         configfile = VLLM_DEMO_CONFIG if with_vllm else REPO / "config" / "config.yaml"
         locate = (
             "import sys; from pathlib import Path; from evalwatt.config.load import load_config; "
-            "from evalwatt.smk.support import layout; "
+            "from evalwatt.smk.common import layout; "
             "print(layout(load_config(Path(sys.argv[1]), check_environment=False)).report())"
         )
         found = subprocess.run(

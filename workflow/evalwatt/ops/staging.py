@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalwatt.base.layout import Layout
-from evalwatt.base.paths import DEFAULT_CONFIG
-from evalwatt.config.load import load_config
+from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.staging import StagedDataset, StagedModel, StageManifest
 from evalwatt.jobs.resolve import planned_jobs, resolve_job
-from evalwatt.plan.matrix import plan_run
+from evalwatt.plan.matrix import Plan
 from evalwatt.runtime.offline import (
     OFFLINE_VARIABLES,
     STAGE_COMMAND,
@@ -105,7 +104,7 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def needs(config: Any, plan: Any) -> tuple[list[ModelNeed], list[TaskNeed]]:
+def needs(config: Config, plan: Plan) -> tuple[list[ModelNeed], list[TaskNeed]]:
     """The models (of every planned job, judges included) and tasks (of every cell)."""
     layout = Layout.of(config.results_dir, config.run)
     models: dict[str, ModelNeed] = {}
@@ -237,8 +236,8 @@ def stage_dataset(
 
 
 def stage(
-    config: Any,
-    plan: Any,
+    config: Config,
+    plan: Plan,
     *,
     download: bool,
     downloader: Downloader = hf_download,
@@ -288,10 +287,8 @@ def stage(
     return items, path
 
 
-# --- the command -------------------------------------------------------------------------------
-
-
 def format_items(items: Iterable[Item]) -> str:
+    """One line per item (what, name, state, where), its detail on the next line."""
     rows = list(items)
     name_w = max([4, *(len(i.name) for i in rows)])
     lines = [f"{'what':8} {'name':{name_w}} {'state':10} where"]
@@ -299,31 +296,3 @@ def format_items(items: Iterable[Item]) -> str:
         line = f"{i.what:8} {i.name:{name_w}} {i.state.value:10} {i.where}"
         lines.append(line + (f"\n{'':8} {'':{name_w}} {'':10} {i.detail}" if i.detail else ""))
     return "\n".join(lines)
-
-
-def _command(args: Any) -> int:
-    config = load_config(args.configfile, check_environment=False)
-    items, manifest = stage(config, plan_run(config), download=args.download)
-    if args.json:
-        print(json.dumps([i.to_json() for i in items], indent=2))
-    else:
-        print(format_items(items))
-        print(f"manifest: {manifest}")
-    return 0 if all(i.ready for i in items) else 1
-
-
-def register(subparsers: Any) -> None:
-    """``evalwatt stage``: add the subcommand to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "stage",
-        help="check (--download: fetch) the weights and datasets offline jobs need",
-        description=(
-            "On the login node: check, and with --download fetch, the model weights and the "
-            "benchmarks' datasets the run's jobs read, and write the stage manifest. Exit 0 "
-            "when everything is staged, 1 when something is missing, 2 for bad input."
-        ),
-    )
-    p.add_argument("--configfile", type=Path, default=DEFAULT_CONFIG)
-    p.add_argument("--download", action="store_true", help="fetch what is missing (online)")
-    p.add_argument("--json", action="store_true", help="one object per item, as a JSON list")
-    p.set_defaults(func=_command)

@@ -13,7 +13,7 @@ write (``logs/run_cell/<id>.log``), so ``evalwatt status`` reads both the same w
   (``evalwatt.base.layout.repeat_id``), each in its own folder; the cell's own result is not
   touched. A repeat is the same cell spec with another id and folder, and it shares the
   cell's load-only baseline (the same server settings).
-* A job already done, running or pending (``evalwatt.ops.status``) is not sent again: run the
+* A job already done, running or pending (``evalwatt.ops.job_state``) is not sent again: run the
   same command after a failure and only the missing repeats go.
 * On Slurm each job asks for the cell's planned GPUs (one node), CPUs and time limit, the
   run's partition, account, QoS and constraint, and carries the comment
@@ -39,21 +39,15 @@ from typing import Any, Literal
 from evalwatt.base.atomic import write_text
 from evalwatt.base.errors import UserError
 from evalwatt.base.layout import Layout
-from evalwatt.base.paths import DEFAULT_CONFIG
-from evalwatt.config.load import Config, load_config
+from evalwatt.base.slurm import SlurmView, query_jobs
+from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
 from evalwatt.jobs.render import render_script
 from evalwatt.jobs.repeats import repeat_job
 from evalwatt.jobs.resolve import Job, resolve_job
-from evalwatt.ops.status import (
-    SUBMIT_COMMENT,
-    SlurmView,
-    State,
-    job_state,
-    local_job_processes,
-    query_slurm,
-)
-from evalwatt.plan.matrix import Plan, plan_run
+from evalwatt.ops.evidence import SUBMIT_COMMENT, local_job_processes
+from evalwatt.ops.job_state import State, job_state
+from evalwatt.plan.matrix import Plan
 
 Executor = Literal["auto", "slurm", "local"]
 EXECUTORS: tuple[Executor, ...] = ("auto", "slurm", "local")
@@ -191,7 +185,7 @@ def submit_jobs(
     pending are skipped (said on ``log``). The local executor always waits for each job."""
     kind = choose_executor(executor)
     out = log or sys.stderr
-    slurm = query_slurm(None) if kind == "slurm" else SlurmView()
+    slurm = query_jobs(None) if kind == "slurm" else SlurmView()
     folder = layout.submit_dir()
     folder.mkdir(parents=True, exist_ok=True)
     submitted = []
@@ -252,42 +246,3 @@ def submit_cell(
     layout = Layout.of(config.results_dir, config.run)
     jobs = cell_jobs(config, plan, layout, cell_id, repeats)
     return submit_jobs(jobs, layout, executor, wait=wait)
-
-
-def _command(args: Any) -> int:
-    config = load_config(args.configfile)
-    submitted = submit_cell(
-        config,
-        plan_run(config),
-        args.cell,
-        repeats=args.repeats,
-        executor=args.executor,
-        wait=args.wait,
-    )
-    print(f"{len(submitted)} job(s) sent; `evalwatt status --configfile {args.configfile}`")
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """``evalwatt submit``: add the subcommand to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "submit",
-        help="send one cell, or N repeats of it, outside the DAG (submitit)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument("cell", help="cell id (evalwatt status lists them)")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        metavar="N",
-        help=f"run repeats 1..N as <cell>__r1..__rN (1 to {MAX_REPEATS}); default: the cell",
-    )
-    p.add_argument("--configfile", type=Path, default=DEFAULT_CONFIG)
-    p.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="auto",
-        help="auto (default): Slurm when sbatch is on PATH, else local (one job at a time)",
-    )
-    p.add_argument("--wait", action="store_true", help="wait for Slurm jobs to end")
-    p.set_defaults(func=_command)

@@ -27,11 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalwatt.base.atomic import atomic_path, write_text
-from evalwatt.base.errors import UserError
-from evalwatt.base.layout import JobFiles, Layout
-from evalwatt.base.paths import DEFAULT_CONFIG
+from evalwatt.base.layout import JobFiles
 from evalwatt.base.vocabulary import FAMILY_TITLES, Family, Mark
-from evalwatt.config.load import Config, load_config
+from evalwatt.config.load import Config
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable, JobRef
 from evalwatt.contracts.result import JobResult
@@ -465,34 +463,3 @@ def write_audit(
         pq.write_table(audit_table(rows), tmp)
     write_text(markdown, audit_markdown(config, records, rows))
     return rows
-
-
-# --- evalwatt audit ---------------------------------------------------------------------------
-
-
-def _audit_command(args: Any) -> int:
-    config = load_config(args.configfile, check_environment=False)
-    layout = Layout.of(config.results_dir, config.run)
-    paths = sorted((layout.root / "energy").glob("*.json"))
-    if not paths:
-        raise UserError(
-            f"{layout.root / 'energy'}: no cell records; run the workflow's energy step first"
-        )
-    records = [read_contract(CellRecord, p) for p in paths]
-    rows = write_audit(config, records, layout.audit("parquet"), layout.audit("md"))
-    flagged = [r for r in rows if r["flagged"]]
-    print(f"{layout.audit('parquet')}: {len(rows)} job(s), {len(flagged)} flagged")
-    print(f"{layout.audit('md')}")
-    for r in flagged:
-        print(f"  {r['kind']} {r['job_id']}: " + "; ".join(r["flags"].splitlines()))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """``evalwatt audit``: the sources side by side, job by job, recomputed from raw files."""
-    audit = subparsers.add_parser(
-        "audit",
-        help="job by job: every energy source, their gaps and flags (audit/audit.{parquet,md})",
-    )
-    audit.add_argument("--configfile", type=Path, default=DEFAULT_CONFIG)
-    audit.set_defaults(func=_audit_command)

@@ -20,12 +20,9 @@ from typing import Any
 
 from evalwatt.base.atomic import atomic_path, write_text
 from evalwatt.base.errors import UserError
-from evalwatt.base.layout import FINAL_REPEATS, Layout, repeat_of
-from evalwatt.base.paths import REPO_DIR
-from evalwatt.config.load import load_config
+from evalwatt.base.layout import FINAL_REPEATS, repeat_of
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
-from evalwatt.plan.matrix import plan_run
 from evalwatt.table.cells import build_record
 from evalwatt.table.final import flat_columns
 
@@ -194,20 +191,3 @@ def write_repeats_table(config: Any, plan: Any, layout: Any) -> Any:
         )
     write_text(layout.final(FINAL_REPEATS, "md"), "\n".join(lines) + "\n")
     return layout.final(FINAL_REPEATS, "parquet")
-
-
-def _command(args: Any) -> int:
-    config = load_config(args.configfile)
-    plan = plan_run(config)
-    path = write_repeats_table(config, plan, Layout.of(config.results_dir, config.run))
-    print(path)
-    return 0
-
-
-def register(sub: Any) -> None:
-    """``evalwatt repeats [--configfile F]``: the mean and spread of every cell's repeats."""
-    from pathlib import Path
-
-    cmd = sub.add_parser("repeats", help="mean and spread of the cells' repeats (a table)")
-    cmd.add_argument("--configfile", type=Path, default=REPO_DIR / "config" / "config.yaml")
-    cmd.set_defaults(func=_command)

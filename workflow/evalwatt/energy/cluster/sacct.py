@@ -21,13 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shlex
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
+from evalwatt.base import slurm
 from evalwatt.energy.cluster.common import (
     AccountingError,
     AccountingFile,
@@ -60,35 +59,21 @@ UNFINISHED = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLE
 
 
 def _run(argv: Sequence[str], settings: Settings, log: list[Exchange]) -> str:
-    """Run one command; kept in ``log`` with its output and exit code."""
-    command = shlex.join(argv)
-    at = time.time()
-    t0 = time.monotonic()
-
-    def keep(status: int | None, body: str | None, error: str | None) -> None:
-        elapsed = round(time.monotonic() - t0, 6)
-        log.append(Exchange(at_unix=at, request=command, headers={}, status=status,
-                            elapsed_s=elapsed, body=body, error=error))  # fmt: skip
-
-    try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=settings.timeout_s, check=False
-        )
-    except FileNotFoundError as exc:
-        keep(None, None, str(exc))
-        raise AccountingError(f"{argv[0]}: not found ({exc.strerror})") from None
-    except subprocess.TimeoutExpired:
-        keep(None, None, "timed out")
-        raise Transient(f"{command}: no answer within {settings.timeout_s:g} s") from None
-    keep(done.returncode, done.stdout, done.stderr or None)
-    if done.returncode != 0:
-        raise Transient(f"{command}: exit {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
+    """Run one command through the Slurm client; kept in ``log`` with its output and exit
+    code. A missing command is an AccountingError, no answer or a failure a Transient."""
+    reply = slurm.run(argv, settings.timeout_s)
+    log.append(Exchange(at_unix=reply.at_unix, request=reply.command, headers={},
+                        status=reply.returncode, elapsed_s=reply.elapsed_s, body=reply.body,
+                        error=reply.error))  # fmt: skip
+    if reply.not_started is not None:
+        raise AccountingError(f"{argv[0]}: not found ({reply.not_started})")
+    if not reply.ok:
+        raise Transient(f"{reply.command}: {reply.why(settings.timeout_s)}")
+    return reply.stdout
 
 
 def _scontrol(settings: Settings) -> str:
-    command = settings.sacct_command
-    return str(Path(command).with_name("scontrol")) if "/" in command else "scontrol"
+    return slurm.beside(settings.sacct_command, "scontrol")
 
 
 def parse_config(text: str) -> dict[str, str]:

@@ -1,0 +1,130 @@
+"""The report rules (workflow/rules/report.smk): the figures from the final table and the
+power timelines of one cell and its baseline, and the report's pages (final table, plan, audit),
+each flagged for ``snakemake --report`` with its caption under workflow/report/."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evalwatt.base.layout import FINAL_BEST, FINAL_TABLE, REPORT_PAGES, Layout
+from evalwatt.base.vocabulary import JobKind
+from evalwatt.config.load import Config
+from evalwatt.plan.matrix import Plan
+from evalwatt.report.figures.report import (
+    FigureSpec,
+    draw_report_figures,
+    write_markdown_pages,
+    write_plan_page,
+)
+from evalwatt.report.figures.report import figure_specs as specs
+from evalwatt.smk.common import rule_log
+from evalwatt.table.final import read_table
+
+REPORT_CAPTIONS = "../report"
+"""The captions' folder (workflow/report/), relative to the rule files (workflow/rules/):
+Snakemake resolves a ``report(caption=...)`` from the file of the rule that declares it."""
+REPORT_TABLES = "Tables: results, plan, audit"
+PAGE_LABELS = {
+    "energy_table": "final table: every cell, then the fastest setting",
+    "plan": "plan: GPUs per model, cells, GPU-hour preview",
+    "audit": "audit summary: job by job, every energy source",
+}
+"""Each report page and what its label says."""
+
+
+def report_jobs(plan: Plan) -> list[tuple[JobKind, str]]:
+    """The jobs whose power timeline the report draws: the plan's first cell and its baseline."""
+    first = next(iter(plan.cells.values()))
+    return [("cell", first.id), ("baseline", first.baseline)]
+
+
+def figure_specs(plan: Plan) -> list[FigureSpec]:
+    """Every figure of the run, known from the plan."""
+    return specs({c.benchmark for c in plan.cells.values()}, report_jobs(plan))
+
+
+def figure_inputs(plan: Plan, layout: Layout) -> dict[str, str]:
+    """The final table and the results of the jobs drawn (their traces are beside them)."""
+    inputs = {"table": str(layout.final())}
+    for kind, job_id in report_jobs(plan):
+        inputs[kind] = str(layout.run_result(kind, job_id))
+    return inputs
+
+
+def figure_outputs(plan: Plan, layout: Layout, report: Any) -> dict[str, Any]:
+    """The figures rule's outputs: one PNG per figure, flagged with Snakemake's ``report``
+    (its caption, category, subcategory, label), and the index of the figures."""
+    outputs: dict[str, Any] = {
+        spec.name: report(
+            str(layout.figure(spec.name)),
+            caption=f"{REPORT_CAPTIONS}/{spec.caption}",
+            category=spec.category,
+            subcategory=spec.subcategory,
+            labels={spec.label[0]: spec.label[1]},
+        )
+        for spec in figure_specs(plan)
+    }
+    outputs["index"] = str(layout.figure_index())
+    return outputs
+
+
+def write_figures(plan: Plan, layout: Layout, input: Any, output: Any, log: Sequence[str]) -> None:
+    """Draw every figure (or its not-drawn card) to the paths the rule declared."""
+    all_specs = figure_specs(plan)
+    outputs = dict(output.items())
+    job_dirs = {
+        f"power_timeline__{kind}": Path(getattr(input, kind)).parent
+        for kind, _ in report_jobs(plan)
+    }
+    with rule_log(log[0], output) as out:
+        results = draw_report_figures(
+            read_table(input.table),
+            all_specs,
+            {s.name: outputs[s.name] for s in all_specs},
+            job_dirs,
+            output.index,
+        )
+        for r in results:
+            out.write(f"{r.name}: {'not drawn: ' + r.skipped if r.skipped else 'drawn'}\n")
+
+
+def report_page_inputs(layout: Layout) -> dict[str, str]:
+    return {
+        "table": str(layout.final(FINAL_TABLE, "md")),
+        "best": str(layout.final(FINAL_BEST, "md")),
+        "plan": str(layout.plan()),
+        "audit": str(layout.audit("md")),
+    }
+
+
+def report_page_outputs(layout: Layout, report: Any) -> dict[str, Any]:
+    """The report's pages (HTML), each flagged with its caption under workflow/report/."""
+    return {
+        name: report(
+            str(layout.report_page(name)),
+            caption=f"{REPORT_CAPTIONS}/{name}.rst",
+            category=REPORT_TABLES,
+            subcategory="Run",
+            labels={"page": label},
+        )
+        for name, label in PAGE_LABELS.items()
+    }
+
+
+def write_report_pages(config: Config, input: Any, output: Any, log: Sequence[str]) -> None:
+    """The final table (both views), the plan with its cost preview and the audit, as HTML."""
+    with rule_log(log[0], output):
+        title = f"evalwatt run {config.run}"
+        pages = [input.table, input.best]
+        write_markdown_pages(output.energy_table, f"{title}: final table", pages)
+        write_plan_page(input.plan, output.plan)
+        write_markdown_pages(output.audit, f"{title}: audit", [input.audit])
+
+
+def report_outputs(layout: Layout, plan: Plan) -> list[str]:
+    """What the report shows, for ``rule all``: a normal run draws the figures and pages."""
+    figures = [str(layout.figure(s.name)) for s in figure_specs(plan)]
+    pages = [str(layout.report_page(name)) for name in REPORT_PAGES]
+    return [*figures, str(layout.figure_index()), *pages]
