@@ -1,7 +1,7 @@
 """How long the study's GLMM takes at full size, and how well it recovers known coefficients.
 
 What it measures
-    The wall time of ``evalwatt.report.glmm.fit`` on a table of the study's shape (22 models,
+    The wall time of ``evalwatt.report.glmm.fit.fit`` on a table of the study's shape (22 models,
     6 benchmarks, 87 (model, benchmark) rows, tests/unit/study_table.py) with the CLI's
     defaults: 4 chains x 1000 draws after 1000 warm-up draws, NUTS in NumPyro on the CPU. The
     first fit includes JAX's compilation; a second fit with another seed shows the time
@@ -30,14 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 
 from study_table import STUDY, study_table
 
-from evalwatt.report.glmm import (
-    DEFAULT_CHAINS,
-    DEFAULT_DRAWS,
-    fit,
-    hdi,
-    prepare,
-    summarize,
-)
+from evalwatt.report.glmm.data import prepare
+from evalwatt.report.glmm.diagnostics import hdi
+from evalwatt.report.glmm.fit import DEFAULT_CHAINS, DEFAULT_DRAWS, fit
+from evalwatt.report.glmm.terms import summarize
 
 
 def main() -> int:

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The real rendered jobs on a real GPU, checked against the GPU's own energy counter.
 
-Plans a small matrix with the ``hf`` backend (evalwatt's transformers server, random weights
-of TinyLlama-1.1B's shape), renders its cell and load-only baseline jobs exactly as the
-workflow does (``resolve_job`` + ``render_script``) and runs each ``job.sbatch`` with bash, as
-the job rule does: runtime, sampler, server, Inspect, marks, padding, nothing imitated. Beside
-each job a reference process reads the NVML energy counter at 100 Hz. It prints:
+Plans a small matrix with the ``hf`` backend (``transformers serve`` with continuous
+batching), renders its cell and load-only baseline jobs exactly as the workflow does
+(``resolve_job`` + ``render_script``) and runs each ``job.sbatch`` with bash, as the job rule
+does: runtime, sampler, server, Inspect, marks, padding, nothing imitated. Beside each job a
+reference process reads the NVML energy counter at 100 Hz. The model is either random weights
+of a real shape (``--shape``: written first by evalwatt.runtime.random_weights, answers of
+exactly ``max_tokens``, the synthetic prompts) or real weights (``--weights``: a folder or a
+GGUF file, HumanEval, scored by its unit tests). It prints:
 
 1. the sampler's cost: CPU share of one core and share of expected samples, per interval;
 2. phase-resolved generation energy (sampled trace, interpolated at the marks) against the
@@ -16,16 +19,20 @@ each job a reference process reads the NVML energy counter at 100 Hz. It prints:
 5. (with --busy-gpu) that only the job's GPU is counted, with CUDA_VISIBLE_DEVICES given as an
    index or as a UUID, while another GPU of the node is busy;
 6. the error of window energies when the trace is reduced to power samples every 10 s and
-   integrated as CEEMS does (sum of power x scrape interval).
+   integrated as CEEMS does (sum of power x scrape interval);
+7. the regime: the GPU's power limit (NVML), average and peak power during the generation,
+   tokens per second, joules per output token and per question, and the score.
 
 Raw traces, timelines, results and the report are kept under ``--out``.
 
-    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_truth.py --out results/gpu-truth
+    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_truth.py --out results/gpu-truth \
+        --shape llama-8b --tokens 256 --samples 256 --max-connections 128 --windows 90
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import math
@@ -33,6 +40,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +54,23 @@ from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.energy.readings import job_sources
 from evalwatt.energy.terms import cell_terms, method_comparison
-from evalwatt.energy.trace import read_trace
+from evalwatt.energy.trace_files import read_trace
 from evalwatt.jobs.render import render_script
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
-from evalwatt.runtime.hf_server import PRESETS
+from evalwatt.runtime.random_weights import SHAPES, WRITTEN
 
+REPO = Path(__file__).resolve().parents[1]
 REFERENCE_HZ = 100.0
 CEEMS_SCRAPE_S = 10.0
 
 # Expectations (issue 10). A check that cannot run is reported as such, never as passed.
 PHASE_VS_COUNTER_PCT = 0.5
 CORRECTED_VS_PHASE_PCT = 2.0
+# Issue 18: a regime counts as busy from half the GPU's power limit on, and batched inference
+# on this class of GPU is published at 0.05-0.5 J per output token.
+BUSY_SHARE_OF_LIMIT = 0.5
+J_PER_TOKEN_RANGE = (0.05, 0.5)
 
 
 # --- the reference: the counter read directly, at 100 Hz, in its own process ------------------
@@ -133,21 +146,84 @@ def uuid_of(entry: str) -> str:
 # --- the matrix --------------------------------------------------------------------------------
 
 
-def model_config(out: Path, shape: str) -> Path:
-    path = out / f"{shape}.config.json"
-    values = dict(PRESETS[shape])
-    path.write_text(json.dumps(values, indent=2) + "\n")
-    return path
+# Real models whose shapes the random weights take (hf_id, release), and the real-weights model:
+# SmolLM2-135M-Instruct, the demo's GGUF (config/config.yaml).
+SHAPE_MODELS = {
+    "llama-1b": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "llama-8b": "meta-llama/Llama-3.1-8B",
+    "tiny": "evalwatt/tiny-random-llama",
+}
+SMOLLM2 = {
+    "hf_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "family": "llama",
+    "total_params_b": 0.135,
+    "attention_heads": 9,
+    "kv_heads": 3,
+    "context_tokens": 4096,
+}
 
 
-def config_for(
-    out: Path, window_s: float, tokens: list[int], samples: int, conns: int, shape: str
-) -> Any:
-    gpus = len([e for e in os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",") if e])
-    benchmarks = {
+def random_model(out: Path, shape: str, python: str) -> dict[str, Any]:
+    """Write random weights of ``shape`` (on the GPU when there is one) with ``python`` and
+    return the model's config entry."""
+    folder = out / f"model-{shape}"
+    argv = [python, "-m", "evalwatt.runtime.random_weights", "--shape", shape]
+    argv += ["--out", str(folder), "--device", "cuda" if gpus_visible() else "cpu"]
+    subprocess.run(argv, check=True, env={**os.environ, "PYTHONPATH": python_path()})
+    written = json.loads((folder / WRITTEN).read_text())
+    print(json.dumps({"random_weights": written}), flush=True)
+    values = SHAPES[shape]
+    return {
+        "name": f"{shape}-random",
+        "hf_id": SHAPE_MODELS[shape],
+        "path": written["folder"],
+        "family": "llama",
+        "total_params_b": written["parameters"] / 1e9,
+        "weight_bits": 16,
+        "attention_heads": values["num_attention_heads"],
+        "kv_heads": values["num_key_value_heads"],
+        "context_tokens": values["max_position_embeddings"],
+        "notes": f"random weights of {SHAPE_MODELS[shape]}'s shape, no end-of-sequence token",
+    }
+
+
+# transformers serve 5.17-5.24 cannot load a GGUF file: its model manager reads the class
+# from ``config.architectures``, which a config read out of a GGUF leaves empty (TypeError;
+# 5.25 falls back to the model type). So a GGUF is loaded with transformers' own GGUF loader,
+# which dequantizes it as the server would, and the folder it saves is served: the conversion
+# of the vLLM demo's model (workflow/scripts/bootstrap.py, CONVERT).
+def convert_gguf() -> str:
+    spec = importlib.util.spec_from_file_location(
+        "bootstrap", REPO / "workflow/scripts/bootstrap.py"
+    )
+    assert spec and spec.loader
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)
+    return str(bootstrap.CONVERT)
+
+
+def real_model(out: Path, weights: Path, python: str) -> dict[str, Any]:
+    """The config entry of real weights: SmolLM2-135M-Instruct, a folder or its GGUF (turned
+    into a folder first with ``python``, convert_gguf)."""
+    gguf = weights.suffix == ".gguf"
+    folder = weights.resolve()
+    if gguf:
+        folder = out / "model-smollm2"
+        subprocess.run([python, "-c", convert_gguf(), str(weights), str(folder)], check=True)
+    return {
+        "name": "SmolLM2-135M-Instruct",
+        "path": str(folder),
+        **SMOLLM2,
+        "weight_bits": 16,
+        "notes": "real weights" + (f", dequantized to bf16 from {weights.name}" if gguf else ""),
+    }
+
+
+def synthetic_benchmarks(tokens: list[int], samples: int, words: int) -> dict[str, Any]:
+    return {
         f"synth_t{n}": {
             "task": "evalwatt/synthetic_prompts",
-            "task_args": {"samples": samples},
+            "task_args": {"samples": samples, "words": words},
             "samples": samples,
             "scorer": "exact-match",
             "max_tokens": n,
@@ -155,6 +231,47 @@ def config_for(
         }
         for n in tokens
     }
+
+
+def humaneval_benchmarks(tokens: list[int], limit: int | None) -> dict[str, Any]:
+    return {
+        f"humaneval_t{n}": {
+            "task": "evalwatt/humaneval_offline",
+            "task_args": {"timeout_s": 10, "memory_mb": 1024},
+            "samples": 164,
+            "limit": limit,
+            "scorer": "unit-tests",
+            "max_tokens": n,
+            "expected_s_per_sample": 0.5,
+        }
+        for n in tokens
+    }
+
+
+def python_path() -> str:
+    """This checkout's package first, then what the caller's PYTHONPATH holds."""
+    return os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))
+
+
+def gpus_visible() -> int:
+    """GPUs the jobs get: those of CUDA_VISIBLE_DEVICES where NVML answers, else 0."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver: a CPU dry run
+        return 0
+    return len([e for e in os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",") if e])
+
+
+def config_for(
+    out: Path, window_s: float, model: dict[str, Any], benchmarks: dict[str, Any], conns: int
+) -> Any:
+    # the hf backend needs a GPU in the plan; a CPU dry run plans one and its server computes
+    # on the CPU (``--device auto``), with a small KV cache: on a CPU the library sizes it
+    # from the machine's memory (90 %, 22 GB on a 24 GB machine)
+    gpus = max(gpus_visible(), 1)
+    args = [] if gpus_visible() else ["--cb-num-blocks", "64"]
     raw = {
         "run": f"w{int(window_s)}",
         "results_dir": str(out / "results"),
@@ -170,29 +287,7 @@ def config_for(
         },
         "job": {"ready_timeout_s": 600, "sample_interval_s": 0.1},
         "models": [
-            {
-                "name": "llama-1b-random",
-                "hf_id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-                "path": str(model_config(out, shape)),
-                "backend": "hf",
-                "family": "llama",
-                "total_params_b": 1.1,
-                "weight_bits": 16,
-                "attention_heads": 32,
-                "kv_heads": 4,
-                "context_tokens": 2048,
-                "server_args": [
-                    "--ignore-eos",
-                    "--dtype",
-                    "bfloat16",
-                    "--max-batch-size",
-                    "64",
-                    "--max-new-tokens",
-                    str(max(tokens)),
-                ],
-                "benchmarks": sorted(benchmarks),
-                "notes": "random weights of TinyLlama-1.1B's shape (energy only)",
-            }
+            {**model, "backend": "hf", "benchmarks": sorted(benchmarks), "server_args": args}
         ],
         "benchmarks": benchmarks,
         "sweeps": {"temperature": [0.0], "max_connections": [conns]},
@@ -236,21 +331,82 @@ def pct(value: float | None, reference: float | None) -> float | None:
 
 
 def ceems_like_j(trace_path: Path, start: float, end: float) -> float:
-    """Power sampled every CEEMS_SCRAPE_S (the sample nearest each scrape), times the scrape
-    interval, summed over scrapes inside [start, end): CEEMS's kWh, without PUE."""
+    """Power sampled every CEEMS_SCRAPE_S (the last power sample at or before each scrape,
+    counter read or not), times the scrape interval, summed over scrapes inside [start, end):
+    CEEMS's kWh, without PUE."""
     trace = read_trace(trace_path)
     total = 0.0
     for series in trace.series.values():
-        scrape = math.ceil(series.t_unix[0] / CEEMS_SCRAPE_S) * CEEMS_SCRAPE_S
+        times, powers = series.power_samples()
+        if not times:
+            continue
+        scrape = math.ceil(times[0] / CEEMS_SCRAPE_S) * CEEMS_SCRAPE_S
         i = 0
-        while scrape < series.t_unix[-1]:
-            while i + 1 < len(series.t_unix) and series.t_unix[i + 1] <= scrape:
+        while scrape < times[-1]:
+            while i + 1 < len(times) and times[i + 1] <= scrape:
                 i += 1
-            power = series.power_mw[i] if series.power_mw else None
-            if start <= scrape < end and power is not None:
-                total += power / 1000.0 * CEEMS_SCRAPE_S
+            if start <= scrape < end:
+                total += powers[i] / 1000.0 * CEEMS_SCRAPE_S
             scrape += CEEMS_SCRAPE_S
     return total
+
+
+def peak_power_w(trace_path: Path, start: float, end: float) -> float | None:
+    """The highest power sample inside [start, end], summed over devices sample by sample
+    (one device here); None when no sample falls inside."""
+    trace = read_trace(trace_path)
+    peaks = []
+    for series in trace.series.values():
+        times, powers = series.power_samples()
+        inside = [p for t, p in zip(times, powers, strict=True) if start <= t <= end]
+        if inside:
+            peaks.append(max(inside) / 1000.0)
+    return sum(peaks) if peaks else None
+
+
+def power_limit_w() -> dict[str, Any]:
+    """The enforced power limit of the job's GPU(s), from NVML (null with the reason)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        entries = [e for e in os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",") if e]
+        handles = [
+            pynvml.nvmlDeviceGetHandleByUUID(e)
+            if e.startswith("GPU-")
+            else pynvml.nvmlDeviceGetHandleByIndex(int(e))
+            for e in entries
+        ]
+        limits = [pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0 for h in handles]
+        names = [str(pynvml.nvmlDeviceGetName(h)) for h in handles]
+    except Exception as exc:  # no driver: a CPU dry run
+        return {"power_limit_w": None, "reason": f"NVML: {exc}"}
+    return {"power_limit_w": sum(limits), "gpus": names}
+
+
+def per(value: float | None, count: float | None) -> float | None:
+    return value / count if value is not None and count else None
+
+
+def regime(result: JobResult, trace: Path, phase_j: float | None, window: Any) -> dict[str, Any]:
+    """How hard the generation drove the GPU, and what it cost per token and per question."""
+    start, end = window
+    seconds = end - start
+    gen, scored = result.generation, result.scoring
+    tokens = gen.output_tokens if gen else None
+    samples = gen.samples_completed if gen else None
+    return {
+        "generation_s": seconds,
+        "average_power_w": per(phase_j, seconds),
+        "peak_power_w": peak_power_w(trace, start, end),
+        "tokens_per_s": per(tokens, seconds),
+        "j_per_token": per(phase_j, tokens),
+        "samples": samples,
+        "j_per_sample": per(phase_j, samples),
+        "score": scored.score if scored else None,
+        "score_metric": scored.score_metric if scored else None,
+        "score_stderr": scored.score_stderr if scored else None,
+    }
 
 
 def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
@@ -261,17 +417,17 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
     family = "gpu" if "gpu" in sources else "cpu_est"  # cpu_est: a dry run without NVML
     gpu, base_gpu = sources.get(family), base_sources.get(family)  # type: ignore[call-overload]
     gen = result.generation
-    terms = cell_terms(
+    energy = cell_terms(
         gpu,
         base_gpu,
         None,
         gen.samples_completed if gen else None,
         gen.output_tokens if gen else None,
     )
-    headline = terms["terms"]["inference"]
-    phase = headline["energy_j"]
+    headline = energy.terms["inference"]
+    phase = headline.energy_j
     # the headline window as the terms measured it (generation, when the marks exist)
-    start, end = headline["window"] or (marks["inference_start"], marks["inference_end"])
+    start, end = headline.window or (marks["inference_start"], marks["inference_end"])
     reference = cell_dir.parent / f"{result.job_id}.reference.jsonl"
     try:
         direct: float | None = reference_at(reference, end) - reference_at(reference, start)
@@ -279,25 +435,27 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         print(f"reference counter unavailable: {exc}", file=sys.stderr)
         direct = None
     trace = trace_file(cell_dir)
+    figures = regime(result, trace, phase, (start, end))
     ceems = ceems_like_j(trace, start, end)
     job_ceems = ceems_like_j(trace, marks["job_start"], marks["job_end"])
     return {
         "cell": result.job_id,
         "output_tokens": gen.output_tokens if gen else None,
         "inference_s": end - start,
-        "headline_formula": headline["formula"],
+        "headline_formula": headline.formula,
         "evaluation_s": marks["inference_end"] - marks["inference_start"],
-        "devices_summed": sorted(headline.get("per_device_j") or {}),
+        "devices_summed": sorted(headline.per_device_j),
         "sampler_devices": [d.uuid for d in _nvml_devices(result)],
         "counter_reads_on_mark": result.sampler.counter_reads_on_mark,
         "phase_resolved_j": phase,
         "reference_counter_j": direct,
         "phase_vs_counter_pct": pct(phase, direct),
-        "methods": method_comparison(terms),
+        "methods": {k: asdict(m) for k, m in method_comparison(energy).items()},
         "ceems_10s_inference_j": ceems,
         "ceems_10s_inference_err_pct": pct(ceems, phase),
-        "ceems_10s_job_err_pct": pct(job_ceems, terms["terms"]["job"]["energy_j"]),
+        "ceems_10s_job_err_pct": pct(job_ceems, energy.terms["job"].energy_j),
         "pad_s": marks.get("pad_end", 0) - marks.get("pad_start", 0),
+        **figures,
     }
 
 
@@ -338,35 +496,54 @@ def sampler_cost(out: Path) -> str:
     return done.stdout + done.stderr
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--label", default="", help="the regime's name in the report")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument(
+        "--shape", choices=sorted(SHAPES), default="llama-1b", help="random weights (tiny: CPU)"
+    )
+    model.add_argument("--weights", type=Path, help="real weights (folder or .gguf): HumanEval")
+    parser.add_argument(
+        "--weights-python",
+        default=sys.executable,
+        help="the Python (with torch and transformers) that writes random weights or reads a GGUF",
+    )
     parser.add_argument("--tokens", default="32,128,512", help="answer lengths (tokens)")
     parser.add_argument("--windows", default="0,60", help="accounting windows (s): padding")
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=64, help="synthetic prompts")
+    parser.add_argument("--prompt-words", type=int, default=12, help="synthetic prompt length")
+    parser.add_argument("--limit", type=int, help="HumanEval questions (default: all 164)")
     parser.add_argument("--max-connections", type=int, default=32)
+    parser.add_argument(
+        "--expect-busy",
+        action="store_true",
+        help=f"check average generation power >= {BUSY_SHARE_OF_LIMIT:.0%} of the power limit "
+        f"and J/token in {J_PER_TOKEN_RANGE}",
+    )
     parser.add_argument("--skip-sampler-cost", action="store_true")
-    parser.add_argument("--shape", default="llama-1b", help="model shape (tiny: a CPU dry run)")
     parser.add_argument(
         "--busy-gpu",
         help="keep this other GPU (index or UUID) busy during the jobs: it must not be counted",
     )
-    args = parser.parse_args(argv)
-    out: Path = args.out
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "0")
-    report: dict[str, Any] = {"devices": devices, "cells": [], "idle": {}}
-    if not args.skip_sampler_cost:
-        report["sampler_cost"] = sampler_cost(out)
-        print(report["sampler_cost"], flush=True)
+    return parser.parse_args(argv)
+
+
+def model_and_benchmarks(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     tokens = [int(t) for t in args.tokens.split(",")]
-    busy = start_busy(args.busy_gpu, 3600.0) if args.busy_gpu else None
-    job_uuids = sorted(uuid_of(e) for e in devices.split(",") if e) if busy else []
-    report["job_gpus"] = job_uuids
-    report["busy_gpu"] = uuid_of(args.busy_gpu) if args.busy_gpu else None
+    if args.weights is not None:
+        model = real_model(args.out, args.weights, args.weights_python)
+        return model, humaneval_benchmarks(tokens, args.limit)
+    model = random_model(args.out, args.shape, args.weights_python)
+    return model, synthetic_benchmarks(tokens, args.samples, args.prompt_words)
+
+
+def run_windows(args: argparse.Namespace, report: dict[str, Any], devices: str) -> None:
+    """A load-only baseline and every cell, once per accounting window."""
+    model, benchmarks = model_and_benchmarks(args)
     for window in (float(w) for w in args.windows.split(",")):
-        config = config_for(out, window, tokens, args.samples, args.max_connections, args.shape)
+        config = config_for(args.out, window, model, benchmarks, args.max_connections)
         plan = plan_run(config)
         layout = Layout.of(config.results_dir, config.run)
         base_id = next(iter(plan.baselines))
@@ -378,20 +555,53 @@ def main(argv: list[str] | None = None) -> int:
             figures["window_s"] = window
             report["cells"].append(figures)
             print(json.dumps(figures, indent=1, default=str), flush=True)
-    if busy is not None:
-        busy.terminate()
-        busy.wait()
+
+
+def check_cell(c: dict[str, Any], report: dict[str, Any], busy: bool) -> list[str]:
+    """The expectations one cell misses (a figure that could not be taken misses)."""
+    name = f"{c['cell']} w{c['window_s']:g}"
     failures = []
-    for c in report["cells"]:
-        name = f"{c['cell']} w{c['window_s']:g}"
-        if job_uuids and (c["sampler_devices"] != job_uuids or report["busy_gpu"] in job_uuids):
-            failures.append(f"{name}: sampled {c['sampler_devices']}, the job's GPUs {job_uuids}")
-        phase = c["phase_vs_counter_pct"]
-        if phase is None or abs(phase) > PHASE_VS_COUNTER_PCT:
-            failures.append(f"{name}: phase-resolved vs counter {phase} %")
-        corrected = c["methods"]["corrected_whole_job"]["gap_pct"]
-        if corrected is None or abs(corrected) > CORRECTED_VS_PHASE_PCT:
-            failures.append(f"{name}: corrected whole-job vs phase-resolved {corrected} %")
+    job_uuids = report["job_gpus"]
+    if job_uuids and (c["sampler_devices"] != job_uuids or report["busy_gpu"] in job_uuids):
+        failures.append(f"{name}: sampled {c['sampler_devices']}, the job's GPUs {job_uuids}")
+    phase = c["phase_vs_counter_pct"]
+    if phase is None or abs(phase) > PHASE_VS_COUNTER_PCT:
+        failures.append(f"{name}: phase-resolved vs counter {phase} %")
+    corrected = c["methods"]["corrected_whole_job"]["gap_pct"]
+    if corrected is None or abs(corrected) > CORRECTED_VS_PHASE_PCT:
+        failures.append(f"{name}: corrected whole-job vs phase-resolved {corrected} %")
+    if busy:
+        limit, power = report["power"]["power_limit_w"], c["average_power_w"]
+        if limit is None or power is None or power < BUSY_SHARE_OF_LIMIT * limit:
+            failures.append(f"{name}: average generation power {power} W, limit {limit} W")
+        low, high = J_PER_TOKEN_RANGE
+        if c["j_per_token"] is None or not low <= c["j_per_token"] <= high:
+            failures.append(f"{name}: {c['j_per_token']} J per token, outside {low}-{high}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out: Path = args.out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "0")
+    report: dict[str, Any] = {"label": args.label, "devices": devices, "cells": [], "idle": {}}
+    report["power"] = power_limit_w()
+    print(json.dumps({"power": report["power"]}), flush=True)
+    if not args.skip_sampler_cost:
+        report["sampler_cost"] = sampler_cost(out)
+        print(report["sampler_cost"], flush=True)
+    busy = start_busy(args.busy_gpu, 3600.0) if args.busy_gpu else None
+    report["job_gpus"] = sorted(uuid_of(e) for e in devices.split(",") if e) if busy else []
+    report["busy_gpu"] = uuid_of(args.busy_gpu) if args.busy_gpu else None
+    try:
+        run_windows(args, report, devices)
+    finally:
+        if busy is not None:
+            busy.terminate()
+            busy.wait()
+    failures = [f for c in report["cells"] for f in check_cell(c, report, args.expect_busy)]
     report["failures"] = failures
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps({"idle": report["idle"], "failures": failures}, indent=1))

@@ -36,7 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from evalwatt.energy.trace import Trace, TraceError, read_trace
+from evalwatt.energy.trace import Trace, TraceError
+from evalwatt.energy.trace_files import read_trace
 from evalwatt.sampling.probes import NvmlProbe, ProbeUnavailable, parse_visible_devices
 from evalwatt.sampling.process import SamplerProcess
 

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nvml_check import FAILED, NOT_RUN, PASSED, Expectation, verdict  # noqa: E402
 
-from evalwatt.energy.trace import TraceError, read_trace  # noqa: E402
+from evalwatt.energy.trace import TraceError  # noqa: E402
+from evalwatt.energy.trace_files import read_trace  # noqa: E402
 from evalwatt.sampling.process import SamplerProcess  # noqa: E402
 
 # The GPU CUDA used must draw at least this many times the power of every other sampled GPU

@@ -36,7 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from evalwatt.base.layout import SAMPLER_STATUS, TRACE_FILES
-from evalwatt.energy.trace import read_trace
+from evalwatt.energy.trace_files import read_trace
 from evalwatt.sampling.process import SamplerProcess
 
 # Expectations (issue 10): at 10 Hz, at most 0.5 % of one core and at least 99.5 % of samples.

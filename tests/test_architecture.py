@@ -25,7 +25,7 @@ OPTIONAL_HEAVY = {
     "evalwatt.report.figures": "matplotlib (the figures extra)",
     "evalwatt.report.figures.timeline": "matplotlib (the figures extra)",
     "evalwatt.report.figures.tables": "matplotlib (the figures extra)",
-    "evalwatt.report.glmm": "JAX and NumPyro (the glmm extra, .venv-glmm)",
+    "evalwatt.report.glmm": "NumPy, JAX and NumPyro (the glmm extra, .venv-glmm): its `main`",
     "evalwatt.runtime.tasks": "inspect-ai (the job's environment; scorers register on import)",
 }
 

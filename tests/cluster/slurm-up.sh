@@ -8,7 +8,9 @@
 # SLURM_JOB_GPUS, and sacct records gres/gpu in AllocTRES, exactly as on a GPU node.
 # (A gres.conf with Count= only drains the node; File= on regular files gives no
 # CUDA_VISIBLE_DEVICES.) Its CPUs are declared as CPUS (default 8) whatever the machine has,
-# so that jobs sized like the demo's can run side by side on a 2-core CI machine.
+# so that jobs sized like the demo's can run side by side on a 2-core CI machine. Its features,
+# h100, a and b, let the tests submit constraint expressions such as h100&(a|b) and h100|a
+# (Slurm refuses a constraint that names a feature no node has).
 set -euo pipefail
 
 CLUSTER=${EVALWATT_SLURM_CLUSTER:-evalwatt-ci}
@@ -25,7 +27,8 @@ log() { echo "[slurm-up] $*" >&2; }
 # then there is nothing to do.
 if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' \
    && sacctmgr -n show account "$ACCOUNT" 2>/dev/null | grep -q "$ACCOUNT" \
-   && scontrol show config 2>/dev/null | grep -q 'AccountingStoreFlags *= *job_comment'; then
+   && scontrol show config 2>/dev/null | grep -q 'AccountingStoreFlags *= *job_comment' \
+   && scontrol show node "$HOST" 2>/dev/null | grep -q 'AvailableFeatures=h100,a,b'; then
   log "cluster $CLUSTER is up"; exit 0
 fi
 [ "$(id -u)" = 0 ] || { log "needs root (it installs and starts Slurm)"; exit 2; }
@@ -72,7 +75,7 @@ KillWait=10
 InactiveLimit=0
 ReturnToService=2
 SchedulerParameters=sched_interval=2
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$GPUS State=UNKNOWN
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$GPUS Feature=h100,a,b State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 cat > /etc/slurm/gres.conf <<CONF

@@ -10,6 +10,7 @@ that leaves no result and no server.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import yaml
 
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
+from evalwatt.table.final import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CONFIG = REPO / "tests" / "cluster" / "ci-slurm.yaml"
@@ -45,23 +47,38 @@ def _config(workdir: Path, name: str, edit=None) -> Path:
     return path
 
 
-def _snakemake(workdir: Path, config: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+def _snakemake(
+    workdir: Path, config: Path, *targets: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     # targets first: --configfile takes every word after it
     argv = [str(SNAKEMAKE), *targets, "--snakefile", str(REPO / "Snakefile")]
     argv += ["--profile", str(PROFILE), "--directory", str(workdir), "--configfile", str(config)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=1200, env=env)
 
 
 def _sacct(workdir: Path) -> list[dict[str, str]]:
     """Every allocation Slurm accounted for jobs started in ``workdir``, oldest first."""
-    fields = "JobIDRaw,State,Elapsed,ElapsedRaw,AllocTRES,Timelimit,WorkDir,NodeList,Comment"
+    fields = (
+        "JobIDRaw,State,Elapsed,ElapsedRaw,AllocTRES,Timelimit,WorkDir,NodeList,Comment,Constraints"
+    )
     out = subprocess.run(
-        ["sacct", "-X", "-P", "-n", f"--format={fields}", "--starttime=now-3hours"],
+        # not sacct's default "|": constraints such as h100|a contain it
+        [
+            "sacct",
+            "-X",
+            "-P",
+            "-n",
+            "--delimiter=^^",
+            f"--format={fields}",
+            "--starttime=now-3hours",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    rows = [dict(zip(fields.split(","), line.split("|"), strict=True)) for line in out.splitlines()]
+    rows = [
+        dict(zip(fields.split(","), line.split("^^"), strict=True)) for line in out.splitlines()
+    ]
     return [r for r in rows if Path(r["WorkDir"]).resolve() == workdir.resolve()]
 
 
@@ -104,14 +121,40 @@ def test_every_job_is_its_own_slurm_job_with_the_planned_gpus(demo_run) -> None:
         assert int(row["ElapsedRaw"]) >= window_s, (name, row)  # padding beat the window
         assert result.cuda_visible_devices, name  # the GPU Slurm allocated, recorded
         assert result.host == row["NodeList"], (name, row)
+        assert row["Constraints"] == "h100&(a|b)", row  # as given, through the profile
+
+
+def test_an_or_constraint_runs_and_no_shell_runs_a_command_of_it(tmp_path: Path) -> None:
+    """`h100|a` pasted unquoted into the plugin's sbatch command line would pipe sbatch into a
+    command named `a`: one on PATH that leaves a marker shows that nothing ran it."""
+    from evalwatt.base.layout import Layout
+    from evalwatt.config.load import load_config
+    from evalwatt.plan.matrix import plan_run
+
+    bin_dir, marker = tmp_path / "bin", tmp_path / "a-was-run"
+    bin_dir.mkdir()
+    (bin_dir / "a").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (bin_dir / "a").chmod(0o755)
+
+    def edit(data: dict) -> None:
+        data["run"] = "or-constraint"
+        data["cluster"]["constraint"] = "h100|a"
+
+    config_file = _config(tmp_path, "or", edit)
+    base_id = next(iter(plan_run(load_config(config_file)).baselines))
+    target = Layout.of("results", "or-constraint").run_result("baseline", base_id)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = _snakemake(tmp_path, config_file, str(target), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = _sacct(tmp_path)
+    assert row["State"] == "COMPLETED" and row["Constraints"] == "h100|a", row
+    assert not marker.exists()
 
 
 def test_the_table_names_the_slurm_jobs(demo_run) -> None:
-    import pyarrow.parquet as pq
-
     workdir, done = demo_run
     assert done.returncode == 0
-    table = pq.read_table(workdir / "results" / "slurm-ci" / "final" / "energy_table.parquet")
+    table = read_table(workdir / "results" / "slurm-ci" / "final" / "energy_table.parquet")
     ids = {r["JobIDRaw"] for r in _sacct(workdir)}
     rows = table.to_pylist()
     assert len(rows) == 2

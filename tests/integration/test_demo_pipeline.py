@@ -28,6 +28,7 @@ from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
 from evalwatt.table.final import SCHEMA_VERSION as TABLE_SCHEMA_VERSION
+from evalwatt.table.final import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW_S = 12.0
@@ -85,7 +86,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_final_table_has_scores_and_estimated_energy(demo: Path) -> None:
-    rows = pq.read_table(demo / "results/ci/final/energy_table.parquet").to_pylist()
+    rows = read_table(demo / "results/ci/final/energy_table.parquet").to_pylist()
     assert len(rows) == CELLS
     assert {r["benchmark"] for r in rows} == {"humaneval", "writingbench"}
     assert {r["temperature"] for r in rows} == {0.0, 0.7}
@@ -173,9 +174,7 @@ def test_every_contract_file_loads_through_its_model(demo: Path) -> None:
         assert timeline.marks == result.marks
     records = [read_contract(CellRecord, p) for p in root.glob("energy/*.json")]
     assert len(records) == CELLS
-    table = {
-        r["cell_id"]: r for r in pq.read_table(root / "final/energy_table.parquet").to_pylist()
-    }
+    table = {r["cell_id"]: r for r in read_table(root / "final/energy_table.parquet").to_pylist()}
     for record in records:
         assert table[record.cell_id]["cpu_est_net_energy_j"] == record.row.cpu_est.net_energy_j
         assert (record.jobs.judge is not None) == (record.row.scored_by == "judge job")
@@ -220,4 +219,4 @@ def test_deleting_one_cell_reruns_that_cell_only(demo: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert target.exists()
     assert {p: p.stat().st_mtime for p in others} == others
-    assert len(pq.read_table(demo / "results/ci/final/energy_table.parquet")) == CELLS
+    assert len(read_table(demo / "results/ci/final/energy_table.parquet")) == CELLS

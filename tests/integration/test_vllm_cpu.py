@@ -27,7 +27,6 @@ from types import ModuleType
 from typing import Any
 
 import psutil
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -35,6 +34,7 @@ from evalwatt.base.vocabulary import JobStatus, Mark
 from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
+from evalwatt.table.final import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 CELL = "SmolLM2-135M-Instruct__humaneval__t0__c2"
@@ -134,7 +134,7 @@ def run(
 
 
 def test_the_row_is_in_the_final_table_with_energy(run: Path) -> None:
-    (row,) = pq.read_table(run / "final/energy_table.parquet").to_pylist()
+    (row,) = read_table(run / "final/energy_table.parquet").to_pylist()
     assert (row["cell_id"], row["backend"], row["gpus"]) == (CELL, "vllm", 0)
     assert row["samples_completed"] == 1 and row["output_tokens"] > 0
     assert row["score"] is not None  # HumanEval by unit tests: 0 or 1, never checked as text

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from evalwatt.table.final import to_table
+from evalwatt.table.final import ROW_SCHEMA_VERSION, to_table
 
 # name, total params (B), active params (B), weight bits, MoE, reasoning, benchmarks
 STUDY_MODELS: list[tuple[str, float, float, int, bool, bool, str]] = [
@@ -227,6 +227,23 @@ def gpus_for(total_params_b: float, weight_bits: int) -> int:
     """The study's GPU count: VRAM_GB = P x 4 / (32 / Q) x 1.3 on 80 GB GPUs, 3 -> 4."""
     need = math.ceil(total_params_b * 4 / (32 / weight_bits) * 1.3 / 80)
     return 4 if need == 3 else max(need, 1)
+
+
+def cell_row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **extra):
+    """A row with only the columns that identify its cell and its duration (the others null)."""
+    return {
+        "run": "unit",
+        "cell_id": f"{model}__{benchmark}__t{temperature:g}__c{conns}",
+        "model": model,
+        "benchmark": benchmark,
+        "temperature": temperature,
+        "max_connections": conns,
+        "inference_duration_s": duration,
+        "schema_version": ROW_SCHEMA_VERSION,
+        "gpus_allocated": None,
+        "gpus_measured": None,
+        **extra,
+    }
 
 
 def _row(**columns: object) -> dict[str, object]:

@@ -22,6 +22,7 @@ import pytest
 
 from evalwatt.base.layout import JobFiles
 from evalwatt.config.load import from_dict
+from evalwatt.contracts.accounting import Exchange
 from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.result import JobResult, ServerRun
 from evalwatt.contracts.sampler import GpuDevice, SamplerStatus, TraceInfo
@@ -33,7 +34,8 @@ from evalwatt.contracts.spec import (
     ServerSettings,
     ServerSpec,
 )
-from evalwatt.energy.cluster.common import Exchange, JobFacts, Settings, write_accounting
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts
 from evalwatt.report.audit import AUDIT_SCHEMA, AuditJob, audit_row, audit_table, sources_markdown
 from evalwatt.sampling.sampler import SCHEMAS, TraceWriter
 
@@ -61,6 +63,18 @@ def _marks(name: str) -> dict[str, float]:
     return {k: v for k, v in marks.items() if k in set(Mark)}  # the harness's extra marks out
 
 
+def _job(name: str, run_dir: Path, baseline_id: str | None = None) -> AuditJob:
+    """The job ``name`` (also its kind) of cell c1, planned on one GPU."""
+    return AuditJob(
+        kind=name,
+        job_id=name,
+        cells=("c1",),
+        run_dir=run_dir,
+        baseline_id=baseline_id,
+        gpus_planned=1,
+    )
+
+
 def settings() -> Settings:
     from conftest import _SMALL_CONFIG  # type: ignore[import-not-found]
 
@@ -73,7 +87,7 @@ def settings() -> Settings:
         "ceems": {"url": "http://127.0.0.1:8"},
         "prometheus": {"url": PROM, "series": "dcgm-power"},
     }
-    return Settings.of(from_dict(raw, REPO).raw)
+    return Settings.of(from_dict(raw, REPO))
 
 
 def _job_dir(root: Path, name: str, slurm_id: str, rows: list | None = None) -> Path:
@@ -267,19 +281,19 @@ def run(tmp_path):
         facts = JobFacts.of(path)
         files = JobFiles(path)
         rows = _rows(name)
-        write_accounting(
+        write_contract(
             files.accounting("ceems-api"),
             _ceems_record(s, facts, _nvml_joules(rows, *facts.span)),
         )
-        write_accounting(files.accounting("prometheus"), _prom_record(s, facts, rows))
-        write_accounting(files.accounting("sacct"), _sacct_record(s, facts))
+        write_contract(files.accounting("prometheus"), _prom_record(s, facts, rows))
+        write_contract(files.accounting("sacct"), _sacct_record(s, facts))
         jobs[name] = path
     return s, jobs
 
 
 def test_the_inconsistent_source_is_flagged_and_the_consistent_one_is_not(run):
     s, jobs = run
-    job = AuditJob("cell", "cell", jobs["cell"], ("c1",), "baseline", 1)
+    job = _job("cell", jobs["cell"], "baseline")
     row = audit_row(s, "unit", job)
     assert row["flagged"] is True
     assert abs(row["ceems_gap_pct"]) < 0.01  # consistent by construction
@@ -293,7 +307,7 @@ def test_the_inconsistent_source_is_flagged_and_the_consistent_one_is_not(run):
 def test_every_audited_number_is_recomputed_from_the_raw_files(run):
     s, jobs = run
     for name, path in jobs.items():
-        row = audit_row(s, "unit", AuditJob(name, name, path, ("c1",), None, 1))
+        row = audit_row(s, "unit", _job(name, path))
         marks = json.loads((path / "result.json").read_text())["marks"]
         start, end = marks["job_start"], marks["job_end"]
         rows = _rows(name)
@@ -331,7 +345,7 @@ def test_every_audited_number_is_recomputed_from_the_raw_files(run):
 
 def test_the_baseline_under_the_cutoff_is_flagged_with_the_padding_hint(run):
     s, jobs = run
-    row = audit_row(s, "unit", AuditJob("baseline", "baseline", jobs["baseline"], ("c1",), None, 1))
+    row = audit_row(s, "unit", _job("baseline", jobs["baseline"]))
     assert row["under_cutoff"] is True  # 75 s < 120 s
     assert "cluster.accounting_window_s" in row["flags"]
 
@@ -339,7 +353,7 @@ def test_the_baseline_under_the_cutoff_is_flagged_with_the_padding_hint(run):
 def test_a_missing_raw_file_is_an_error_not_a_zero(run):
     s, jobs = run
     (jobs["cell"] / "accounting" / "ceems-api.json").unlink()
-    row = audit_row(s, "unit", AuditJob("cell", "cell", jobs["cell"], ("c1",), None, 1))
+    row = audit_row(s, "unit", _job("cell", jobs["cell"]))
     assert row["ceems_status"] == "error" and row["ceems_job_j"] is None
     assert "not collected" in row["ceems_null_reason"]
     assert "ceems-api: not collected" in row["flags"]
@@ -351,7 +365,7 @@ def test_a_counter_reset_is_counted_and_flagged(run, tmp_path):
     half = len(rows) // 2
     rows = rows[:half] + [(t, e - rows[half][1] + 1000, p) for t, e, p in rows[half:]]
     path = _job_dir(tmp_path / "reset", "cell", "9003", rows)
-    row = audit_row(s, "unit", AuditJob("cell", "cell", path, ("c1",), None, 1))
+    row = audit_row(s, "unit", _job("cell", path))
     assert row["counter_resets"] == 1, row["nvml_null_reason"]
     assert row["nvml_job_j"] is None and "went backwards" in row["nvml_null_reason"]
     assert "counter never goes backwards" in row["flags"]
@@ -360,7 +374,7 @@ def test_a_counter_reset_is_counted_and_flagged(run, tmp_path):
 
 def test_the_parquet_has_a_documented_column_for_every_field(run, tmp_path):
     s, jobs = run
-    rows = [audit_row(s, "unit", AuditJob(n, n, p, ("c1",), None, 1)) for n, p in jobs.items()]
+    rows = [audit_row(s, "unit", _job(n, p)) for n, p in jobs.items()]
     table = audit_table(rows)
     pq.write_table(table, tmp_path / "audit.parquet")
     back = pq.read_table(tmp_path / "audit.parquet")

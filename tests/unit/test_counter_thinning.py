@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evalwatt.energy.trace import COUNTS, SampleGap, read_timeline, read_trace
+from evalwatt.energy.trace import SampleGap
+from evalwatt.energy.trace_files import COUNTS, read_timeline, read_trace
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces" / "h100-hf-llama1b"
 EVERY = 10

@@ -16,10 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from evalwatt.base.vocabulary import Family
+from evalwatt.contracts.record import FamilyUnavailable, TermRecord
 from evalwatt.energy.readings import cell_energy
 from evalwatt.energy.sources import TraceSource, column_prefix
-from evalwatt.energy.terms import Term, cell_terms, combine, per_unit
-from evalwatt.energy.trace import CounterWentBackwards, TraceError, read_timeline, read_trace
+from evalwatt.energy.terms import cell_terms, combine, of_window, per_unit
+from evalwatt.energy.trace import CounterWentBackwards, TraceError, WindowEnergy
+from evalwatt.energy.trace_files import read_timeline, read_trace
 from evalwatt.ops.cli import main as cli_main
 from evalwatt.sampling.sampler import SCHEMAS, TraceWriter
 from evalwatt.table.cells import energy_columns
@@ -126,7 +129,7 @@ def test_real_terms_whole_job_method(real):
     cell = TraceSource(read_trace(real["cell_csv"]), read_timeline(real["cell_marks"]))
     base = TraceSource(read_trace(real["base_csv"]), read_timeline(real["base_marks"]))
     out = cell_terms(cell, base, None, samples_completed=96, output_tokens=int(cm["output_tokens"]))
-    terms = out["terms"]
+    terms = out.terms
     c, b = real["cell_rows"], real["base_rows"]
     expected = {
         "inference": _joules(c, cm["inference_start"], cm["inference_end"]),
@@ -136,27 +139,27 @@ def test_real_terms_whole_job_method(real):
         "baseline_pad": _joules(b, bm["pad_start"], bm["pad_end"]),
     }
     for name, joules in expected.items():
-        assert terms[name]["energy_j"] == pytest.approx(joules, rel=1e-6), name
+        assert terms[name].energy_j == pytest.approx(joules, rel=1e-6), name
     e = expected
     net = (e["job"] - e["pad"]) - (e["baseline_job"] - e["baseline_pad"])
-    assert terms["net"]["energy_j"] == pytest.approx(net, rel=1e-6)
-    gap = terms["net"]["energy_j"] - terms["inference"]["energy_j"]
-    assert terms["gap"]["energy_j"] == pytest.approx(gap, rel=1e-9)
-    assert out["gap_pct"] == pytest.approx(100 * gap / expected["inference"], rel=1e-6)
+    assert terms["net"].energy_j == pytest.approx(net, rel=1e-6)
+    gap = terms["net"].energy_j - terms["inference"].energy_j
+    assert terms["gap"].energy_j == pytest.approx(gap, rel=1e-9)
+    assert out.gap_pct == pytest.approx(100 * gap / expected["inference"], rel=1e-6)
     # job_start falls 0.025 s before the first sample: extrapolated, and said so
     first_t = c[0][0]
-    assert terms["job"]["extrapolated_s"] == pytest.approx(
+    assert terms["job"].extrapolated_s == pytest.approx(
         max(first_t - cm["job_start"], cm["job_end"] - c[-1][0]), abs=1e-6
     )
-    per = out["per_unit"]
-    assert per["inference_per_question"]["value_wh"] == pytest.approx(
+    per = out.per_unit
+    assert per["inference_per_question"].value_wh == pytest.approx(
         expected["inference"] / 3600 / 96, rel=1e-6
     )
-    assert per["net_per_question"]["value_wh"] == pytest.approx(net / 3600 / 96, rel=1e-6)
-    assert per["inference_per_1k_output_tokens"]["value_wh"] == pytest.approx(
+    assert per["net_per_question"].value_wh == pytest.approx(net / 3600 / 96, rel=1e-6)
+    assert per["inference_per_1k_output_tokens"].value_wh == pytest.approx(
         expected["inference"] / 3600 / (69120 / 1000), rel=1e-6
     )
-    assert terms["judge"]["energy_j"] is None and terms["judge"]["null_reason"]
+    assert terms["judge"].energy_j is None and terms["judge"].null_reason
 
 
 def test_energy_cli_on_the_real_traces(real, capsys):
@@ -317,21 +320,21 @@ def test_edge_two_seconds_outside_becomes_a_null_term_with_reason(tmp_path):
         "inference_end": T0 + 12,
     }
     out = cell_terms(TraceSource(trace, marks), None, None, 10, 1000)
-    inference = out["terms"]["inference"]
-    assert inference["energy_j"] is None  # never 0
-    assert "after the last sample" in inference["null_reason"]
-    assert out["terms"]["job"]["energy_j"] == pytest.approx(1000.0)
-    assert out["per_unit"]["inference_per_question"]["value_wh"] is None
-    assert out["per_unit"]["inference_per_question"]["null_reason"] == inference["null_reason"]
-    assert out["gap_pct"] is None
+    inference = out.terms["inference"]
+    assert inference.energy_j is None  # never 0
+    assert "after the last sample" in inference.null_reason
+    assert out.terms["job"].energy_j == pytest.approx(1000.0)
+    assert out.per_unit["inference_per_question"].value_wh is None
+    assert out.per_unit["inference_per_question"].null_reason == inference.null_reason
+    assert out.gap_pct is None
 
 
 def test_missing_mark_becomes_a_null_term(tmp_path):
     trace = read_trace(_write_csv(tmp_path / "t.csv", _constant(100)))
     marks = {"job_start": T0, "job_end": T0 + 10}
     out = cell_terms(TraceSource(trace, marks), None, None, 10, None)
-    assert out["terms"]["pad"]["energy_j"] is None
-    assert "pad_start" in out["terms"]["pad"]["null_reason"]
+    assert out.terms["pad"].energy_j is None
+    assert "pad_start" in out.terms["pad"].null_reason
 
 
 @pytest.mark.parametrize("n_rows", [0, 1])
@@ -431,15 +434,15 @@ def test_counter_reset_becomes_a_null_term_with_its_reason_not_a_negative(tmp_pa
         "pad_end": T0 + 10,
     }
     out = cell_terms(TraceSource(trace, marks), None, None, 10, 1000)
-    terms = out["terms"]
+    terms = out.terms
     for name in ("inference", "job"):
-        assert terms[name]["energy_j"] is None, name
-        assert "counter of device 0 went backwards by 5399000 mJ" in terms[name]["null_reason"]
-        assert str(tmp_path / "t.csv") in terms[name]["null_reason"]
-    assert terms["pad"]["energy_j"] == pytest.approx(200.0, rel=1e-9)  # after the reset: fine
-    assert terms["net"]["energy_j"] is None and "went backwards" in terms["net"]["null_reason"]
-    assert out["per_unit"]["inference_per_question"]["value_wh"] is None
-    assert out["gap_pct"] is None
+        assert terms[name].energy_j is None, name
+        assert "counter of device 0 went backwards by 5399000 mJ" in terms[name].null_reason
+        assert str(tmp_path / "t.csv") in terms[name].null_reason
+    assert terms["pad"].energy_j == pytest.approx(200.0, rel=1e-9)  # after the reset: fine
+    assert terms["net"].energy_j is None and "went backwards" in terms["net"].null_reason
+    assert out.per_unit["inference_per_question"].value_wh is None
+    assert out.gap_pct is None
 
 
 def test_counter_reset_at_the_edge_without_power_is_not_extrapolated(tmp_path):
@@ -451,22 +454,20 @@ def test_counter_reset_at_the_edge_without_power_is_not_extrapolated(tmp_path):
 
 
 def test_term_of_a_window_that_is_not_a_physical_energy_is_null():
-    from evalwatt.energy.trace import WindowEnergy
-
     for bad in (-1.0, float("nan"), float("inf")):
         measure = WindowEnergy(T0, T0 + 1, bad, {"0": bad}, 0.0, None)
-        term = Term.of_window(measure, "E(b) - E(a)")
+        term = of_window(measure, "E(b) - E(a)")
         assert term.energy_j is None and "not a finite energy" in term.null_reason
 
 
 def test_net_may_be_negative_but_never_nan():
-    terms = {"a": Term(1.0, "a"), "b": Term(3.0, "b")}
+    terms = {"a": TermRecord.derived(1.0, "a"), "b": TermRecord.derived(3.0, "b")}
     assert combine("a - b", terms, {"a": 1, "b": -1}).energy_j == -2.0  # a real outcome, kept
-    huge = {"a": Term(1.7e308, "a"), "b": Term(1.7e308, "b")}
+    huge = {"a": TermRecord.derived(1.7e308, "a"), "b": TermRecord.derived(1.7e308, "b")}
     out = combine("a + b", huge, {"a": 1, "b": 1})
     assert out.energy_j is None and "not a finite number" in out.null_reason
-    negative = per_unit(Term(7200.0, "x"), -4, "completed samples")
-    assert negative["value_wh"] is None and "completed samples is -4" in negative["null_reason"]
+    negative = per_unit(TermRecord.derived(7200.0, "x"), -4, "completed samples")
+    assert negative.value_wh is None and "completed samples is -4" in negative.null_reason
 
 
 # --- Parquet traces as the sampler writes them -----------------------------------------------
@@ -592,23 +593,23 @@ def test_trace_writer_estimate_round_trip(tmp_path):
 
 
 def test_combine_signed_sum():
-    terms = {"a": Term(10.0, "a"), "b": Term(3.0, "b"), "c": Term(1.5, "c")}
+    terms = {n: TermRecord.derived(v, n) for n, v in (("a", 10.0), ("b", 3.0), ("c", 1.5))}
     out = combine("a - b + c", terms, {"a": 1, "b": -1, "c": 1})
     assert out.energy_j == pytest.approx(8.5)
     assert out.null_reason is None
 
 
 def test_combine_zero_is_a_value_not_a_null():
-    terms = {"a": Term(0.0, "a"), "b": Term(0.0, "b")}
+    terms = {"a": TermRecord.derived(0.0, "a"), "b": TermRecord.derived(0.0, "b")}
     out = combine("a - b", terms, {"a": 1, "b": -1})
     assert out.energy_j == 0.0 and out.null_reason is None
 
 
 def test_combine_null_input_gives_null_with_every_reason():
     terms = {
-        "job": Term(100.0, "job"),
-        "pad": Term.missing("pad", "no pad mark"),
-        "baseline_job": Term.missing("bj", "baseline trace unreadable"),
+        "job": TermRecord.derived(100.0, "job"),
+        "pad": TermRecord.missing("pad", "no pad mark"),
+        "baseline_job": TermRecord.missing("bj", "baseline trace unreadable"),
     }
     out = combine("job - pad - baseline_job", terms, {"job": 1, "pad": -1, "baseline_job": -1})
     assert out.energy_j is None
@@ -618,21 +619,21 @@ def test_combine_null_input_gives_null_with_every_reason():
 
 
 def test_per_unit_divides_and_refuses_zero_counts():
-    term = Term(7200.0, "E(b) - E(a) [cell]")
-    assert per_unit(term, 4, "completed samples")["value_wh"] == pytest.approx(0.5)
-    assert per_unit(term, 2000, "tokens / 1000", scale=1000.0)["value_wh"] == pytest.approx(1.0)
+    term = TermRecord.derived(7200.0, "E(b) - E(a) [cell]")
+    assert per_unit(term, 4, "completed samples").value_wh == pytest.approx(0.5)
+    assert per_unit(term, 2000, "tokens / 1000", scale=1000.0).value_wh == pytest.approx(1.0)
     zero = per_unit(term, 0, "completed samples")
-    assert zero["value_wh"] is None and "completed samples is 0" in zero["null_reason"]
-    missing = per_unit(Term.missing("x", "why not"), 4, "completed samples")
-    assert missing["value_wh"] is None and missing["null_reason"] == "why not"
+    assert zero.value_wh is None and "completed samples is 0" in zero.null_reason
+    missing = per_unit(TermRecord.missing("x", "why not"), 4, "completed samples")
+    assert missing.value_wh is None and missing.null_reason == "why not"
 
 
 def test_cell_terms_without_any_source():
     out = cell_terms(None, None, None, 10, 100)
-    assert out["source"] is None
+    assert out.source is None
     for name in ("inference", "job", "net", "gap", "judge"):
-        assert out["terms"][name]["energy_j"] is None
-        assert out["terms"][name]["null_reason"]
+        assert out.terms[name].energy_j is None
+        assert out.terms[name].null_reason
 
 
 # --- a job's files, as the runtime and the sampler leave them --------------------------------
@@ -790,11 +791,11 @@ def job_dirs(tmp_path):
 def test_cell_energy_from_job_files(job_dirs):
     cell, base = job_dirs
     out = cell_energy(cell, base, None, samples_completed=10, output_tokens=2000)
-    assert out["gpu"] == {"unavailable": UNAVAILABLE["nvml"]}
-    assert out["cpu"] == {"unavailable": UNAVAILABLE["rapl"]}
+    assert out["gpu"] == FamilyUnavailable(unavailable=UNAVAILABLE["nvml"])
+    assert out["cpu"] == FamilyUnavailable(unavailable=UNAVAILABLE["rapl"])
     est = out["cpu_est"]
-    assert est["source"] == "cpu-model" and est["is_estimate"] is True
-    joules = {name: term["energy_j"] for name, term in est["terms"].items()}
+    assert est.source == "cpu-model" and est.is_estimate is True
+    joules = {name: term.energy_j for name, term in est.terms.items()}
     # by hand: inference (generation) 10 s x 50 W, evaluation that and 2 x 0.5 s x 20 W; job
     # 4x20 + 10x50 + 2x20 + 10.5x10; pad 10 s x 10 W; baseline 5x20 + 10.5x10; its pad 10 x 10
     expected = {
@@ -811,15 +812,11 @@ def test_cell_energy_from_job_files(job_dirs):
     for name, value in expected.items():
         assert joules[name] == pytest.approx(value, rel=1e-9), name
     assert joules["judge"] is None and joules["judge_evaluation"] is None
-    assert est["terms"]["inference"]["formula"] == (
-        "E(generation_end) - E(generation_start) [cell]"
-    )
-    assert est["terms"]["evaluation"]["formula"] == "E(inference_end) - E(inference_start) [cell]"
-    assert est["gap_pct"] == pytest.approx(4.0)
-    assert est["per_unit"]["inference_per_question"]["value_wh"] == pytest.approx(500 / 3600 / 10)
-    assert est["per_unit"]["inference_per_1k_output_tokens"]["value_wh"] == pytest.approx(
-        500 / 3600 / 2
-    )
+    assert est.terms["inference"].formula == ("E(generation_end) - E(generation_start) [cell]")
+    assert est.terms["evaluation"].formula == "E(inference_end) - E(inference_start) [cell]"
+    assert est.gap_pct == pytest.approx(4.0)
+    assert est.per_unit["inference_per_question"].value_wh == pytest.approx(500 / 3600 / 10)
+    assert est.per_unit["inference_per_1k_output_tokens"].value_wh == pytest.approx(500 / 3600 / 2)
 
     row = energy_columns(out)
     assert row["cpu_est_inference_energy_j"] == pytest.approx(500.0)
@@ -857,14 +854,14 @@ def test_a_cell_without_generation_marks_has_a_null_headline_with_the_reason(tmp
         tmp_path / "bare", T0, [20] * 4 + [50] * 10 + [20] * 2 + [10] * 11, marks, window
     )
     est = cell_energy(cell, base, None, 10, 2000)["cpu_est"]
-    terms = est["terms"]
-    assert terms["inference"]["energy_j"] is None and terms["inference"]["null_reason"] == why
-    assert terms["evaluation"]["energy_j"] == pytest.approx(520.0)
-    assert terms["evaluation_overhead"]["energy_j"] is None
-    assert terms["corrected"]["null_reason"] == f"no generation window: {why}"
-    assert terms["net"]["energy_j"] == pytest.approx(520.0)  # job totals need no marks
-    assert est["per_unit"]["inference_per_question"]["null_reason"] == why
-    row = energy_columns({"cpu_est": est})
+    terms = est.terms
+    assert terms["inference"].energy_j is None and terms["inference"].null_reason == why
+    assert terms["evaluation"].energy_j == pytest.approx(520.0)
+    assert terms["evaluation_overhead"].energy_j is None
+    assert terms["corrected"].null_reason == f"no generation window: {why}"
+    assert terms["net"].energy_j == pytest.approx(520.0)  # job totals need no marks
+    assert est.per_unit["inference_per_question"].null_reason == why
+    row = energy_columns({Family.CPU_EST: est})
     assert row["cpu_est_energy_per_question_wh"] is None
     assert row["cpu_est_evaluation_energy_j"] == pytest.approx(520.0)
     assert why in row["cpu_est_energy_null_reason"]
@@ -874,10 +871,10 @@ def test_cell_energy_with_unreadable_baseline_trace(job_dirs):
     cell, base = job_dirs
     (base / "trace-cpu-est.parquet").unlink()
     est = cell_energy(cell, base, None, 10, 2000)["cpu_est"]
-    assert "trace unreadable" in est["baseline_unavailable"]
-    assert est["terms"]["inference"]["energy_j"] == pytest.approx(500.0)
-    assert est["terms"]["net"]["energy_j"] is None  # not 725 - 100: never a partial sum
-    assert "no baseline readings" in est["terms"]["net"]["null_reason"]
-    row = energy_columns({"cpu_est": est})
+    assert "trace unreadable" in est.baseline_unavailable
+    assert est.terms["inference"].energy_j == pytest.approx(500.0)
+    assert est.terms["net"].energy_j is None  # not 725 - 100: never a partial sum
+    assert "no baseline readings" in est.terms["net"].null_reason
+    row = energy_columns({Family.CPU_EST: est})
     assert row["cpu_est_net_energy_j"] is None
     assert "no baseline readings" in row["cpu_est_energy_null_reason"]

@@ -16,7 +16,7 @@ import pytest
 from evalwatt.energy.corrected import JobTotal, corrected_whole_job, phase_durations
 from evalwatt.energy.sources import TraceSource, Unavailable, with_generation_marks
 from evalwatt.energy.terms import cell_terms, method_comparison
-from evalwatt.energy.trace import read_timeline, read_trace
+from evalwatt.energy.trace_files import read_timeline, read_trace
 
 
 def _rows(path: Path) -> list[tuple[float, float]]:
@@ -110,23 +110,23 @@ def test_the_three_methods_on_the_shared_trace(shared, llama1b_dir):
 
     table = method_comparison(_terms(llama1b_dir))
     pr, wj, cw = table["phase_resolved"], table["whole_job"], table["corrected_whole_job"]
-    assert pr["energy_j"] == pytest.approx(inference, rel=1e-6)
-    assert wj["energy_j"] == pytest.approx(net, rel=1e-6)
-    assert cw["energy_j"] == pytest.approx(corrected, rel=1e-6)
+    assert pr.energy_j == pytest.approx(inference, rel=1e-6)
+    assert wj.energy_j == pytest.approx(net, rel=1e-6)
+    assert cw.energy_j == pytest.approx(corrected, rel=1e-6)
     # the figures the docs quote
-    assert pr["energy_j"] == pytest.approx(10_285.0, abs=0.1)
-    assert wj["energy_j"] == pytest.approx(11_279.7, abs=0.1)
-    assert wj["gap_pct"] == pytest.approx(9.67, abs=0.01)
+    assert pr.energy_j == pytest.approx(10_285.0, abs=0.1)
+    assert wj.energy_j == pytest.approx(11_279.7, abs=0.1)
+    assert wj.gap_pct == pytest.approx(9.67, abs=0.01)
     # this trace's loader drew 115 W for 4.1 s (1.6 s in the baseline) where loading counts
     # at cold idle: +0.85 %
-    assert cw["energy_j"] == pytest.approx(10_372.8, abs=0.1)
-    assert cw["gap_pct"] == pytest.approx(0.85, abs=0.01)
+    assert cw.energy_j == pytest.approx(10_372.8, abs=0.1)
+    assert cw.gap_pct == pytest.approx(0.85, abs=0.01)
     assert p_cold == pytest.approx(74.3, abs=0.05) and p_loaded == pytest.approx(119.8, abs=0.05)
-    assert pr["gap_pct"] == 0.0
+    assert pr.gap_pct == 0.0
     # job_start/job_end lie a few ms outside the samples: extrapolated here at the counter's
     # slope, in evalwatt at the edge sample's power (a few mJ apart)
-    assert wj["gap_j"] == pytest.approx(net - inference, abs=0.05)
-    assert "P_loaded 119.8 W" in cw["formula"]
+    assert wj.gap_j == pytest.approx(net - inference, abs=0.05)
+    assert "P_loaded 119.8 W" in cw.formula
 
 
 def test_where_the_study_methods_gap_comes_from(shared):
@@ -250,11 +250,11 @@ def test_cell_terms_without_a_baseline_give_a_null_corrected_term(llama1b_dir):
         read_trace(llama1b_dir / "cell.csv"), read_timeline(llama1b_dir / "cell.marks.json")
     )
     out = cell_terms(cell, None, None, 96, None)
-    corrected = out["terms"]["corrected"]
-    assert corrected["energy_j"] is None
-    assert "no baseline readings" in corrected["null_reason"]
-    assert out["terms"]["corrected_gap"]["energy_j"] is None
-    assert method_comparison(out)["corrected_whole_job"]["gap_pct"] is None
+    corrected = out.terms["corrected"]
+    assert corrected.energy_j is None
+    assert "no baseline readings" in corrected.null_reason
+    assert out.terms["corrected_gap"].energy_j is None
+    assert method_comparison(out)["corrected_whole_job"].gap_pct is None
 
 
 def test_loading_above_cold_idle_is_what_remains():

@@ -65,3 +65,15 @@ def test_the_job_object_and_the_rule_resources_agree(planned):
     assert slurm["nodes"] == 1  # --gpus=N alone could spread over nodes
     assert slurm["mem_mb_per_cpu"] == 4000
     assert "runtime" not in slurm  # per job, from the estimate
+
+
+def test_the_estimate_pads_like_the_job(planned):
+    """One padding rule: the estimate's pad is the sleep the job's spec asks for after the
+    estimated busy seconds (a baseline pads; the long writingbench cell does not)."""
+    config, plan = planned()
+    layout = Layout.of("results", "unit")
+    for kind, job_id in (("baseline", plan.cells[CELL].baseline), ("cell", CELL)):
+        est = estimate(plan, config, kind, job_id)
+        spec = resolve_job(config, plan, layout, kind, job_id).spec
+        assert est.pad_s == spec.pad.sleep_s(est.load_s + est.inference_s), kind
+    assert estimate(plan, config, "baseline", plan.cells[CELL].baseline).pad_s > 0

@@ -19,10 +19,10 @@ from evalwatt.report.figures._common import (
     new_figure,
     pareto_front,
     place_labels,
-    study_view,
 )
 from evalwatt.report.figures.tables import match_models
 from evalwatt.report.figures.timeline import phases
+from evalwatt.table.study_view import study_rows
 
 TRACES = Path(__file__).resolve().parents[1] / "data" / "traces" / "h100-hf-llama1b"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,7 +101,7 @@ def test_a_table_without_the_columns_is_refused(tmp_path):
 
 
 def test_labels_of_the_busiest_panel_do_not_overlap():
-    rows = [r for r in study_view(study_table().to_pylist()) if r["benchmark"] == "piqa"]
+    rows = [r for r in study_rows(study_table().to_pylist()) if r["benchmark"] == "piqa"]
     assert len(rows) >= 17
     fig = new_figure(7.5, 5.2)
     ax = fig.add_subplot()
@@ -128,7 +128,7 @@ def test_pareto_front():
 
 
 def test_models_are_paired_by_what_differs_and_nothing_else():
-    view = study_view(study_table().to_pylist())
+    view = study_rows(study_table().to_pylist())
     assert match_models(view, "reasoning") == [
         ("DeepSeek-R1-Distill-Qwen-32B", "Qwen2.5-32B-Instruct"),
         ("QwQ-32B", "Qwen2.5-32B-Instruct"),
@@ -228,21 +228,27 @@ def test_the_plan_page_shows_the_cost_preview(tmp_path):
     from evalwatt.report.figures.report import write_plan_page
 
     plan = {
+        "schema_version": 1,
         "run": "demo",
         "models": [
             {"model": "m", "backend": "vllm", "gpus": 2, "cpus": 48, "vram_gb": 70.4,
-             "reason": "70.4 GB | fits 2 GPUs"},
+             "gpu_memory_gb": 80.0, "total_params_b": 27.1, "weight_bits": 16,
+             "attention_heads": 32, "kv_heads": 8, "reason": "70.4 GB | fits 2 GPUs"},
         ],
+        "baselines": [],
         "cells": [
             {"id": "m__piqa__t0__c10", "model": "m", "benchmark": "piqa", "temperature": 0.0,
-             "max_connections": 10, "baseline": "m__b", "judge": None},
+             "max_connections": 10, "baseline": "m__b", "judge": None,
+             "sampling": {"top_p": None, "top_k": None, "max_tokens": None}},
         ],
+        "checks": [],
         "cost": {
             "cells": 1, "baselines": 1, "judge_jobs": 0,
             "gpu_hours": {"loading": 0.25, "inference": 1.5, "padding": 0.0, "baselines": 0.125,
                           "judging": 0.0},
             "gpu_hours_total": 1.875,
-            "assumptions": {"accounting_window_s": 300},
+            "assumptions": {"server_start_s": 60.0, "load_gb_per_s": 1.0,
+                            "accounting_window_s": 300.0, "pad_margin_s": 30.0},
         },
     }  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan))
@@ -252,3 +258,4 @@ def test_the_plan_page_shows_the_cost_preview(tmp_path):
     assert "<td>inference</td>\n<td>1.50</td>" in page
     assert "<strong>1.88</strong>" in page  # the total, as the plan rule computed it
     assert "70.4 GB / fits 2 GPUs" in page  # a | in a reason does not break the table
+    assert "<code>accounting_window_s</code> = 300," in page  # as written, not 300.0

@@ -28,7 +28,7 @@ from evalwatt.energy.terms import (
     judge_terms,
     method_comparison,
 )
-from evalwatt.energy.trace import read_trace
+from evalwatt.energy.trace_files import read_trace
 from evalwatt.runtime import inspect_steps
 from evalwatt.runtime.runner import Timeline, _Outcome, _problems, _stamp_generation
 
@@ -205,7 +205,7 @@ def evalwatt_like(llama1b_dir):
 def test_generation_is_the_headline_and_evaluation_the_wider_window(evalwatt_like):
     harness, marks, cell, base, rows = evalwatt_like
     out = cell_terms(cell, base, None, 96, 69120, generation_null_reason="never read")
-    t = {name: term["energy_j"] for name, term in out["terms"].items()}
+    t = {name: term.energy_j for name, term in out.terms.items()}
     generation = _joules(rows, marks["generation_start"], marks["generation_end"])
     evaluation = _joules(rows, marks["inference_start"], marks["inference_end"])
     assert t["inference"] == pytest.approx(generation, rel=1e-9)
@@ -214,17 +214,15 @@ def test_generation_is_the_headline_and_evaluation_the_wider_window(evalwatt_lik
     # 6 s at loaded idle (~120 W on this H100) around the generation
     assert t["evaluation_overhead"] == pytest.approx(evaluation - generation, rel=1e-9)
     assert 6 * 110 < t["evaluation_overhead"] < 6 * 130
-    assert out["terms"]["inference"]["formula"] == "E(generation_end) - E(generation_start) [cell]"
-    assert out["per_unit"]["inference_per_question"]["value_wh"] == pytest.approx(
-        generation / 3600 / 96
-    )
+    assert out.terms["inference"].formula == "E(generation_end) - E(generation_start) [cell]"
+    assert out.per_unit["inference_per_question"].value_wh == pytest.approx(generation / 3600 / 96)
     # the harness's own timeline (no generation marks, no reason): its inference window is
     # its generation window, and the figures are the same
     harness_marks = {k: v for k, v in harness.items() if k != "output_tokens"}
     plain = cell_terms(TraceSource(cell.trace, harness_marks), base, None, 96, 69120)
-    assert plain["terms"]["inference"]["energy_j"] == pytest.approx(t["inference"], rel=1e-12)
-    assert HARNESS_WINDOW_NOTE in plain["terms"]["inference"]["formula"]
-    assert plain["terms"]["evaluation_overhead"]["energy_j"] == 0.0
+    assert plain.terms["inference"].energy_j == pytest.approx(t["inference"], rel=1e-12)
+    assert HARNESS_WINDOW_NOTE in plain.terms["inference"].formula
+    assert plain.terms["evaluation_overhead"].energy_j == 0.0
 
 
 def test_the_whole_job_methods_see_inspects_overhead_as_what_it_is(evalwatt_like):
@@ -238,7 +236,7 @@ def test_the_whole_job_methods_see_inspects_overhead_as_what_it_is(evalwatt_like
         cell_terms(TraceSource(cell.trace, harness_marks), base, None, 96, None)
     )
     for method in ("phase_resolved", "whole_job", "corrected_whole_job"):
-        assert new[method]["energy_j"] == pytest.approx(old[method]["energy_j"], rel=1e-12)
+        assert new[method].energy_j == pytest.approx(old[method].energy_j, rel=1e-12)
     p_new, p_old = phase_durations(marks), phase_durations(with_generation_marks(harness_marks))
     assert p_new.work_s == pytest.approx(p_old.work_s, abs=1e-9)
     assert p_new.work_s == pytest.approx(marks["generation_end"] - marks["generation_start"])

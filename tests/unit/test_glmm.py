@@ -27,8 +27,11 @@ import pytest
 from study_table import STUDY, demo_table, study_table
 
 from evalwatt.base.errors import UserError
-from evalwatt.report.glmm import DEFAULT_ENERGY_COLUMN, ess, hdi, main, prepare, r_hat
+from evalwatt.report.glmm import main
+from evalwatt.report.glmm.data import DEFAULT_ENERGY_COLUMN, load_table, prepare
+from evalwatt.report.glmm.diagnostics import ess, hdi, r_hat
 from evalwatt.table.final import write_table
+from evalwatt.table.study_view import study_rows
 
 REPO = Path(__file__).resolve().parents[2]
 GLMM_PYTHON_VARIABLE = "EVALWATT_GLMM_PYTHON"
@@ -73,8 +76,6 @@ def test_a_plain_csv_with_booleans_as_words_or_numbers(tmp_path):
             for r in rows
         )
     )
-    from evalwatt.report.glmm import load_table
-
     data = prepare(load_table(path), "wh")
     assert data.n == 87
 
@@ -124,6 +125,50 @@ def test_the_cli_refuses_what_it_cannot_read(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "no such file" in err and "unknown format .txt" in err and "too small" in err
+
+
+def test_a_final_table_of_another_schema_version_is_refused(tmp_path, capsys):
+    old = study_table().replace_schema_metadata({b"evalwatt.schema_version": b"3"})
+    pq.write_table(old, tmp_path / "old.parquet")
+    assert main([str(tmp_path / "old.parquet")]) == 2
+    assert "final table has schema_version 3;" in capsys.readouterr().err
+
+
+def test_several_rows_that_no_duration_tells_apart_are_refused():
+    rows = study_table().select([*COLUMNS, "weight_bits"]).to_pylist()
+    with pytest.raises(UserError, match="2 rows and no inference_duration_s to choose one"):
+        prepare(pa.Table.from_pylist([*rows, rows[5]]))
+
+
+def test_a_pair_whose_runs_all_failed_is_left_out_not_refused():
+    """Every max_connections of one pair without a duration and without energy (its runs
+    failed): nothing to choose between, the pair is left out like any null energy."""
+    table = study_table(max_connections=(10, 100, 1000))
+    rows = table.to_pylist()
+    first = (rows[0]["model"], rows[0]["benchmark"])
+    for r in rows:
+        if (r["model"], r["benchmark"]) == first:
+            r["inference_duration_s"] = r[DEFAULT_ENERGY_COLUMN] = None
+            r["gpu_energy_null_reason"] = "the job failed"
+    data = prepare(pa.Table.from_pylist(rows, schema=table.schema))
+    assert data.n == 86
+    assert f"1 rows with a null {DEFAULT_ENERGY_COLUMN} left out: the job failed (1)" in data.notes
+
+
+def test_the_view_is_the_figures_one_a_fastest_run_without_energy_is_not_replaced():
+    """The study's view is taken before energy: a pair whose fastest run has no energy is
+    left out, not fitted from a slower run of it."""
+    table = study_table(max_connections=(10, 100, 1000))
+    rows = table.to_pylist()
+    kept = study_rows(rows)
+    assert len(kept) == 87
+    index = rows.index(kept[0])
+    energy = table.column(DEFAULT_ENERGY_COLUMN).to_pylist()
+    energy[index] = None
+    column = table.schema.get_field_index(DEFAULT_ENERGY_COLUMN)
+    data = prepare(table.set_column(column, DEFAULT_ENERGY_COLUMN, pa.array(energy)))
+    assert data.n == 86
+    assert any(n.startswith(f"1 rows with a null {DEFAULT_ENERGY_COLUMN}") for n in data.notes)
 
 
 def test_hdi_and_diagnostics():
@@ -182,7 +227,11 @@ FIT = """
 import json, sys
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from evalwatt.report.glmm import ess, fit, format_report, hdi, load_table, prepare, r_hat, summarize
+from evalwatt.report.glmm.data import load_table, prepare
+from evalwatt.report.glmm.diagnostics import ess, hdi, r_hat
+from evalwatt.report.glmm.fit import fit
+from evalwatt.report.glmm.terms import summarize
+from evalwatt.report.glmm.text import format_report
 
 table, draws, chains, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 result = fit(prepare(load_table(table)), draws=draws, chains=chains, seed=seed)

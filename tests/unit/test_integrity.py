@@ -21,14 +21,8 @@ from evalwatt.energy import integrity
 from evalwatt.energy.integrity import Finding, GpuSet
 from evalwatt.energy.sources import TraceSource
 from evalwatt.energy.terms import cell_terms
-from evalwatt.energy.trace import (
-    CounterWentBackwards,
-    DeviceMissing,
-    SampleGap,
-    TraceError,
-    read_timeline,
-    read_trace,
-)
+from evalwatt.energy.trace import CounterWentBackwards, DeviceMissing, SampleGap, TraceError
+from evalwatt.energy.trace_files import read_timeline, read_trace
 
 UUID0 = "GPU-00000000-1111-2222-3333-444444444444"
 UUID1 = "GPU-99999999-1111-2222-3333-444444444444"
@@ -159,9 +153,9 @@ def test_gap_across_a_window_edge_is_a_null_with_the_bound(real, tmp_path):
         findings, False
     )
     # and in the terms: a null with the reason, not the -1.5 % the interpolation would give
-    term = cell_terms(TraceSource(trace, m), None, None, 96, None)["terms"]["inference"]
-    assert term["energy_j"] is None
-    assert "limit 1 s = max(1 s, 10 x the sampling interval 0.1 s" in term["null_reason"]
+    term = cell_terms(TraceSource(trace, m), None, None, 96, None).terms["inference"]
+    assert term.energy_j is None
+    assert "limit 1 s = max(1 s, 10 x the sampling interval 0.1 s" in term.null_reason
 
 
 def test_gap_inside_a_window_is_a_null_too(real, tmp_path):
@@ -271,8 +265,8 @@ def test_a_device_whose_counter_is_all_null_makes_every_window_null(real, tmp_pa
     assert trace.devices == ["0"] and "1" in trace.missing
     with pytest.raises(DeviceMissing, match=r"device 1: its counter .* is empty in all 1591"):
         trace.window(m["inference_start"], m["inference_end"])
-    term = cell_terms(TraceSource(trace, m), None, None, 96, None)["terms"]["inference"]
-    assert term["energy_j"] is None and "would leave it out" in term["null_reason"]
+    term = cell_terms(TraceSource(trace, m), None, None, 96, None).terms["inference"]
+    assert term.energy_j is None and "would leave it out" in term.null_reason
     assert "cell: every device's samples accounted for" in _names(
         integrity.device_findings(trace, "cell"), False
     )

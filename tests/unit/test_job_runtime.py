@@ -317,7 +317,7 @@ def demo_run(tmp_path, fake_server):
     from evalwatt.plan.matrix import plan_run
 
     config = load_config(REPO / "config" / "config.yaml")
-    config.raw["results_dir"] = str(tmp_path / "results")
+    config = config.replace(results_dir=str(tmp_path / "results"))
     plan = plan_run(config)
     layout = Layout.of(config.results_dir, config.run)
     cell_id = "SmolLM2-135M-Instruct__writingbench__t0__c2"

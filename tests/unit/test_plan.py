@@ -7,6 +7,8 @@ VRAM_GB = P x 4 / (32 / Q) x 1.3 and vLLM's head-divisibility rule.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,20 @@ import pytest
 import yaml
 
 from evalwatt.config.load import ConfigError, from_dict, load_config
+from evalwatt.contracts.contract import read_contract
+from evalwatt.contracts.plan import PlanFile
 from evalwatt.plan.estimate import cost_preview
 from evalwatt.plan.matrix import (
+    baseline_id,
     format_temperature,
     plan_model,
     plan_run,
+    server_settings,
     tp_size_ok,
     vram_gb,
 )
+from evalwatt.plan.record import plan_file, write_plan_file
+from evalwatt.report.figures.report import plan_markdown
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 PEREN = REPO_DIR / "config" / "peren.yaml"
@@ -238,12 +246,16 @@ def test_cost_preview_by_hand(small_config):
         "baselines": 2 * 330.0,  # load + pad = window + margin
         "judging": 4 * 4 * (load_judge + wb_s),
     }
-    assert cost["cells"] == 12
-    assert cost["baselines"] == 2
-    assert cost["judge_jobs"] == 4
+    assert (cost.cells, cost.baselines, cost.judge_jobs) == (12, 2, 4)
     for part, seconds in expected_s.items():
-        assert cost["gpu_hours"][part] == pytest.approx(seconds / 3600, abs=0.005), part
-    assert cost["gpu_hours_total"] == pytest.approx(sum(expected_s.values()) / 3600, abs=0.005)
+        assert getattr(cost.gpu_hours, part) == pytest.approx(seconds / 3600, abs=0.005), part
+    assert cost.gpu_hours_total == pytest.approx(sum(expected_s.values()) / 3600, abs=0.005)
+    assert cost.assumptions.model_dump() == {
+        "server_start_s": 60.0,
+        "load_gb_per_s": 1.0,
+        "accounting_window_s": 300.0,
+        "pad_margin_s": 30.0,
+    }
 
 
 # --- the study config -------------------------------------------------------------------------
@@ -315,20 +327,21 @@ def test_study_cell_count(peren):
 def test_study_cost_preview_parts_are_non_negative_and_add_up(peren):
     config, plan = peren
     cost = cost_preview(plan, config)
-    parts = cost["gpu_hours"]
+    parts = cost.gpu_hours.model_dump()
     assert set(parts) == {"loading", "inference", "padding", "baselines", "judging"}
     assert all(v >= 0 for v in parts.values())
-    assert cost["gpu_hours_total"] > 0
+    assert cost.gpu_hours_total > 0
     # each part is rounded to 0.01 h on its own: at most 5 x 0.005 h apart
-    assert cost["gpu_hours_total"] == pytest.approx(sum(parts.values()), abs=0.025)
-    assert cost["cells"] == len(plan.cells)
-    assert cost["judge_jobs"] == sum(1 for c in plan.cells.values() if c.judge)
+    assert cost.gpu_hours_total == pytest.approx(sum(parts.values()), abs=0.025)
+    assert cost.cells == len(plan.cells)
+    assert cost.judge_jobs == sum(1 for c in plan.cells.values() if c.judge)
 
 
 def test_study_cost_preview_total_is_exactly_the_sum_of_the_parts(peren):
     config, plan = peren
     cost = cost_preview(plan, config)
-    assert cost["gpu_hours_total"] == pytest.approx(sum(cost["gpu_hours"].values()), rel=1e-12)
+    parts = cost.gpu_hours.model_dump().values()
+    assert cost.gpu_hours_total == pytest.approx(sum(parts), rel=1e-12)
 
 
 # --- sampling settings and multimodal checks --------------------------------------------------
@@ -358,7 +371,7 @@ def test_study_cost_preview_total_is_exactly_the_sum_of_the_parts(peren):
 def test_study_sampling_settings(peren, model, benchmark, expected):
     _, plan = peren
     cell = plan.cells[f"{model}__{benchmark}__t0__c10"]
-    assert cell.sampling == expected
+    assert cell.sampling.model_dump() == expected
 
 
 def test_multimodal_benchmark_for_a_text_model_is_an_error(small_config):
@@ -416,3 +429,44 @@ def test_the_plan_records_deferred_checks(monkeypatch):
     deferred = {c["name"] for c in checks if c["status"] == "deferred"}
     assert "weights:Llama-3.1-70B-Instruct" in deferred
     assert {c["name"] for c in checks if c["status"] == "passed"} >= {"task:piqa", "job_python"}
+
+
+# --- the plan file ------------------------------------------------------------------------------
+
+
+def test_the_plan_file_round_trips_and_the_report_reads_it(small_config, tmp_path):
+    config = from_dict(small_config, Path("."))
+    plan = plan_run(config)
+    path = tmp_path / "plan.json"
+    write_plan_file(path, config, plan)
+    back = read_contract(PlanFile, path)
+    assert back == plan_file(config, plan)
+    assert [c.id for c in back.cells] == list(plan.cells)
+    assert {b.id: b.server for b in back.baselines} == {
+        i: b.server for i, b in plan.baselines.items()
+    }
+    assert back.cost == cost_preview(plan, config)
+    page = plan_markdown(back)
+    assert "12 cells, 2 load-only baselines, 4 judge jobs." in page
+    assert "`accounting_window_s` = 300, `pad_margin_s` = 30" in page
+
+
+def test_the_baseline_id_hashes_only_the_settings_the_planner_sets(small_config):
+    """A CPU model's settings carry no vLLM keys, so its baseline id is that of the settings
+    as the planner wrote them (ids of earlier runs stay valid)."""
+    config = from_dict(small_config, Path("."))
+    model = config.model("SmolLM2-135M-Instruct")
+    settings = server_settings(model, plan_model(model, config), config)
+    assert settings.gpu_memory_utilization is None and settings.executable is None
+    written = {
+        "backend": "llama-cpp",
+        "device": "cpu",
+        "gpus": 0,
+        "cpus": 2,
+        "quantization": "gguf",
+        "context_tokens": 4096,
+        "server_args": ["--seed", "0"],
+    }
+    blob = json.dumps(written, sort_keys=True, separators=(",", ":")).encode()
+    expected = hashlib.sha256(blob).hexdigest()[:8]
+    assert baseline_id(model, settings) == f"SmolLM2-135M-Instruct__llama-cpp-g0-{expected}"

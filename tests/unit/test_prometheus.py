@@ -31,10 +31,14 @@ from pathlib import Path
 import pytest
 
 from evalwatt.config.load import from_dict
+from evalwatt.contracts.accounting import AccountingFile
+from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.energy.cluster import prometheus
-from evalwatt.energy.cluster.common import JobFacts, Settings
+from evalwatt.energy.cluster.collect import collect_source
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts
 from evalwatt.energy.sources import Unavailable
-from evalwatt.energy.trace import read_trace
+from evalwatt.energy.trace_files import read_trace
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER = REPO / "tests" / "cluster" / "prometheus-up.sh"
@@ -183,7 +187,12 @@ def settings(url: str, series: str, pue: float | None = None) -> Settings:
         "backoff_initial_s": 0.01,
         "backoff_max_s": 0.01,
     }
-    return Settings.of(from_dict(raw, REPO).raw)
+    return Settings.of(from_dict(raw, REPO))
+
+
+def collect(s: Settings, facts: JobFacts) -> AccountingFile:
+    """Prometheus's record of the job, as the collection rule writes it."""
+    return collect_source("prometheus", s, facts)
 
 
 def job(trace: str, every: int, pue: float = 1.0, tmp: Path | None = None) -> JobFacts:
@@ -201,7 +210,7 @@ def measure(url: str, series: str, trace: str, every: int, pue: float = 1.0) -> 
     """Each phase's energy through the prometheus source, next to the trace's counter."""
     s = settings(url, series, pue if series == "ceems" else None)
     facts = job(trace, every, pue)
-    record = prometheus.collect(s, facts)
+    record = collect(s, facts)
     assert record.status == "ok", record.detail
     kind = series
     source = prometheus.PrometheusSource(
@@ -277,7 +286,7 @@ def test_pue_is_divided_out_where_known(prom_url):
 def test_unknown_pue_is_a_null_with_the_reason(prom_url):
     s = settings(prom_url, "ceems", None)
     facts = job("cell", 1, PUE)
-    record = prometheus.collect(s, facts)
+    record = collect(s, facts)
     source = prometheus.PrometheusSource(
         prometheus.read_series(record)["ceems"], "ceems", None, 1, facts.marks
     )
@@ -287,13 +296,11 @@ def test_unknown_pue_is_a_null_with_the_reason(prom_url):
 
 
 def test_raw_replies_are_kept_and_rereading_needs_no_server(prom_url, tmp_path):
-    from evalwatt.energy.cluster.common import read_accounting, write_accounting
-
     s = settings(prom_url, "dcgm-energy")
     facts = job("cell", 10)
-    record = prometheus.collect(s, facts)
-    write_accounting(tmp_path / "prometheus.json", record)
-    again = read_accounting(tmp_path / "prometheus.json")
+    record = collect(s, facts)
+    write_contract(tmp_path / "prometheus.json", record)
+    again = read_contract(AccountingFile, tmp_path / "prometheus.json")
     (exchange,) = again.exchanges
     assert exchange.request.startswith(f"GET {prom_url}/api/v1/query?query=")
     assert exchange.status == 200 and '"resultType":"matrix"' in (exchange.body or "")
@@ -305,14 +312,14 @@ def test_raw_replies_are_kept_and_rereading_needs_no_server(prom_url, tmp_path):
 def test_a_job_without_series_is_an_error_at_the_deadline(prom_url):
     s = settings(prom_url, "ceems")
     facts = JobFacts(Path("/x"), "999999", "nowhere", _marks("cell"), (GPU_UUID,), 1)
-    record = prometheus.collect(s, facts)
+    record = collect(s, facts)
     assert record.status == "error" and "no series" in (record.detail or "")
 
 
 def test_a_gpu_without_its_series_is_not_a_zero(prom_url):
     s = settings(prom_url, "dcgm-power")
     facts = job("cell", 1)
-    record = prometheus.collect(s, facts)
+    record = collect(s, facts)
     source = prometheus.PrometheusSource(
         prometheus.read_series(record)["dcgm-power"], "dcgm-power", None, 2, facts.marks
     )

@@ -144,7 +144,8 @@ def test_sbatch_lines_absent_when_unset(small_config):
 )
 def test_unsafe_sbatch_value_raises(small_config, key, value):
     config, plan, layout = _setup(small_config)
-    config.raw["cluster"][key] = value  # past the schema, as a later edit of the dict could
+    # past the schema, as a config built by hand (or a later edit) could be
+    config = config.replace(cluster=config.cluster.model_copy(update={key: value}))
     with pytest.raises(RenderError, match="unsafe value for an #SBATCH line"):
         _render("cell", GPU_CELL, config, plan, layout)
 

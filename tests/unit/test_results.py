@@ -1,12 +1,17 @@
-"""The final table's schema: columns, units, versioning, derived columns, the best view,
-flattened energy."""
+"""The final table's schema: columns, units, versioning, derived columns, flattened energy
+(its best view: test_study_view.py)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from study_table import cell_row as _row
 
+from evalwatt.base.errors import UserError
+from evalwatt.base.vocabulary import Family
+from evalwatt.contracts.record import FamilyUnavailable
 from evalwatt.contracts.row import FamilyColumns, TableRow
 from evalwatt.table.cells import energy_columns
 from evalwatt.table.derived import REVISION, derived_fields
@@ -15,7 +20,7 @@ from evalwatt.table.final import (
     SCHEMA_VERSION,
     TABLE_SCHEMA,
     SchemaVersionError,
-    best_view,
+    read_any_table,
     read_table,
     to_table,
     write_table,
@@ -31,22 +36,6 @@ def _energy_columns() -> list[str]:
         for n in TABLE_SCHEMA.names
         if n not in NOT_ENERGY and (n.startswith(DOMAIN_PREFIXES) or "energy" in n)
     ]
-
-
-def _row(model="m", benchmark="b", temperature=0.0, conns=10, duration=None, **extra):
-    return {
-        "run": "unit",
-        "cell_id": f"{model}__{benchmark}__t{temperature:g}__c{conns}",
-        "model": model,
-        "benchmark": benchmark,
-        "temperature": temperature,
-        "max_connections": conns,
-        "inference_duration_s": duration,
-        "schema_version": ROW_SCHEMA_VERSION,
-        "gpus_allocated": None,
-        "gpus_measured": None,
-        **extra,
-    }
 
 
 def test_the_arrow_schema_is_the_row_model_flattened_then_the_derived_columns():
@@ -220,29 +209,37 @@ def test_read_table_refuses_another_schema_version(tmp_path, version):
         read_table(path)
 
 
-def test_best_view_keeps_the_fastest_max_connections():
-    rows = [
-        _row("m1", "piqa", 0.0, 10, 50.0),
-        _row("m1", "piqa", 0.0, 100, 30.0),
-        _row("m1", "piqa", 0.0, 1000, 40.0),
-        _row("m1", "piqa", 0.7, 10, 20.0),
-        _row("m1", "piqa", 0.7, 100, 25.0),
-        _row("m1", "humaneval", 0.0, 10, None),
-        _row("m1", "humaneval", 0.0, 100, 9.0),
-        _row("m2", "piqa", 0.0, 1000, 5.0),
-        _row("m2", "piqa", 0.0, 10, None),
-    ]
-    view = best_view(to_table(rows))
-    assert view.schema.equals(TABLE_SCHEMA, check_metadata=True)  # derived columns kept
-    best = view.to_pylist()
-    kept = {(r["model"], r["benchmark"], r["temperature"]): r["max_connections"] for r in best}
-    assert kept == {
-        ("m1", "piqa", 0.0): 100,
-        ("m1", "piqa", 0.7): 10,
-        ("m1", "humaneval", 0.0): 100,  # a null duration never beats a measured one
-        ("m2", "piqa", 0.0): 1000,
-    }
-    assert len(best) == 4
+def test_read_any_table_checks_a_final_table_and_reads_any_other(tmp_path):
+    """The GLMM's reader: the final table in either form must be of this version; a table
+    that does not say it is one (no metadata, no schema_version column) is read as it is."""
+    table = to_table([_row(duration=3.0), _row(conns=100, duration=2.0)])
+    paths = [tmp_path / "t.parquet", tmp_path / "t.csv", tmp_path / "t.md"]
+    write_table(table, *paths, title="unit")
+    assert read_any_table(paths[0]).to_pylist() == table.to_pylist()
+    assert read_any_table(paths[1]).column("max_connections").to_pylist() == [10, 100]
+    column = table.schema.get_field_index("schema_version")
+    old = table.set_column(column, "schema_version", pa.array([SCHEMA_VERSION - 1, SCHEMA_VERSION]))
+    pacsv.write_csv(old, tmp_path / "old.csv")
+    with pytest.raises(SchemaVersionError, match=f"schema_version {SCHEMA_VERSION - 1}, "):
+        read_any_table(tmp_path / "old.csv")
+    pq.write_table(table.replace_schema_metadata({b"evalwatt.schema_version": b"3"}), paths[0])
+    with pytest.raises(SchemaVersionError, match="schema_version 3;"):
+        read_any_table(paths[0])
+    mine = pa.table({"model": ["a"], "wh": [1.5]})
+    pq.write_table(mine, tmp_path / "mine.parquet")
+    assert read_any_table(tmp_path / "mine.parquet").equals(mine)
+    with pytest.raises(SchemaVersionError):  # the strict reader takes final tables only
+        read_table(tmp_path / "mine.parquet")
+
+
+def test_an_unreadable_table_is_a_user_error_not_a_traceback(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_table(tmp_path / "absent.parquet")
+    (tmp_path / "t.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="cannot read it"):
+        read_table(tmp_path / "t.parquet")
+    with pytest.raises(UserError, match=r"unknown format \.txt"):
+        read_any_table(tmp_path / "t.txt")
 
 
 # --- flattening energy terms into columns ----------------------------------------------
@@ -250,8 +247,8 @@ def test_best_view_keeps_the_fastest_max_connections():
 
 def test_unavailable_domain_is_null_with_its_reason_never_zero():
     energy = {
-        "gpu": {"unavailable": "NVML could not start (no NVIDIA driver?)"},
-        "cpu": {"unavailable": "no RAPL package zone"},
+        Family.GPU: FamilyUnavailable(unavailable="NVML could not start (no NVIDIA driver?)"),
+        Family.CPU: FamilyUnavailable(unavailable="no RAPL package zone"),
     }
     row = energy_columns(energy)
     for domain in ("gpu", "cpu"):

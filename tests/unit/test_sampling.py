@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pynvml
 import pytest
 
-from evalwatt.energy.trace import read_trace
+from evalwatt.energy.trace_files import read_trace
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,
     NvmlProbe,

@@ -24,7 +24,7 @@ PEREN = REPO / "config" / "peren.yaml"
 @pytest.fixture(scope="module")
 def study():
     config = load_config(PEREN)
-    config.raw["job"]["python"] = "/opt/ew/bin/python"
+    config = config.replace(job=config.job.model_copy(update={"python": "/opt/ew/bin/python"}))
     return config, plan_run(config)
 
 

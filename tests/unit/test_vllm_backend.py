@@ -113,12 +113,12 @@ def test_the_server_executable_setting(small_config, tmp_path, monkeypatch):
     spec = spec.model_copy(update={"model": spec.model.model_copy(update={"path": str(weights)})})
     monkeypatch.setenv("EW_TEST_VENV", str(tmp_path / "venv"))
     with pytest.raises(FileNotFoundError, match=r"no server executable at .*venv/bin/vllm"):
-        _server_argv(spec, 8000)  # at once, before any server starts
+        _server_argv(spec, 8000, str(weights))  # at once, before any server starts
     vllm = tmp_path / "venv" / "bin" / "vllm"
     vllm.parent.mkdir(parents=True)
     vllm.write_text("#!/bin/sh\n")
     vllm.chmod(0o755)
-    argv = _server_argv(spec, 8000)
+    argv = _server_argv(spec, 8000, str(weights))
     assert argv[:3] == [str(vllm), "serve", str(weights)] and "8000" in argv
 
 

@@ -21,7 +21,9 @@ download, kept out of ``.venv`` so that ``setup`` and ``demo`` stay light): the 
 of ``envs/glmm-lock.txt``, hash-checked like ``.venv``'s, and evalwatt itself editable without
 dependencies, stamped the same way; pip caches the downloads in ``$XDG_CACHE_HOME/pip``. The
 GLMM tests fit with its Python, which ``test`` names in ``EVALWATT_GLMM_PYTHON``; when that
-variable or ``CI`` is set and no such Python exists, they fail instead of skipping.
+variable or ``CI`` is set and no such Python exists, they fail instead of skipping. ``test``
+also sets up ``.venv-vllm`` (below) where it can, and names its Python in
+``EVALWATT_HF_PYTHON``: the hf backend's tests run ``transformers serve`` with it.
 
 ``--vllm`` (opt-in: 3.4 GB, x86-64 Linux and CPython 3.11 only) also sets up vLLM's CPU build
 for the demo's vLLM variant (config/demo-vllm.yaml) and CI's check of the cluster's server
@@ -77,6 +79,10 @@ VLLM_DEMO_CONFIG = REPO / "config" / "demo-vllm.yaml"
 # them; so can a user running Snakemake by hand).
 VLLM_VENV_VARIABLE = "EVALWATT_VLLM_VENV"
 DEMO_MODEL_VARIABLE = "EVALWATT_VLLM_DEMO_MODEL"
+# The Python that tests/unit/test_hf_backend.py runs `transformers serve` with: .venv-vllm's
+# (transformers 5.19 with its serving packages); set by `test`, so that those tests fail
+# rather than skip when the environment is missing.
+HF_PYTHON_VARIABLE = "EVALWATT_HF_PYTHON"
 
 # The GGUF (Q4_1) dequantized to bf16 by transformers, then rebuilt from its config and state
 # dict: the model transformers returns from a GGUF keeps GGUF loading state (its config says
@@ -397,6 +403,12 @@ def main(argv: list[str]) -> int:
     except subprocess.CalledProcessError as exc:
         log(f"setting up {GLMM_VENV.name} failed ({exc}); the GLMM tests need it")
         return 2
+    if vllm_supported() is None:  # else its tests skip, with the reason
+        try:
+            env[HF_PYTHON_VARIABLE] = str(setup_vllm())
+        except subprocess.CalledProcessError as exc:
+            log(f"setting up {VLLM_VENV.name} failed ({exc}); the hf server tests need it")
+            return 2
     argv_test = [str(python), "-m", "pytest", *(rest or ["tests"])]
     return subprocess.run(argv_test, cwd=REPO, env=env, check=False).returncode
 

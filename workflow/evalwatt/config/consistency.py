@@ -10,8 +10,8 @@ allowed. What needs the filesystem or the installed packages is in ``evalwatt.co
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
+from evalwatt.config.section import shown
 from evalwatt.config.types import Config, ConfigError
 
 # Flags that evalwatt sets itself when it builds the server command (runtime/backends.py) or
@@ -45,15 +45,12 @@ OWNED_FLAGS = {
         "--config-file": "every other flag (a file of settings)",
     },
     "hf": {
-        "--model": "the weights path",
-        "--model-dir": "the weights path",
-        "--config": "the weights path",
-        "--preset": "the weights path",
-        "--served-model-name": "the model's name",
         "--host": "the server address",
         "--port": "a free port chosen in the job",
         "--device": "the GPU Slurm allocated",
-        "--max-model-len": "the model's context_tokens",
+        "--continuous-batching": "batching as vLLM does, always on",
+        "--no-continuous-batching": "batching as vLLM does, always on",
+        "--model-timeout": "the pinned model, never unloaded",
     },
 }
 
@@ -73,18 +70,18 @@ def owned_flag(word: str, backend: str) -> str | None:
     return None
 
 
-def _server_arg_problems(raw: dict[str, Any], config: Config) -> Iterator[str]:
-    for model in raw["models"]:
-        for i, word in enumerate(model["server_args"]):
-            flag = owned_flag(word, model["backend"])
+def _server_arg_problems(config: Config) -> Iterator[str]:
+    for model in config.models:
+        for i, word in enumerate(model.server_args):
+            flag = owned_flag(word, model.backend)
             if flag:
                 yield (
-                    f"{config.model_field(model['name'], 'server_args')}.{i} = {word!r}: "
-                    f"{flag} is set by evalwatt ({OWNED_FLAGS[model['backend']][flag]}); "
+                    f"{config.model_field(model.name, 'server_args')}.{i} = {word!r}: "
+                    f"{flag} is set by evalwatt ({OWNED_FLAGS[model.backend][flag]}); "
                     "allowed: any other server flag"
                 )
-    if any(m["backend"] == "vllm" for m in raw["models"]):
-        for i, word in enumerate(raw["vllm"]["extra_args"]):
+    if any(m.backend == "vllm" for m in config.models):
+        for i, word in enumerate(config.vllm.extra_args):
             flag = owned_flag(word, "vllm")
             if flag:
                 yield (
@@ -93,49 +90,48 @@ def _server_arg_problems(raw: dict[str, Any], config: Config) -> Iterator[str]:
                 )
 
 
-def _model_problems(raw: dict[str, Any], config: Config) -> Iterator[str]:
-    for model in raw["models"]:
-        name = model["name"]
-        heads, kv = model["attention_heads"], model["kv_heads"]
+def _model_problems(config: Config) -> Iterator[str]:
+    for model in config.models:
+        name = model.name
+        heads, kv = model.attention_heads, model.kv_heads
         if kv > heads or heads % kv:
             yield (
                 f"{config.model_field(name, 'kv_heads')} = {kv}: model {name} has "
                 f"{heads} attention heads; allowed: a divisor of attention_heads "
                 "(grouped-query attention shares each KV head among whole groups)"
             )
-        active = model["active_params_b"]
-        if active is not None and active > model["total_params_b"]:
+        active = model.active_params_b
+        if active is not None and active > model.total_params_b:
             yield (
-                f"{config.model_field(name, 'active_params_b')} = {active}: more than "
-                f"total_params_b = {model['total_params_b']}; allowed: at most total_params_b"
+                f"{config.model_field(name, 'active_params_b')} = {shown(active)}: more than "
+                f"total_params_b = {shown(model.total_params_b)}; allowed: at most total_params_b"
             )
-        for bench in model["benchmarks"]:
-            if bench not in raw["benchmarks"]:
+        for bench in model.benchmarks:
+            if bench not in config.benchmarks:
                 yield (
                     f"{config.model_field(name, 'benchmarks')} = {bench!r}: unknown benchmark "
-                    f"of model {name}; allowed: {', '.join(sorted(raw['benchmarks']))}"
+                    f"of model {name}; allowed: {', '.join(sorted(config.benchmarks))}"
                 )
-        if not model["path"] and not raw["model_root"]:
+        if not model.path and not config.model_root:
             yield (
                 f"{config.model_field(name, 'path')} = None: model {name} has no `path` and "
                 "the config no `model_root`; allowed: a weights path, or set model_root"
             )
 
 
-def _benchmark_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
-    names = [m["name"] for m in raw["models"]]
-    judges = raw["judges"]
-    for name, bench in raw["benchmarks"].items():
-        judge = bench["judge"]
-        judged = bench["scorer"].startswith("llm-judge")
+def _benchmark_problems(config: Config) -> Iterator[str]:
+    origin, judges = config.origin, config.judges
+    for name, bench in config.benchmarks.items():
+        judge = bench.judge
+        judged = bench.scorer.startswith("llm-judge")
         if judged and not judge:
             yield (
-                f"{origin}: field benchmarks.{name}.judge = None: scorer {bench['scorer']} needs "
+                f"{origin}: field benchmarks.{name}.judge = None: scorer {bench.scorer} needs "
                 f"a judge; allowed: {', '.join(sorted(judges)) or '(none defined in judges)'}"
             )
         if judge and not judged:
             yield (
-                f"{origin}: field benchmarks.{name}.judge = {judge!r}: scorer {bench['scorer']} "
+                f"{origin}: field benchmarks.{name}.judge = {judge!r}: scorer {bench.scorer} "
                 "uses no judge (it would run a judge job for nothing); allowed: null, or an "
                 "llm-judge scorer"
             )
@@ -144,54 +140,56 @@ def _benchmark_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
                 f"{origin}: field benchmarks.{name}.judge = {judge!r}: unknown judge; "
                 f"allowed: {', '.join(sorted(judges)) or '(none defined)'}"
             )
-    for name, judge in judges.items():
-        if judge["model"] not in names:
+    names = config.model_names()
+    for name, entry in judges.items():
+        if entry.model not in names:
             yield (
-                f"{origin}: field judges.{name}.model = {judge['model']!r}: not a model of "
+                f"{origin}: field judges.{name}.model = {entry.model!r}: not a model of "
                 f"`models`; allowed: {', '.join(names)}"
             )
 
 
-def _sampling_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
+def _sampling_problems(config: Config) -> Iterator[str]:
     """A `sampling` key that matches no model's family is a typo (or a dead entry): refused.
     A model whose family has no key uses the server's defaults, which the study did for every
     family but Qwen3; the plan records each cell's top-p, top-k and max tokens (None = unset)."""
-    families = sorted({m["family"] for m in raw["models"]})
-    thinking = sorted({m["family"] for m in raw["models"] if m["reasoning"]})
-    for key in raw["sampling"]:
+    families = sorted({m.family for m in config.models})
+    thinking = sorted({m.family for m in config.models if m.reasoning})
+    for key in config.sampling:
         family, plus, rest = key.partition("+")
         if plus and rest != "reasoning":
             yield (
-                f"{origin}: field sampling = {key!r}: unknown suffix +{rest}; allowed keys: "
-                "a model family, or <family>+reasoning"
+                f"{config.origin}: field sampling = {key!r}: unknown suffix +{rest}; allowed "
+                "keys: a model family, or <family>+reasoning"
             )
         elif plus and family not in thinking:
             yield (
-                f"{origin}: field sampling = {key!r}: no reasoning model has family {family!r}; "
-                f"families of reasoning models: {', '.join(thinking) or '(none)'}"
+                f"{config.origin}: field sampling = {key!r}: no reasoning model has family "
+                f"{family!r}; families of reasoning models: {', '.join(thinking) or '(none)'}"
             )
         elif not plus and family not in families:
             yield (
-                f"{origin}: field sampling = {key!r}: no model has family {family!r}; "
+                f"{config.origin}: field sampling = {key!r}: no model has family {family!r}; "
                 f"allowed: {', '.join(families)}"
             )
 
 
-def _time_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
-    cluster, job = raw["cluster"], raw["job"]
-    limit_s = cluster["time_limit_min"] * 60
-    padded_s = cluster["accounting_window_s"] + cluster["pad_margin_s"]
-    if cluster["accounting_window_s"] > 0 and padded_s >= limit_s:
+def _time_problems(config: Config) -> Iterator[str]:
+    cluster, origin = config.cluster, config.origin
+    limit_s = cluster.time_limit_min * 60
+    window_s, margin_s = cluster.accounting_window_s, cluster.pad_margin_s
+    if window_s > 0 and window_s + margin_s >= limit_s:
         yield (
-            f"{origin}: field cluster.accounting_window_s = {cluster['accounting_window_s']}: "
-            f"with pad_margin_s = {cluster['pad_margin_s']} every job pads to {padded_s:g} s, "
-            f"past its time limit (time_limit_min = {cluster['time_limit_min']}, {limit_s} s); "
+            f"{origin}: field cluster.accounting_window_s = {shown(window_s)}: "
+            f"with pad_margin_s = {shown(margin_s)} every job pads to {window_s + margin_s:g} s, "
+            f"past its time limit (time_limit_min = {cluster.time_limit_min}, {limit_s} s); "
             "allowed: window + margin below the time limit"
         )
-    if job["ready_timeout_s"] >= limit_s:
+    ready_s = config.job.ready_timeout_s
+    if ready_s >= limit_s:
         yield (
-            f"{origin}: field job.ready_timeout_s = {job['ready_timeout_s']}: not below the "
-            f"job's time limit (time_limit_min = {cluster['time_limit_min']}, {limit_s} s), so a "
+            f"{origin}: field job.ready_timeout_s = {shown(ready_s)}: not below the "
+            f"job's time limit (time_limit_min = {cluster.time_limit_min}, {limit_s} s), so a "
             "server that never starts is killed by Slurm instead of reported; allowed: less"
         )
 
@@ -199,67 +197,65 @@ def _time_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
-def _accounting_problems(raw: dict[str, Any], origin: str) -> Iterator[str]:
+def _accounting_problems(config: Config) -> Iterator[str]:
     """The `accounting` section: a source needs its server, the headline order names only
     collected sources, credentials come from one place and never travel in clear text."""
-    acc = raw["accounting"]
-    sources = acc["sources"]
-    where = f"{origin}: field accounting"
+    acc = config.accounting
+    sources = list(acc.sources)
+    where = f"{config.origin}: field accounting"
     if "ceems-api" in sources:
-        if not acc["ceems"]["url"]:
+        if not acc.ceems.url:
             yield (
                 f"{where}.ceems.url = None: source ceems-api needs the API server's URL; "
                 "allowed: an http(s) URL, or drop ceems-api from accounting.sources"
             )
-        if not acc["cluster_id"]:
+        if not acc.cluster_id:
             yield (
                 f"{where}.cluster_id = None: source ceems-api looks units up by job id and "
                 "cluster id; allowed: CEEMS's id of this cluster"
             )
-    if "prometheus" in sources and not acc["prometheus"]["url"]:
+    if "prometheus" in sources and not acc.prometheus.url:
         yield (
             f"{where}.prometheus.url = None: source prometheus needs the server's URL; "
             "allowed: an http(s) URL, or drop prometheus from accounting.sources"
         )
-    for i, name in enumerate(acc["headline_order"]):
+    for i, name in enumerate(acc.headline_order):
         if name != "nvml" and name not in sources:
             yield (
                 f"{where}.headline_order.{i} = {name!r}: not collected (accounting.sources = "
                 f"{sources}); allowed: nvml or a source of accounting.sources"
             )
-    creds = acc["credentials"]
-    if creds["file"] and creds["env"]:
+    creds = acc.credentials
+    if creds.file and creds.env:
         yield (
-            f"{where}.credentials = file {creds['file']!r} and env {creds['env']!r}: two "
+            f"{where}.credentials = file {creds.file!r} and env {creds.env!r}: two "
             "places for one secret; allowed: one of them"
         )
-    if creds["file"] or creds["env"]:
-        for key in ("ceems", "prometheus"):
-            url = acc[key]["url"]
-            host = str(url).split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] if url else ""
+    if creds.file or creds.env:
+        for key, url in (("ceems", acc.ceems.url), ("prometheus", acc.prometheus.url)):
+            host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] if url else ""
             if url and url.startswith("http://") and host not in _LOOPBACK_HOSTS:
                 yield (
                     f"{where}.{key}.url = {url!r}: credentials would cross the network in clear "
                     "text; allowed: an https URL (http only on the loopback)"
                 )
-    if acc["backoff_initial_s"] > acc["backoff_max_s"]:
+    if acc.backoff_initial_s > acc.backoff_max_s:
         yield (
-            f"{where}.backoff_initial_s = {acc['backoff_initial_s']}: above backoff_max_s = "
-            f"{acc['backoff_max_s']}; allowed: at most backoff_max_s"
+            f"{where}.backoff_initial_s = {shown(acc.backoff_initial_s)}: above backoff_max_s = "
+            f"{shown(acc.backoff_max_s)}; allowed: at most backoff_max_s"
         )
 
 
 def check_rules(config: Config) -> None:
     """Raise a ConfigError listing every problem of ``config`` (validated, defaults filled)
     that JSON Schema cannot express."""
-    raw = config.raw
     problems = [
-        *_model_problems(raw, config),
-        *_server_arg_problems(raw, config),
-        *_benchmark_problems(raw, config.origin),
-        *_sampling_problems(raw, config.origin),
-        *_time_problems(raw, config.origin),
-        *_accounting_problems(raw, config.origin),
+        *_model_problems(config),
+        *_server_arg_problems(config),
+        *_benchmark_problems(config),
+        *_sampling_problems(config),
+        *_time_problems(config),
+        *_accounting_problems(config),
     ]
     if problems:
         raise ConfigError("\n".join(problems))

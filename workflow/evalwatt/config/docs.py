@@ -1,5 +1,6 @@
-"""The config reference of docs/config.md, generated from the schemas
-(``python -m evalwatt schema config``; tests/test_quality.py checks that the page embeds it).
+"""The config reference of docs/config.md, generated from the schemas, which are generated
+from the config's models (``evalwatt schema config`` prints it, ``python -m evalwatt.config``
+writes it into the page; tests/test_quality.py checks that the page embeds it).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from evalwatt.config.schema import CONFIG_SCHEMA, MODEL_SCHEMA, load_schema, registry
+from evalwatt.config.generate import CONFIG_SCHEMA, MODEL_SCHEMA, json_schema
+from evalwatt.config.schema import registry
 
 
 def _follow(schema: Mapping[str, Any], resolver: Any) -> tuple[Mapping[str, Any], Any]:
@@ -60,10 +62,23 @@ def describe_schema() -> str:
     """Every config key with its type, default and description, as Markdown (docs/config.md)."""
     header = ["| key | type | default | meaning |", "|---|---|---|---|"]
     resolver = registry().resolver(base_uri=CONFIG_SCHEMA)
-    lines = [*header, *_config_rows(load_schema(CONFIG_SCHEMA), "", resolver)]
+    lines = [*header, *_config_rows(json_schema(CONFIG_SCHEMA), "", resolver)]
     lines += ["", "Each model (inline list item or sheet row):", "", *header]
-    model = load_schema(MODEL_SCHEMA)
+    model = json_schema(MODEL_SCHEMA)
     for key, sub in model["properties"].items():
         text = " ".join(str(sub.get("description", "")).split())
         lines.append(f"| `{key}` | {_kind(sub)} | {_default(key, sub, model)} | {text} |")
     return "\n".join(lines) + "\n"
+
+
+REFERENCE_MARK = "Generated from the schema (`evalwatt schema config`):\n\n"
+"""The line of docs/config.md after which the page is ``describe_schema()``, to its end."""
+
+
+def with_reference(page: str) -> str:
+    """docs/config.md with its generated reference (everything after ``REFERENCE_MARK``)
+    replaced by the current one."""
+    head, mark, _ = page.partition(REFERENCE_MARK)
+    if not mark:
+        raise ValueError(f"the page has no line {REFERENCE_MARK.strip()!r}")
+    return head + mark + describe_schema()

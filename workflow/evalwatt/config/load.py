@@ -1,18 +1,21 @@
 """Load a run configuration: read it, validate it, fill its defaults, check its rules.
 
-Every config is checked against ``workflow/schemas/config.schema.yaml`` on load, with
-``additionalProperties: false`` everywhere, so a misspelt key fails at once instead of being
-silently ignored. Defaults written in the schema are filled in, so the schema is the one place
-where a default lives. Errors name the file (and line, for the model sheet), the field, the bad
-value and what is allowed.
+Every config is checked on load against the JSON Schema generated from the config's models
+(``workflow/schemas/config.schema.yaml``), with ``additionalProperties: false`` everywhere, so a
+misspelt key fails at once instead of being silently ignored. The models then build the typed
+tree and fill its defaults: the models are the one place where a key, a bound or a default
+lives. Errors name the file (and line, for the model sheet), the field, the bad value and what
+is allowed.
 
 This module assembles the steps; each has its own module:
 
+* ``evalwatt.config.run_config`` (and ``model_entry``, ``accounting``): the typed models;
+* ``evalwatt.config.generate``: the JSON Schemas, generated from the models;
 * ``evalwatt.config.schema``: JSON Schema validation (finite numbers, int-only integers,
-  whole-string patterns) and default filling, both by jsonschema;
-* ``evalwatt.config.sheet``: the TSV model sheet, typed as the model schema asks;
+  whole-string patterns) by jsonschema, with messages that name the field and what is allowed;
+* ``evalwatt.config.sheet``: the TSV model sheet, typed by the model entry's fields;
 * ``evalwatt.config.consistency``: rules across fields that a schema cannot express;
-* ``evalwatt.config.types``: the typed view (``Config``, ``Check``, ``ConfigError``);
+* ``evalwatt.config.types``: the loaded config (``Config``, ``Check``, ``ConfigError``);
 * ``evalwatt.config.docs``: the reference of docs/config.md, generated from the schemas;
 * ``evalwatt.config.checks``: what needs the filesystem or the installed packages.
 
@@ -26,11 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from evalwatt.base.yamlfile import YamlError, load_yaml
 from evalwatt.config.checks import check_environment as run_checks
 from evalwatt.config.consistency import OWNED_FLAGS, check_rules, owned_flag
 from evalwatt.config.docs import describe_schema
-from evalwatt.config.schema import CONFIG_SCHEMA, MODEL_SCHEMA, fill_defaults, validate
+from evalwatt.config.schema import CONFIG_SCHEMA, MODEL_SCHEMA, validate
 from evalwatt.config.sheet import SheetRow, read_model_sheet
 from evalwatt.config.types import Check, Config, ConfigError
 
@@ -44,7 +49,6 @@ __all__ = [
     "SheetRow",
     "check_rules",
     "describe_schema",
-    "fill_defaults",
     "from_dict",
     "load_config",
     "owned_flag",
@@ -66,7 +70,7 @@ def _place(places: dict[str, tuple[str, str]], name: str, place: tuple[str, str]
 
 
 def from_dict(data: Mapping[str, Any], base_dir: Path, origin: str = "config") -> Config:
-    """Validate a config mapping (e.g. Snakemake's ``config``) and fill its defaults.
+    """Validate a config mapping (e.g. Snakemake's ``config``), fill its defaults, type it.
 
     ``base_dir`` is the folder relative to which a model sheet path is read. Nothing here
     reads more than the sheet: ``evalwatt.config.checks`` looks at weights, tasks and interpreters.
@@ -85,11 +89,23 @@ def from_dict(data: Mapping[str, Any], base_dir: Path, origin: str = "config") -
     else:
         for i, model in enumerate(raw["models"]):
             _place(places, model["name"], (origin, f"models.{i}."))
-    fill_defaults(raw, CONFIG_SCHEMA)  # the models too: the list is a branch of a oneOf
-    validate(raw, CONFIG_SCHEMA, origin)
-    config = Config(raw, origin=origin, places=places)
+    config = _typed(raw, origin, places)
     check_rules(config)
     return config
+
+
+def _typed(raw: dict[str, Any], origin: str, places: dict[str, tuple[str, str]]) -> Config:
+    """The typed tree of a config its schema accepted (the schema is generated from the same
+    models: a refusal here means they disagree, and the message says where)."""
+    try:
+        return Config.loaded(raw, origin, places)
+    except ValidationError as exc:
+        problems = [
+            f"{origin}: field {'.'.join(map(str, e['loc'])) or '<top level>'} = "
+            f"{e['input']!r}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+        raise ConfigError("\n".join(problems)) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""Validate a config (or one model) against its JSON Schema, and fill in the schema's defaults.
+"""Validate a config (or one model) against its JSON Schema, with messages a user can act on.
 
-One library does both: jsonschema, with ``$ref`` (local ``#/$defs/...`` and the other schema
-file) resolved through one ``referencing`` registry. The JSON schema alone is not trusted:
+The schemas are generated from the config's models (``evalwatt.config.generate``); jsonschema
+validates against them, with ``$ref`` (the model schema file) resolved through one
+``referencing`` registry, and the models then fill the defaults. The JSON schema alone is not
+trusted:
 
 * numbers must be finite (NaN passes every bound: ``nan < 1`` and ``nan > 1`` are both false);
 * an ``integer`` is an int, never ``4.0``;
-* a ``pattern`` must match the whole string: ``$`` means the end of the string, as in
-  JSON Schema's ECMA regexes, not "before a final newline" as in Python's ``re``.
+* a ``pattern`` must match the whole string: ``$`` means the end of the string, as in JSON
+  Schema's ECMA regexes, not "before a final newline" as in Python's ``re``.
 
 Errors name the origin (file, and line for a sheet row), the field, the bad value and what is
 allowed.
@@ -14,30 +16,20 @@ allowed.
 
 from __future__ import annotations
 
-import copy
 import math
-import re
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 import jsonschema
-import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from evalwatt.base.paths import SCHEMA_DIR
+from evalwatt.config.generate import CONFIG_SCHEMA, MODEL_SCHEMA, json_schema
+from evalwatt.config.section import whole_string
 from evalwatt.config.types import ConfigError
 
-CONFIG_SCHEMA = "config.schema.yaml"
-MODEL_SCHEMA = "model.schema.yaml"
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    """The schema file ``name`` of workflow/schemas, parsed (cached: never mutate it)."""
-    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+__all__ = ["CONFIG_SCHEMA", "MODEL_SCHEMA", "registry", "validate"]
 
 
 def _without_dialect(schema: dict[str, Any]) -> dict[str, Any]:
@@ -50,25 +42,16 @@ def _without_dialect(schema: dict[str, Any]) -> dict[str, Any]:
 def registry() -> Registry:
     """Both schema files, each under its file name (and its ``$id``), for ``$ref``."""
     resources = [
-        (name, DRAFT202012.create_resource(_without_dialect(load_schema(name))))
+        (name, DRAFT202012.create_resource(_without_dialect(json_schema(name))))
         for name in (CONFIG_SCHEMA, MODEL_SCHEMA)
     ]
     return Registry().with_resources(resources)
 
 
-_END_ANCHOR = re.compile(r"(?<!\\)\$\Z")
-
-
-@cache
-def _whole_string(pattern: str) -> re.Pattern[str]:
-    """A schema pattern with its final ``$`` meaning the end of the string (``\\Z``)."""
-    return re.compile(_END_ANCHOR.sub(r"\\Z", pattern))
-
-
 def _pattern(
     validator: Any, pattern: str, instance: Any, schema: Any
 ) -> Iterator[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not _whole_string(pattern).search(instance):
+    if validator.is_type(instance, "string") and not whole_string(pattern).search(instance):
         yield jsonschema.ValidationError("not a whole match of the pattern")
 
 
@@ -88,41 +71,8 @@ def _strict_class(schema: dict[str, Any]) -> Any:
 
 @cache
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
-    schema = load_schema(schema_name)
-    return _strict_class(schema)(_without_dialect(schema), registry=registry())
-
-
-@cache
-def _filler(schema_name: str) -> jsonschema.protocols.Validator:
-    """The strict validator whose ``properties`` also writes missing defaults into the
-    instance (jsonschema's documented recipe). It goes wherever validation goes: through
-    ``$ref``, ``items``, ``additionalProperties`` maps and the branches of ``oneOf``."""
-    schema = load_schema(schema_name)
-    strict = _strict_class(schema)
-    check_properties = strict.VALIDATORS["properties"]
-
-    def properties(
-        validator: Any, properties: dict[str, Any], instance: Any, schema: Any
-    ) -> Iterator[jsonschema.ValidationError]:
-        if validator.is_type(instance, "object"):
-            for key, sub in properties.items():
-                if key not in instance and isinstance(sub, dict) and "default" in sub:
-                    instance[key] = copy.deepcopy(sub["default"])
-        yield from check_properties(validator, properties, instance, schema)
-
-    cls = jsonschema.validators.extend(strict, validators={"properties": properties})
-    return cls(_without_dialect(schema), registry=registry())
-
-
-def fill_defaults(instance: Any, schema_name: str) -> None:
-    """Write the schema's ``default`` values into ``instance``, recursively, in place.
-
-    Call it on an instance that ``validate`` accepted: a branch of a ``oneOf`` that does not
-    apply to the instance's type then fills nothing. Its errors are not reported here; the
-    caller validates the completed instance again.
-    """
-    for _ in _filler(schema_name).iter_errors(instance):
-        pass
+    generated = json_schema(schema_name)
+    return _strict_class(generated)(_without_dialect(generated), registry=registry())
 
 
 def _describe_allowed(error: jsonschema.ValidationError) -> str:

@@ -1,8 +1,8 @@
-"""Read a TSV model sheet into model entries typed as the model schema asks.
+"""Read a TSV model sheet into model entries typed by the fields of the model entry.
 
-Each cell becomes the JSON type of its column in ``workflow/schemas/model.schema.yaml``
-(integer, number, boolean, a comma-separated array, or a string; empty means the default,
-or null where the column allows it). The entries are validated and completed by
+Each cell becomes the type of its column's field in ``evalwatt.config.model_entry.ModelEntry``
+(whole number, decimal number, boolean, a comma-separated list, or a string; empty means the
+default, or null where the field allows it). The entries are validated and completed by
 ``evalwatt.config.load``, which knows the line each came from.
 """
 
@@ -10,43 +10,73 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic.fields import FieldInfo
 
 from evalwatt.base.yamlfile import YamlError, read_text
-from evalwatt.config.schema import MODEL_SCHEMA, load_schema
+from evalwatt.config.model_entry import ModelEntry
 from evalwatt.config.types import ConfigError
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-def _convert_cell(column: str, text: str, prop: Mapping[str, Any], where: str) -> Any:
-    """Turn one TSV cell into the JSON type the model schema asks for."""
+@dataclass(frozen=True)
+class Column:
+    """How a sheet column is read: the Python type of its field's values, and whether an
+    empty cell means null."""
+
+    kind: type
+    nullable: bool
+
+    @classmethod
+    def of(cls, field: FieldInfo) -> Column:
+        """The column of a field of the model entry (``int | None``, ``Literal[4, 8]``,
+        ``tuple[str, ...]``, ...)."""
+        annotation, args = field.annotation, get_args(field.annotation)
+        nullable = get_origin(annotation) in (Union, types.UnionType) and type(None) in args
+        if nullable:
+            (annotation,) = [a for a in args if a is not type(None)]
+        if get_origin(annotation) is Annotated:  # a pattern: Annotated[str, Matching(...)]
+            annotation = get_args(annotation)[0]
+        origin = get_origin(annotation)
+        if origin is Literal:
+            return cls(type(get_args(annotation)[0]), nullable)
+        if origin in (tuple, list):
+            return cls(tuple, nullable)
+        if not isinstance(annotation, type):
+            raise TypeError(f"model entry field of unsupported type {field.annotation}")
+        return cls(annotation, nullable)
+
+
+COLUMNS = {name: Column.of(field) for name, field in ModelEntry.model_fields.items()}
+"""The sheet's allowed columns: the model entry's fields, in their order."""
+
+
+def _convert_cell(column: str, text: str, where: str) -> Any:
+    """Turn one TSV cell into the type of its field."""
     text = text.strip()
-    types = prop.get("type", [])
-    types = [types] if isinstance(types, str) else list(types)
-    if "enum" in prop and not types:
-        types = sorted({type(v).__name__ for v in prop["enum"]})
-        types = ["integer" if t == "int" else "string" for t in types]
-    if text == "" and "null" in types:
+    kind = COLUMNS[column]
+    if text == "" and kind.nullable:
         return None
-    if text == "" and "array" not in types and "string" not in types:
+    if text == "" and kind.kind not in (tuple, str):
         raise ConfigError(f"{where}: column {column} = '': empty, but the column is required")
     problem = None
-    if "array" in types:
+    if kind.kind is tuple:
         return [part.strip() for part in text.split(",") if part.strip()]
-    if "boolean" in types:
+    if kind.kind is bool:
         if text.lower() in {"true", "false"}:
             return text.lower() == "true"
         problem = "expected true or false"
-    elif "integer" in types:
+    elif kind.kind is int:
         if _INTEGER.fullmatch(text):
             return int(text)
         problem = "expected a whole number such as 16"
-    elif "number" in types:
+    elif kind.kind is float:
         if _DECIMAL.fullmatch(text) and math.isfinite(float(text)):
             return float(text)
         problem = "not a finite number; expected a decimal number such as 7.62"
@@ -74,15 +104,14 @@ def read_model_sheet(path: Path) -> list[SheetRow]:
     except YamlError as exc:
         raise ConfigError(str(exc)) from None
     lines = [line.removesuffix("\r") for line in text.split("\n")]
-    properties = load_schema(MODEL_SCHEMA)["properties"]
     if not lines or not lines[0].strip():
         raise ConfigError(f"{path}:1: empty model sheet; the first line must name the columns")
     header = [c.strip() for c in lines[0].split("\t")]
-    unknown = [c for c in header if c not in properties]
+    unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         raise ConfigError(
             f"{path}:1: unknown column(s) {', '.join(map(repr, unknown))}; "
-            f"allowed columns: {', '.join(properties)}"
+            f"allowed columns: {', '.join(COLUMNS)}"
         )
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
@@ -100,8 +129,7 @@ def read_model_sheet(path: Path) -> list[SheetRow]:
                 "(empty for the default)"
             )
         entry = {
-            col: _convert_cell(col, cell, properties[col], where)
-            for col, cell in zip(header, fields, strict=True)
+            col: _convert_cell(col, cell, where) for col, cell in zip(header, fields, strict=True)
         }
         rows.append(SheetRow(line_no, {k: v for k, v in entry.items() if v is not None}))
     if not rows:

@@ -1,86 +1,104 @@
-"""The typed view of a validated configuration: ``Config``, its ``Check`` records and
+"""The loaded configuration: ``Config`` (the typed tree, where it was written, its checks) and
 ``ConfigError``.
 
-``evalwatt.config.load`` builds a ``Config`` (schema, defaults, sheet, rules); everything else
-reads one. Nothing here validates.
+``evalwatt.config.load`` builds a ``Config`` (schema, sheet, defaults, rules); everything else
+reads one, through its typed sections (``config.cluster.gpu_model``,
+``config.model(name).backend``). Nothing here validates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from evalwatt.base.errors import UserError
+from evalwatt.base.model_path import written_path
+from evalwatt.config.model_entry import ModelEntry
+from evalwatt.config.run_config import RunConfig
+from evalwatt.contracts.plan import Check
+
+__all__ = ["Check", "Config", "ConfigError"]
 
 
 class ConfigError(UserError):
     """A configuration that does not satisfy the schema or the planner's rules."""
 
 
-@dataclass(frozen=True)
-class Check:
-    """One check of ``evalwatt.config.checks`` that needs the filesystem or the installed packages.
+class Config(RunConfig):
+    """A validated run configuration, defaults filled in: the sections of ``RunConfig``, and
+    what loading it learnt.
 
-    ``status`` is ``passed`` or ``deferred`` (to the job, on the compute node, with the
-    reason in ``detail``); a failed check raises a ConfigError instead of being kept.
+    ``origin`` is the file it was read from; ``places`` maps a model name to the place it was
+    written ("models.tsv:4", or the config file and "models.2."), for messages; ``checks`` are
+    the environment checks of ``evalwatt.config.checks`` once they ran.
     """
 
-    name: str
-    status: str
-    detail: str
+    _origin: str = PrivateAttr("config")
+    _places: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)
+    _checks: tuple[Check, ...] = PrivateAttr(())
 
-
-@dataclass(frozen=True)
-class Config:
-    """A validated configuration with defaults filled in.
-
-    ``raw`` is the plain dict (what Snakemake keeps as ``config``); the properties are the
-    typed handles that the rest of the package reads. ``where`` maps a model name to the place
-    it was written ("models.tsv:4" or "config.yaml: field models.2"), for messages; ``checks``
-    are the environment checks of ``evalwatt.config.checks`` once they ran.
-    """
-
-    raw: dict[str, Any]
-    origin: str = "config"
-    places: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
-    checks: tuple[Check, ...] = field(default=(), compare=False)
+    @classmethod
+    def loaded(
+        cls, data: dict[str, Any], origin: str, places: dict[str, tuple[str, str]]
+    ) -> Config:
+        """The tree of ``data`` (a mapping its schema accepted), read from ``origin``."""
+        config = cls.model_validate(data)
+        config._origin, config._places = origin, places
+        return config
 
     @property
-    def run(self) -> str:
-        return str(self.raw["run"])
+    def origin(self) -> str:
+        return self._origin
 
     @property
-    def results_dir(self) -> Path:
-        return Path(self.raw["results_dir"])
+    def places(self) -> dict[str, tuple[str, str]]:
+        return self._places
 
     @property
-    def cluster(self) -> dict[str, Any]:
-        return self.raw["cluster"]
+    def checks(self) -> tuple[Check, ...]:
+        return self._checks
 
     @property
-    def models(self) -> list[dict[str, Any]]:
-        return self.raw["models"]
+    def raw(self) -> dict[str, Any]:
+        """The tree as plain data (a fresh copy: writing into it changes nothing). For the
+        readers not yet converted to the typed sections (ops/, smk/)."""
+        return self.model_dump(mode="json")
 
-    @property
-    def benchmarks(self) -> dict[str, dict[str, Any]]:
-        return self.raw["benchmarks"]
+    def with_checks(self, checks: tuple[Check, ...]) -> Config:
+        """This config with the environment checks that passed or were deferred."""
+        config = self.model_copy()
+        config._checks = checks
+        return config
 
-    def model(self, name: str) -> dict[str, Any]:
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some top-level keys replaced (tests, tools), e.g.
+        ``config.replace(job=config.job.model_copy(update={"python": "/opt/py"}))``. Nothing
+        is validated again."""
+        return self.model_copy(update=sections)
+
+    def model(self, name: str) -> ModelEntry:
         for model in self.models:
-            if model["name"] == name:
+            if model.name == name:
                 return model
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(self.model_names())}")
 
-    def model_names(self) -> Iterator[str]:
-        return (m["name"] for m in self.models)
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def weights(self, model: ModelEntry) -> str:
+        """The model's weights as written: its ``path``, else ``<model_root>/<hf_id>``
+        (``evalwatt.base.model_path`` resolves it)."""
+        path = written_path(model.path, self.model_root, model.hf_id)
+        if path is None:  # the rules refuse it on load: a Config built past them
+            raise ConfigError(f"model {model.name}: no `path` and no `model_root` in the config")
+        return path
 
     def where(self, model: str) -> str:
         """The file (and line, for a sheet row) where ``model`` is written."""
-        return self.places.get(model, (self.origin, ""))[0]
+        return self._places.get(model, (self._origin, ""))[0]
 
     def model_field(self, model: str, key: str) -> str:
         """``FILE[:LINE]: field KEY`` of one model, as error messages name it."""
-        place, prefix = self.places.get(model, (self.origin, ""))
+        place, prefix = self._places.get(model, (self._origin, ""))
         return f"{place}: field {prefix}{key}"

@@ -19,7 +19,7 @@ from evalwatt.contracts.row import TableRow
 
 
 class TermRecord(Record):
-    """One energy quantity in joules, or null with the reason (evalwatt.energy.terms.Term)."""
+    """One energy quantity in joules, or null with the reason (evalwatt.energy.terms)."""
 
     energy_j: float | None
     formula: str
@@ -28,6 +28,27 @@ class TermRecord(Record):
     per_device_j: dict[str, float]
     extrapolated_s: float = Field(ge=0, description="window edge beyond the samples")
     power_integral_j: float | None = Field(description="cross-check from sampled power")
+
+    @classmethod
+    def missing(cls, formula: str, reason: str) -> TermRecord:
+        """A term that could not be measured: null with the reason, never a zero."""
+        return cls.derived(None, formula, reason)
+
+    @classmethod
+    def derived(
+        cls, energy_j: float | None, formula: str, null_reason: str | None = None
+    ) -> TermRecord:
+        """A term without a window of its own: a combination of others, an estimate, or a
+        null (``missing``). A measured window is ``evalwatt.energy.terms.of_window``."""
+        return cls(
+            energy_j=energy_j,
+            formula=formula,
+            null_reason=null_reason,
+            window=None,
+            per_device_j={},
+            extrapolated_s=0.0,
+            power_integral_j=None,
+        )
 
 
 class PerUnitRecord(Record):

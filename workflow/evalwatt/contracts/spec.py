@@ -78,8 +78,21 @@ class ServerSpec(Record):
 
 
 class PadSpec(Record):
+    """How long a job must last for the cluster's accounting to see it.
+
+    The one padding rule: the job runtime sleeps ``sleep_s`` after its work, and the planner's
+    estimates (``evalwatt.plan.estimate``) count the same sleep in each job's time limit.
+    """
+
     accounting_window_s: float = Field(description="shortest job the accounting sees; 0: none")
     margin_s: float = Field(ge=0)
+
+    def sleep_s(self, elapsed_s: float) -> float:
+        """The sleep that brings a job that has run ``elapsed_s`` past the accounting window
+        and its margin: 0 when there is no window, or the job already outlasts it."""
+        if self.accounting_window_s <= 0:
+            return 0.0
+        return max(0.0, self.accounting_window_s + self.margin_s - elapsed_s)
 
 
 class SamplerSpec(Record):

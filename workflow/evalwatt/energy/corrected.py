@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from evalwatt.energy.sources import Unavailable
-from evalwatt.energy.trace import COUNTS
+from evalwatt.energy.trace_files import COUNTS
 
 COLD, LOAD, LOADED, WORK = "cold", "load", "loaded", "work"
 # The GPU state of the stretch that follows each mark, up to the next mark. ``exit`` is special:

@@ -283,11 +283,7 @@ def same_gpus_findings(cell: GpuSet, baseline: GpuSet) -> list[Finding]:
     return out
 
 
-def trace_findings(
-    trace: Trace,
-    marks: Mapping[str, float],
-    label: str,
-    windows: Sequence[tuple[str, str]] = WINDOWS,
-) -> list[Finding]:
-    """Every check of one trace: devices accounted for, and each window's counter and gaps."""
-    return [*device_findings(trace, label), *window_findings(trace, marks, label, windows)]
+def trace_findings(trace: Trace, marks: Mapping[str, float], label: str) -> list[Finding]:
+    """Every check of one trace: devices accounted for, and the counter and gaps of each of
+    ``WINDOWS``."""
+    return [*device_findings(trace, label), *window_findings(trace, marks, label)]

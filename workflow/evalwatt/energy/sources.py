@@ -122,14 +122,17 @@ class TraceSource(TimelineSource):
 
     @property
     def name(self) -> str:
+        """The probe that wrote the trace (its metadata's ``source``; NVML for a CSV)."""
         return self.trace.source
 
     @property
     def domain(self) -> str:
+        """``gpu`` or ``cpu``, from the trace's metadata."""
         return self.trace.domain
 
     @property
     def is_estimate(self) -> bool:
+        """A model's estimate (``cpu-model``), never a measured counter."""
         return self.trace.is_estimate
 
     def window(self, start: float, end: float) -> WindowEnergy:

@@ -43,16 +43,20 @@ What a term can be:
   outside its pad, e.g. a GPU left in another power state, or noise larger than the inference
   itself) and is kept as it is, never clipped to zero; it is null when any of its inputs is;
 * nothing is ever NaN or infinite: a value that would be is a null with the reason.
+
+The terms are the cell record's own models (``evalwatt.contracts.record``): each term a
+``TermRecord``, one family's terms a ``FamilyEnergy`` (``cell_terms``), written to
+energy/<cell>.json as they are; ``method_comparison`` sets the three methods side by side.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from evalwatt.base.errors import UserError
+from evalwatt.contracts.record import FamilyEnergy, PerUnitRecord, TermRecord
 from evalwatt.energy.corrected import (
     CORRECTED_FORMULA,
     JobTotal,
@@ -73,78 +77,62 @@ from evalwatt.energy.trace import WindowEnergy
 J_PER_WH = 3600.0
 
 
-@dataclass(frozen=True)
-class Term:
-    """One energy quantity in joules, or None with the reason it could not be measured."""
-
-    energy_j: float | None
-    formula: str
-    null_reason: str | None = None
-    window: tuple[float, float] | None = None
-    per_device_j: dict[str, float] = field(default_factory=dict)
-    extrapolated_s: float = 0.0
-    power_integral_j: float | None = None
-
-    @classmethod
-    def of_window(cls, measure: WindowEnergy, formula: str) -> Term:
-        """The term of a measured window; a null if the source returned no physical energy."""
-        values = [measure.energy_j, *measure.per_device_j.values()]
-        if not all(math.isfinite(v) and v >= 0 for v in values):
-            return cls.missing(
-                formula, f"the source gave {measure.energy_j} J, not a finite energy >= 0"
-            )
-        return cls(
-            energy_j=measure.energy_j,
-            formula=formula,
-            window=(measure.start, measure.end),
-            per_device_j=measure.per_device_j,
-            extrapolated_s=measure.extrapolated_s,
-            power_integral_j=measure.power_integral_j,
+def of_window(measure: WindowEnergy, formula: str) -> TermRecord:
+    """The term of a measured window; a null if the source returned no physical energy."""
+    values = [measure.energy_j, *measure.per_device_j.values()]
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        return TermRecord.missing(
+            formula, f"the source gave {measure.energy_j} J, not a finite energy >= 0"
         )
+    return TermRecord(
+        energy_j=measure.energy_j,
+        formula=formula,
+        null_reason=None,
+        window=(measure.start, measure.end),
+        per_device_j=measure.per_device_j,
+        extrapolated_s=measure.extrapolated_s,
+        power_integral_j=measure.power_integral_j,
+    )
 
-    @classmethod
-    def missing(cls, formula: str, reason: str) -> Term:
-        return cls(energy_j=None, formula=formula, null_reason=reason)
 
-
-def _window_term(source: EnergySource | None, start: str, end: str, what: str) -> Term:
+def _window_term(source: EnergySource | None, start: str, end: str, what: str) -> TermRecord:
     formula = f"E({end}) - E({start}) [{what}]"
     if source is None:
-        return Term.missing(formula, f"no {what} readings")
+        return TermRecord.missing(formula, f"no {what} readings")
     try:
         if isinstance(source, TimelineSource):
-            return Term.of_window(source.mark_window(start, end), formula)
+            return of_window(source.mark_window(start, end), formula)
         if start == "job_start" and end == "job_end":
-            return Term.of_window(source.job(), formula)
+            return of_window(source.job(), formula)
         raise Unavailable(f"source {source.name} gives job totals only, not {start}..{end}")
     except Unavailable as exc:
-        return Term.missing(formula, str(exc))
+        return TermRecord.missing(formula, str(exc))
 
 
-def combine(formula: str, terms: dict[str, Term], signs: dict[str, int]) -> Term:
+def combine(formula: str, terms: dict[str, TermRecord], signs: dict[str, int]) -> TermRecord:
     """A signed sum of other terms; null (with every reason) if any input is null."""
     reasons = [
         f"{name}: {terms[name].null_reason}" for name in signs if terms[name].energy_j is None
     ]
     if reasons:
-        return Term.missing(formula, "; ".join(reasons))
+        return TermRecord.missing(formula, "; ".join(reasons))
     value = sum(sign * float(terms[name].energy_j or 0.0) for name, sign in signs.items())
     if not math.isfinite(value):
-        return Term.missing(formula, f"the sum is {value}, not a finite number")
-    return Term(energy_j=value, formula=formula)
+        return TermRecord.missing(formula, f"the sum is {value}, not a finite number")
+    return TermRecord.derived(value, formula)
 
 
-def per_unit(term: Term, count: float | None, unit: str, scale: float = 1.0) -> dict[str, Any]:
+def per_unit(term: TermRecord, count: float | None, unit: str, scale: float = 1.0) -> PerUnitRecord:
     """``term`` in Wh divided by ``count / scale`` (e.g. per question, per 1k tokens)."""
     formula = f"{term.formula.split(' [')[0]} / 3600 / ({unit})"
     if term.energy_j is None:
-        return {"value_wh": None, "formula": formula, "null_reason": term.null_reason}
+        return PerUnitRecord(value_wh=None, formula=formula, null_reason=term.null_reason)
     if count is None or not count > 0:
-        return {"value_wh": None, "formula": formula, "null_reason": f"{unit} is {count}"}
+        return PerUnitRecord(value_wh=None, formula=formula, null_reason=f"{unit} is {count}")
     value = term.energy_j / J_PER_WH / (count / scale)
     if not math.isfinite(value):
-        return {"value_wh": None, "formula": formula, "null_reason": f"{value} is not finite"}
-    return {"value_wh": value, "formula": formula, "null_reason": None}
+        return PerUnitRecord(value_wh=None, formula=formula, null_reason=f"{value} is not finite")
+    return PerUnitRecord(value_wh=value, formula=formula, null_reason=None)
 
 
 def parse_count(text: str | None, option: str) -> int | None:
@@ -161,7 +149,9 @@ def parse_count(text: str | None, option: str) -> int | None:
     return value
 
 
-def _marks_of(source: EnergySource | None, given: Mapping[str, float] | None) -> Any:
+def _marks_of(
+    source: EnergySource | None, given: Mapping[str, float] | None
+) -> Mapping[str, float] | None:
     if given is not None:
         return given
     return source.marks if isinstance(source, TimelineSource) else None
@@ -203,7 +193,7 @@ def headline_window(
 
 def judge_terms(
     judge: EnergySource | None, reason: str, null_reason: str | None = None
-) -> dict[str, Term]:
+) -> dict[str, TermRecord]:
     """The judge job's terms: ``judge`` over its generation window (the judge model's first
     request to its last response) and ``judge_evaluation`` over ``judging_start``..
     ``judging_end`` (Inspect's scoring around them). ``reason``: why there is no judge
@@ -211,27 +201,29 @@ def judge_terms(
     gen = "E(generation_end) - E(generation_start) [judge]"
     if judge is None:
         return {
-            "judge": Term.missing(gen, reason),
-            "judge_evaluation": Term.missing("E(judging_end) - E(judging_start) [judge]", reason),
+            "judge": TermRecord.missing(gen, reason),
+            "judge_evaluation": TermRecord.missing(
+                "E(judging_end) - E(judging_start) [judge]", reason
+            ),
         }
     marks = judge.marks if isinstance(judge, TimelineSource) else None
     has_marks = marks is not None and all(m in marks for m in GENERATION_WINDOW)
     return {
         "judge": _window_term(judge, *GENERATION_WINDOW, "judge")
         if has_marks or null_reason is None
-        else Term.missing(gen, null_reason),
+        else TermRecord.missing(gen, null_reason),
         "judge_evaluation": _window_term(judge, *JUDGING_WINDOW, "judge"),
     }
 
 
 def corrected_term(
-    terms: Mapping[str, Term],
+    terms: Mapping[str, TermRecord],
     cell: EnergySource | None,
     baseline: EnergySource | None,
     cell_marks: Mapping[str, float] | None,
     baseline_marks: Mapping[str, float] | None,
     cold_idle_w: float | None = None,
-) -> Term:
+) -> TermRecord:
     """The corrected whole-job term (evalwatt.energy.corrected) from the job terms, the two
     timelines and each job's settled pad where the source can cut it; the levels and
     durations behind it are in its formula's brackets. ``cold_idle_w`` (the job's GPUs at
@@ -242,7 +234,7 @@ def corrected_term(
     if cell_marks is None or baseline_marks is None:
         reasons.append("no timeline of the cell and its baseline")
     if reasons:
-        return Term.missing(CORRECTED_FORMULA, "; ".join(reasons))
+        return TermRecord.missing(CORRECTED_FORMULA, "; ".join(reasons))
     assert cell_marks is not None and baseline_marks is not None
     cold_cell = _window_term(cell, *cold_idle_marks(cell_marks), "cell")
     cold_base = _window_term(baseline, *cold_idle_marks(baseline_marks), "baseline")
@@ -259,8 +251,8 @@ def corrected_term(
             ),
         )
     except Unavailable as exc:
-        return Term.missing(CORRECTED_FORMULA, str(exc))
-    return Term(energy_j=estimate.energy_j, formula=f"{CORRECTED_FORMULA} [{estimate.describe()}]")
+        return TermRecord.missing(CORRECTED_FORMULA, str(exc))
+    return TermRecord.derived(estimate.energy_j, f"{CORRECTED_FORMULA} [{estimate.describe()}]")
 
 
 METHODS = (
@@ -270,27 +262,60 @@ METHODS = (
 )
 
 
-def method_comparison(out: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _percent(part: float | None, whole: float | None) -> float | None:
+    """100 x part / whole; None when either is missing, the whole is zero or the ratio is not
+    finite."""
+    if part is None or not whole:
+        return None
+    pct = 100.0 * part / whole
+    return pct if math.isfinite(pct) else None
+
+
+@dataclass(frozen=True)
+class MethodFigures:
+    """One method's energy of a cell's generation, beside the phase-resolved one."""
+
+    energy_j: float | None
+    gap_j: float | None
+    """This method's gap term (what it counts beyond generation), J; 0 for phase-resolved."""
+    gap_pct: float | None
+    """``gap_j`` in percent of the phase-resolved energy."""
+    formula: str
+    null_reason: str | None
+
+
+def method_comparison(family: FamilyEnergy) -> dict[str, MethodFigures]:
     """The three methods of one family's terms (``cell_terms``' output) side by side: each
     one's energy, its gap to phase-resolved in J and %, its formula or why it is null."""
-    terms = out["terms"]
-    reference = terms["inference"]["energy_j"]
+    terms = family.terms
+    reference = terms["inference"].energy_j
     table = {}
     for method, name, gap in METHODS:
         term = terms[name]
-        gap_j = terms[gap]["energy_j"] if gap else 0.0 if reference is not None else None
-        pct = None
-        if gap_j is not None and reference:
-            pct = 100.0 * gap_j / reference
-            pct = pct if math.isfinite(pct) else None
-        table[method] = {
-            "energy_j": term["energy_j"],
-            "gap_j": gap_j,
-            "gap_pct": pct,
-            "formula": term["formula"],
-            "null_reason": term["null_reason"],
-        }
+        gap_j = terms[gap].energy_j if gap else 0.0 if reference is not None else None
+        table[method] = MethodFigures(
+            energy_j=term.energy_j,
+            gap_j=gap_j,
+            gap_pct=_percent(gap_j, reference),
+            formula=term.formula,
+            null_reason=term.null_reason,
+        )
     return table
+
+
+def _per_unit_terms(
+    terms: Mapping[str, TermRecord], samples_completed: int | None, output_tokens: int | None
+) -> dict[str, PerUnitRecord]:
+    """The headline, net and corrected terms per question; the headline per 1k tokens."""
+    questions = "completed samples"
+    return {
+        "inference_per_question": per_unit(terms["inference"], samples_completed, questions),
+        "net_per_question": per_unit(terms["net"], samples_completed, questions),
+        "corrected_per_question": per_unit(terms["corrected"], samples_completed, questions),
+        "inference_per_1k_output_tokens": per_unit(
+            terms["inference"], output_tokens, "output tokens / 1000", scale=1000.0
+        ),
+    }
 
 
 def cell_terms(
@@ -304,7 +329,7 @@ def cell_terms(
     baseline_marks: Mapping[str, float] | None = None,
     cold_idle_w: float | None = None,
     generation_null_reason: str | None = None,
-) -> dict[str, Any]:
+) -> FamilyEnergy:
     """Every energy term of one cell for one source (one domain). The timelines default to
     the sources' own marks (a trace source); a job-total source passes them, and
     ``cold_idle_w`` when it cannot give the pads' energy. ``generation_null_reason``: why
@@ -313,7 +338,7 @@ def cell_terms(
     marks = _marks_of(cell, cell_marks)
     window, why, note = headline_window(marks, generation_null_reason)
     if why is not None:
-        inference = Term.missing(f"E({window[1]}) - E({window[0]}) [cell]", why)
+        inference = TermRecord.missing(f"E({window[1]}) - E({window[0]}) [cell]", why)
     else:
         inference = _window_term(cell, *window, f"cell; {note}" if note else "cell")
     terms = {
@@ -334,13 +359,13 @@ def cell_terms(
     )
     terms["gap"] = combine("net - inference", terms, {"net": 1, "inference": -1})
     if why is not None:  # the states inside the evaluation window are unknown
-        terms["corrected"] = Term.missing(CORRECTED_FORMULA, f"no generation window: {why}")
+        terms["corrected"] = TermRecord.missing(CORRECTED_FORMULA, f"no generation window: {why}")
     else:
         terms["corrected"] = corrected_term(
             terms,
             cell,
             baseline,
-            with_generation_marks(marks) if note else marks,
+            with_generation_marks(marks) if note and marks is not None else marks,
             _marks_of(baseline, baseline_marks),
             cold_idle_w,
         )
@@ -348,29 +373,11 @@ def cell_terms(
         "corrected - inference", terms, {"corrected": 1, "inference": -1}
     )
     terms.update(judge_terms(judge, "no judge job for this cell"))
-    per = {
-        "inference_per_question": per_unit(
-            terms["inference"], samples_completed, "completed samples"
-        ),
-        "net_per_question": per_unit(terms["net"], samples_completed, "completed samples"),
-        "corrected_per_question": per_unit(
-            terms["corrected"], samples_completed, "completed samples"
-        ),
-        "inference_per_1k_output_tokens": per_unit(
-            terms["inference"], output_tokens, "output tokens / 1000", scale=1000.0
-        ),
-    }
-    inference_j, net_j = terms["inference"].energy_j, terms["net"].energy_j
-    gap_pct = (
-        None if not inference_j or net_j is None else 100.0 * (net_j - inference_j) / inference_j
-    )
-    if gap_pct is not None and not math.isfinite(gap_pct):
-        gap_pct = None
     first = cell or baseline
-    return {
-        "source": first.name if first else None,
-        "is_estimate": first.is_estimate if first else None,
-        "terms": {name: asdict(term) for name, term in terms.items()},
-        "per_unit": per,
-        "gap_pct": gap_pct,
-    }
+    return FamilyEnergy(
+        source=first.name if first else None,
+        is_estimate=first.is_estimate if first else None,
+        terms=terms,
+        per_unit=_per_unit_terms(terms, samples_completed, output_tokens),
+        gap_pct=_percent(terms["gap"].energy_j, terms["inference"].energy_j),
+    )

@@ -1,29 +1,7 @@
-"""Energy traces: cumulative energy counters sampled over time, one series per device.
-
-Two on-disk formats are read:
-
-* CSV as recorded in ``shared/data/traces`` (``t_unix, energy_mj, power_mw, ...`` and an
-  optional ``gpu`` column when several GPUs were sampled). The format carries no metadata: a
-  CSV trace is taken to be NVML's measured GPU counter, the only thing recorded in it;
-* the in-job sampler's Parquet (``evalwatt.sampling``), whose footer metadata
-  (``evalwatt.trace``) names the source (``nvml``, ``rapl``, ``cpu-model``), the domain
-  (``gpu``, ``cpu``) and whether the counter is a model estimate. An estimate's counter column
-  is ``est_energy_mj``, never ``energy_mj``. A Parquet file without that footer is refused:
-  nothing in it says whether its numbers are a measured GPU counter, and guessing would put a
-  model's estimate or a foreign table in the measured columns.
-
-Reading is strict. A file either reads into series in which every sample has a finite time, a
-finite counter that is not negative and, where there is one, a finite power that is not
-negative, or it is refused with a ``TraceError`` naming the file, the line (CSV) or row
-(Parquet), the column and the bad value. Nothing is skipped silently. In particular:
-
-* a CSV whose last line has no line end was cut while being written, and the cut can leave a
-  partial number that still parses (``2214`` for ``22145182``): the file is refused, naming
-  that line (delete the line to use the samples before it), never read as if complete;
-* a row with fewer or more fields than the header, an empty, non-numeric, NaN or infinite
-  value, or a second sample of one device at the same time is refused;
-* rows are sorted by time (a CSV of several GPUs interleaves them); the counter check below
-  runs on the sorted samples, so a clock that stepped back cannot hide behind the sort.
+"""Energy traces: cumulative energy counters sampled over time, one series per device, and
+the energy of a window of them. Reading the files is ``evalwatt.energy.trace_files``; a
+``Trace`` here is what a file reads into: every sample has a finite time, a finite counter
+that is not negative and, where there is one, a finite power that is not negative.
 
 A counter that goes backwards (NVML's counter restarts when the driver reloads or the GPU is
 reset) is not a fault of the file: the samples are what the device reported. No energy can be
@@ -32,19 +10,19 @@ which the energy terms record as a null with that reason, never as a negative or
 number; windows elsewhere in the trace are unaffected.
 
 A counter that *wraps* (a fixed-width register that restarts at zero after its range) is
-repaired, and only where that is unambiguous: the trace metadata gives the counter's range
-(``counter_range_mj``, for all devices or per device) and the energy implied by the wrap,
-``range - before + after``, fits in the interval at no more than the device's power cap (its
-``power_limit_mw`` from the metadata, else twice the highest power seen around the step). Each
-repair is listed in ``Trace.repairs``. Any other backward step stays a reset (above). NVML's
-counter is 64 bits of mJ and never wraps; the sampler unwraps RAPL at every read.
+repaired (``unwrap``), and only where that is unambiguous: the trace metadata gives the
+counter's range (``counter_range_mj``, for all devices or per device) and the energy implied by
+the wrap, ``range - before + after``, fits in the interval at no more than the device's power
+cap (its ``power_limit_mw`` from the metadata, else twice the highest power seen around the
+step). Each repair is listed in ``Trace.repairs``. Any other backward step stays a reset
+(above). NVML's counter is 64 bits of mJ and never wraps; the sampler unwraps RAPL at every
+read.
 
 Every device's samples are accounted for. A device whose counter is empty in *every* row (a
 counter that could not be read at all), and a device that the sampler's metadata lists
 (``devices`` for NVML, ``zones`` for RAPL) but that has no row, is kept in ``Trace.missing``
 with the reason; every window of that trace raises ``DeviceMissing`` (a null with the reason),
-never a sum over the devices that remain. A counter empty in some rows only is a fault of the
-file (refused, as above).
+never a sum over the devices that remain.
 
 Samples must be close enough together. A window that overlaps an interval between two
 consecutive samples of a device longer than ``Trace.max_gap_s`` raises ``SampleGap``: at a
@@ -76,31 +54,15 @@ declare ``counter_every_rounds`` > 1 (CSV included) stays a fault of the file.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import itertools
-import json
 import math
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Literal
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from evalwatt.base.errors import UserError
 
-MEASURED_COUNTER = "energy_mj"
-ESTIMATED_COUNTER = "est_energy_mj"
-TIME = "t_unix"
-POWER = "power_mw"
-CSV_DEVICE = "gpu"
-PARQUET_DEVICE = "device"
-FOOTER_KEY = b"evalwatt.trace"
-DOMAINS = ("gpu", "cpu")
 EDGE_TOLERANCE_S = 1.0
 # Longest interval between two samples a window may overlap: max(MIN_GAP_LIMIT_S,
 # GAP_LIMIT_INTERVALS x the sampling interval). See the module docstring and docs/methodology.md.
@@ -109,8 +71,6 @@ GAP_LIMIT_INTERVALS = 10
 # Power cap assumed for a wrap repair when the metadata gives none: this many times the highest
 # power seen around the step.
 WRAP_POWER_MARGIN = 2.0
-# Counts a timeline may carry besides its marks (whole numbers, not times).
-COUNTS = ("output_tokens",)
 # Metadata key: rounds between counter reads (power every round); absent means 1.
 COUNTER_EVERY = "counter_every_rounds"
 EdgeMethod = Literal["counter", "power", "time"]
@@ -341,14 +301,9 @@ class Trace:
     @cached_property
     def interval_s(self) -> tuple[float, str]:
         """The sampling interval (s) and where it comes from."""
-        value = self.metadata.get("interval_s")
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value > 0
-        ):
-            return float(value), "interval_s of the trace metadata"
+        value = positive(self.metadata.get("interval_s"))
+        if value is not None:
+            return value, "interval_s of the trace metadata"
         spacing = [b - a for s in self.series.values() for a, b in itertools.pairwise(s.rows)]
         if not spacing:
             return math.nan, "no samples"
@@ -360,23 +315,24 @@ class Trace:
         value = self.metadata.get(COUNTER_EVERY, 1)
         return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
+    def _gap_limit_s(self, rounds: int) -> float:
+        """max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS x the interval of ``rounds`` rounds)."""
+        interval, _ = self.interval_s
+        if not math.isfinite(interval):
+            return MIN_GAP_LIMIT_S
+        return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval * rounds)
+
     @property
     def max_gap_s(self) -> float:
         """Longest interval between samples (rows; power samples across an edge of a thinned
         counter) a window may overlap."""
-        interval, _ = self.interval_s
-        if not math.isfinite(interval):
-            return MIN_GAP_LIMIT_S
-        return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval)
+        return self._gap_limit_s(1)
 
     @property
     def counter_gap_s(self) -> float:
         """Longest interval between counter reads a window may overlap: the limit with the
         counter's own interval (``max_gap_s`` where the counter is read every row)."""
-        interval, _ = self.interval_s
-        if not math.isfinite(interval):
-            return MIN_GAP_LIMIT_S
-        return max(MIN_GAP_LIMIT_S, GAP_LIMIT_INTERVALS * interval * self.counter_every)
+        return self._gap_limit_s(self.counter_every)
 
     def gap_limit_text(self) -> str:
         interval, basis = self.interval_s
@@ -518,131 +474,13 @@ class WindowEnergy:
         return self.end - self.start
 
 
-# --- reading ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Sample:
-    where: str  # "path:line" (CSV) or "path: row N" (Parquet), for messages
-    at: str  # "line N" or "row N"
-    device: str
-    t: float
-    energy: float | None  # None: a row between the reads of a thinned counter
-    power: float | None
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _number(value: Any, where: str, column: str) -> float:
-    """A finite number from a CSV field or a Parquet cell, or a TraceError saying why not."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise TraceError(f"{where}: {column} is empty")
-    if isinstance(value, bool):
-        raise TraceError(f"{where}: {column} is {value}, not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise TraceError(f"{where}: {column} is {_show(value)}, not a number") from None
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise TraceError(f"{where}: {column} is {_show(value)}, not a finite number")
-    return number
-
-
-def _sample(
-    where: str,
-    at: str,
-    *,
-    device: Any,
-    t: Any,
-    energy: Any,
-    power: Any,
-    counter: str,
-    device_key: str,
-    thinned: bool = False,
-) -> _Sample:
-    """One checked sample: a device, a finite time, a counter >= 0 (or, in a ``thinned``
-    counter, none), a power >= 0 or None."""
-    if device is None or not str(device).strip():
-        raise TraceError(f"{where}: {device_key} (the device of the sample) is empty")
-    if thinned and energy is None:
-        return _Sample(where, at, str(device), _number(t, where, TIME), None, _power(power, where))
-    e = _number(energy, where, counter)
-    if e < 0:
-        raise TraceError(
-            f"{where}: {counter} is {_show(energy)}; an energy counter is never negative"
-        )
-    return _Sample(where, at, str(device), _number(t, where, TIME), e, _power(power, where))
-
-
-def _power(power: Any, where: str) -> float | None:
-    if power is None or (isinstance(power, str) and not power.strip()):
-        return None
-    p = _number(power, where, POWER)
-    if p < 0:
-        raise TraceError(f"{where}: {POWER} is {_show(power)}; a power is never negative")
-    return p
-
-
-def _empty_counters(rows: list[tuple[Any, Any]]) -> dict[str, int]:
-    """Devices whose counter is empty in every one of their rows -> their row count.
-    ``rows`` are (device, counter) as read; a device that is itself empty is left to
-    ``_sample`` to refuse."""
-    empty: dict[str, bool] = {}
-    count: dict[str, int] = defaultdict(int)
-    for device, energy in rows:
-        if device is None or not str(device).strip():
-            continue
-        key = str(device)
-        blank = energy is None or (isinstance(energy, str) and not energy.strip())
-        empty[key] = empty.get(key, True) and blank
-        count[key] += 1
-    return {d: count[d] for d, all_blank in empty.items() if all_blank}
-
-
-def _missing(
-    path: Path, counter: str, empty: dict[str, int], samples: list[_Sample]
-) -> dict[str, str]:
-    """Why each device with an empty counter is missing; a TraceError when none is left."""
-    missing = {
-        d: f"its counter ({counter}) is empty in all {n} of its rows: it could not be read"
-        for d, n in sorted(empty.items())
-    }
-    if missing and not samples:
-        raise TraceError(
-            f"{path}: the counter ({counter}) is empty in every row of every device "
-            f"({', '.join(sorted(missing))}): nothing was measured"
-        )
-    return missing
-
-
-def _listed_devices(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Devices the sampler's metadata says it opened (NVML ``devices``, RAPL ``zones``), by
-    the name their rows carry in the ``device`` column."""
-    listed: dict[str, dict[str, Any]] = {}
-    devices = info.get("devices")
-    if isinstance(devices, list):
-        for entry in devices:
-            if isinstance(entry, dict) and "nvml_index" in entry:
-                listed[str(entry["nvml_index"])] = entry
-    zones = info.get("zones")
-    if isinstance(zones, list):
-        for zone in zones:
-            if isinstance(zone, str):
-                listed[zone] = {}
-    return listed
-
-
-def _positive(value: Any) -> float | None:
+def positive(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number above zero (a metadata entry), else None."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if ok and math.isfinite(value) and value > 0 else None
 
 
-def _unwrap(
+def unwrap(
     series: Series, range_mj: float | None, cap_mw: float | None
 ) -> tuple[Series, list[str]]:
     """Repair the counter's wraps where unambiguous (module docstring); other backward steps
@@ -673,293 +511,3 @@ def _unwrap(
                 )
         out.append(es[i] + offset)
     return replace(series, energy_mj=out), repairs
-
-
-def _build(path: Path, samples: list[_Sample], counter_every: int = 1) -> dict[str, Series]:
-    if not samples:
-        raise TraceError(f"{path}: no samples, only a header")
-    grouped: dict[str, list[_Sample]] = defaultdict(list)
-    for sample in samples:
-        grouped[sample.device].append(sample)
-    series = {}
-    for device, items in sorted(grouped.items()):
-        items.sort(key=lambda s: s.t)  # stable: equal times keep their order in the file
-        for a, b in itertools.pairwise(items):
-            if a.t == b.t:
-                raise TraceError(
-                    f"{b.where}: {TIME} {b.t!r} repeats the time of {a.at} for device {device}"
-                )
-        reads = [s for s in items if s.energy is not None]
-        if len(reads) < 2:
-            what = "samples" if len(reads) == len(items) else "counter reads"
-            raise TraceError(
-                f"{path}: device {device}: fewer than two {what}, no energy can be derived"
-            )
-        series[device] = Series(
-            device=device,
-            t_unix=[s.t for s in reads],
-            energy_mj=[s.energy for s in reads if s.energy is not None],
-            power_mw=[s.power for s in reads],
-            row_t_unix=[s.t for s in items] if counter_every > 1 else None,
-            row_power_mw=[s.power for s in items] if counter_every > 1 else None,
-        )
-    return series
-
-
-def _check_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise TraceError(f"{path}: no such {what} file")
-    if path.is_dir():
-        raise TraceError(f"{path}: is a directory, not a {what} file")
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:  # a BOM is not data
-            return fh.read()
-    except UnicodeDecodeError as exc:
-        raise TraceError(
-            f"{path}: not a UTF-8 text {what} (byte {exc.object[exc.start]:#04x} at offset "
-            f"{exc.start})"
-        ) from None
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read the {what} ({exc.strerror})") from None
-
-
-def _read_csv(path: Path) -> Trace:
-    text = _read_text(path, "CSV trace")
-    if not text.strip():
-        raise TraceError(
-            f"{path}: empty file, expected a header with {TIME} and {MEASURED_COUNTER}"
-        )
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    records: list[tuple[int, list[str]]] = []
-    try:
-        header = next(reader)
-        records = [(reader.line_num, record) for record in reader]
-    except csv.Error as exc:
-        raise TraceError(f"{path}:{reader.line_num}: not CSV ({exc})") from None
-    doubled = sorted({c for c in header if header.count(c) > 1})
-    if doubled:
-        raise TraceError(f"{path}:1: column {doubled[0]} appears twice in the header")
-    for column in (TIME, MEASURED_COUNTER):
-        if column not in header:
-            raise TraceError(
-                f"{path}:1: no {column} column (header: {_show(','.join(header), 80)})"
-            )
-    records = [(line, record) for line, record in records if record]  # blank lines
-    if records and not text.endswith(("\n", "\r")):
-        line, record = records[-1]
-        raise TraceError(
-            f"{path}:{line}: the last line has no line end, so the file was cut while being "
-            f"written ({_show(','.join(record))}); delete that line to use the samples before it"
-        )
-    col = {
-        name: header.index(name)
-        for name in (TIME, MEASURED_COUNTER, POWER, CSV_DEVICE)
-        if name in header
-    }
-    for line, record in records:
-        if len(record) != len(header):
-            raise TraceError(
-                f"{path}:{line}: {len(record)} fields where the header has {len(header)} "
-                f"({_show(','.join(record))})"
-            )
-    empty = _empty_counters(
-        [
-            (record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0", record[col[MEASURED_COUNTER]])
-            for _, record in records
-        ]
-    )
-    samples = []
-    for line, record in records:
-        where = f"{path}:{line}"
-        if (record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0") in empty:
-            continue
-        samples.append(
-            _sample(
-                where,
-                f"line {line}",
-                device=record[col[CSV_DEVICE]] if CSV_DEVICE in col else "0",
-                t=record[col[TIME]],
-                energy=record[col[MEASURED_COUNTER]],
-                power=record[col[POWER]] if POWER in col else None,
-                counter=MEASURED_COUNTER,
-                device_key=CSV_DEVICE,
-            )
-        )
-    missing = _missing(path, MEASURED_COUNTER, empty, samples)
-    return Trace(
-        path=str(path),
-        source="nvml",
-        domain="gpu",
-        is_estimate=False,
-        series=_build(path, samples),
-        metadata={"format": "csv"},
-        missing=missing,
-    )
-
-
-def _footer(path: Path, footer: dict[bytes, bytes]) -> dict[str, Any]:
-    """The sampler's metadata from a Parquet footer, checked."""
-    name = FOOTER_KEY.decode()
-    raw = footer.get(FOOTER_KEY)
-    if raw is None:
-        raise TraceError(
-            f"{path}: no {name} metadata in the Parquet footer, so nothing says what its numbers "
-            "measure (source, domain, is_estimate); only traces written by evalwatt's sampler "
-            "are read"
-        )
-    try:
-        info = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TraceError(f"{path}: footer metadata {name} is not JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise TraceError(f"{path}: footer metadata {name} is {_show(info)}, not a JSON object")
-    source, domain, is_estimate = info.get("source"), info.get("domain"), info.get("is_estimate")
-    if not isinstance(source, str) or not source.strip():
-        raise TraceError(
-            f"{path}: footer metadata {name}: source is {_show(source)}, expected a name"
-        )
-    if domain not in DOMAINS:
-        raise TraceError(
-            f"{path}: footer metadata {name}: domain is {_show(domain)}, expected one of "
-            f"{', '.join(DOMAINS)}"
-        )
-    if not isinstance(is_estimate, bool):
-        raise TraceError(
-            f"{path}: footer metadata {name}: is_estimate is {_show(is_estimate)}, expected "
-            "true or false"
-        )
-    return info
-
-
-def _read_parquet(path: Path) -> Trace:
-    try:
-        pf = pq.ParquetFile(path)
-        footer = pf.metadata.metadata or {}
-        table = pf.read()
-    except (pa.ArrowException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TraceError(f"{path}: not a readable Parquet file ({reason})") from None
-    info = _footer(path, footer)
-    counter_every = info.get(COUNTER_EVERY, 1)
-    if isinstance(counter_every, bool) or not isinstance(counter_every, int) or counter_every < 1:
-        raise TraceError(
-            f"{path}: footer metadata {FOOTER_KEY.decode()}: {COUNTER_EVERY} is "
-            f"{_show(counter_every)}, expected a whole number >= 1"
-        )
-    if table.num_rows == 0:
-        raise TraceError(f"{path}: no rows, so no samples")
-    is_estimate = bool(info["is_estimate"])
-    counter = ESTIMATED_COUNTER if is_estimate else MEASURED_COUNTER
-    for column in (TIME, counter):
-        if column not in table.column_names:
-            raise TraceError(f"{path}: no {column} column (is_estimate={is_estimate})")
-    for column in (TIME, counter, POWER):
-        if column in table.column_names:
-            kind = table.schema.field(column).type
-            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-                raise TraceError(f"{path}: column {column} holds {kind}, expected numbers")
-    wanted = [c for c in (TIME, counter, POWER, PARQUET_DEVICE) if c in table.column_names]
-    rows = table.select(wanted).to_pylist()
-    empty = _empty_counters([(row.get(PARQUET_DEVICE, "0"), row[counter]) for row in rows])
-    samples = [
-        _sample(
-            f"{path}: row {i}",
-            f"row {i}",
-            device=row.get(PARQUET_DEVICE, "0"),
-            t=row[TIME],
-            energy=row[counter],
-            power=row.get(POWER),
-            counter=counter,
-            device_key=PARQUET_DEVICE,
-            thinned=counter_every > 1,
-        )
-        for i, row in enumerate(rows, start=1)
-        if str(row.get(PARQUET_DEVICE, "0")) not in empty
-    ]
-    missing = _missing(path, counter, empty, samples)
-    series = _build(path, samples, counter_every)
-    listed = _listed_devices(info)
-    for device, entry in listed.items():
-        if device not in series and device not in missing:
-            uuid = f" ({entry['uuid']})" if entry.get("uuid") else ""
-            missing[device] = f"listed in the trace metadata{uuid} but no row has it"
-    repairs: list[str] = []
-    for device in list(series):
-        entry = listed.get(device, {})
-        range_mj = _positive(entry.get("counter_range_mj", info.get("counter_range_mj")))
-        series[device], fixed = _unwrap(
-            series[device], range_mj, _positive(entry.get("power_limit_mw"))
-        )
-        repairs += fixed
-    return Trace(
-        path=str(path),
-        source=str(info["source"]),
-        domain=str(info["domain"]),
-        is_estimate=is_estimate,
-        series=series,
-        metadata=info,
-        missing=missing,
-        repairs=repairs,
-    )
-
-
-def read_trace(path: Path | str) -> Trace:
-    """Read a CSV or Parquet energy trace; any fault is a TraceError naming the file."""
-    path = Path(path)
-    _check_file(path, "trace")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(path)
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    raise TraceError(f"{path}: unknown trace format (expected .csv or .parquet)")
-
-
-def _no_repeats(path: Path) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in items]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        if repeated:
-            raise TraceError(f"{path}: mark {repeated[0]} appears twice")
-        return dict(items)
-
-    return pairs
-
-
-def read_timeline(path: Path | str) -> dict[str, float]:
-    """Read phase marks (unix seconds) and counts such as ``output_tokens``.
-
-    The file is a JSON object of marks, flat or under a ``marks`` key (as the job runtime writes
-    it). Every value must be a finite number, and a count (``COUNTS``) a whole number of zero
-    or more; anything else is a TraceError naming the file, the mark and the value, never
-    skipped (a mark written as a string would otherwise just vanish)."""
-    path = Path(path)
-    _check_file(path, "timeline")
-    text = _read_text(path, "timeline")
-    try:
-        data = json.loads(text, object_pairs_hook=_no_repeats(path))
-    except json.JSONDecodeError as exc:
-        raise TraceError(
-            f"{path}:{exc.lineno}: not JSON ({exc.msg} at column {exc.colno})"
-        ) from None
-    if not isinstance(data, dict):
-        raise TraceError(
-            f"{path}: expected a JSON object of marks, got {type(data).__name__} {_show(data)}"
-        )
-    marks = data.get("marks", data)
-    if not isinstance(marks, dict):
-        raise TraceError(f"{path}: marks is {_show(marks)}, expected a JSON object of marks")
-    out = {}
-    for key, value in marks.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TraceError(
-                f"{path}: mark {key} is {_show(value)}, expected a number (unix seconds)"
-            )
-        number = _number(value, str(path), f"mark {key}")
-        if key in COUNTS and (number < 0 or not number.is_integer()):
-            raise TraceError(f"{path}: {key} is {_show(value)}, expected a whole number >= 0")
-        out[key] = number
-    return out

@@ -10,8 +10,8 @@ config and the plan; nothing else works them out again.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,13 @@ from evalwatt.base.layout import JobFiles, Layout
 from evalwatt.base.paths import REPO_DIR
 from evalwatt.base.vocabulary import JOB_KINDS, JobKind
 from evalwatt.config.load import Config
+from evalwatt.config.model_entry import ModelEntry
+from evalwatt.config.run_config import Judge
 from evalwatt.contracts.spec import (
     EvaluationSpec,
     JobSpec,
     JudgingSpec,
     ModelSpec,
-    PadSpec,
     SamplerSpec,
     ServerSettings,
     ServerSpec,
@@ -55,16 +56,9 @@ class Scheduler:
 
     @classmethod
     def of(cls, config: Config) -> Scheduler:
-        c = config.cluster
-        return cls(
-            time_limit_min=int(c["time_limit_min"]),
-            mem_mb_per_cpu=int(c["mem_mb_per_cpu"]),
-            partition=c["partition"],
-            account=c["account"],
-            qos=c["qos"],
-            constraint=c["constraint"],
-            modules=tuple(c["modules"]),
-        )
+        """The cluster section's settings of the same names."""
+        names = {f.name for f in fields(cls)}
+        return cls(**config.cluster.model_dump(include=names))
 
     def slurm_executor_resources(self) -> dict[str, Any]:
         """The Snakemake Slurm executor's names for these settings (set ones only). The time
@@ -75,9 +69,12 @@ class Scheduler:
             out["slurm_partition"] = self.partition
         if self.account:
             out["slurm_account"] = self.account
-        extra = [f"--{k}={v}" for k, v in (("qos", self.qos), ("constraint", self.constraint)) if v]
-        if extra:
-            out["slurm_extra"] = " ".join(extra)
+        # The plugin's own resources, which it passes shell-quoted (-C '...', --qos='...');
+        # never slurm_extra, which it pastes unquoted into a command line run by /bin/sh.
+        if self.qos:
+            out["qos"] = self.qos
+        if self.constraint:
+            out["constraint"] = self.constraint
         return out
 
 
@@ -102,7 +99,7 @@ class Job:
 
     spec: JobSpec
     """What the runtime does: written as spec.json."""
-    model: Mapping[str, Any]
+    model: ModelEntry
     """The model's entry in the config (parameters, family, ...)."""
     resources: Resources
     python: str
@@ -156,12 +153,12 @@ def _model_of(config: Config, plan: Plan, kind: JobKind, job_id: str) -> tuple[s
         return cell.model, cell
     if not cell.judge:
         raise JobError(f"cell {job_id} has no judge job: its benchmark is not judged")
-    return str(config.raw["judges"][cell.judge]["model"]), cell
+    return config.judges[cell.judge].model, cell
 
 
 def _server(
-    config: Config, plan: Plan, kind: JobKind, job_id: str, model: dict[str, Any]
-) -> tuple[dict[str, Any], str]:
+    config: Config, plan: Plan, kind: JobKind, job_id: str, model: ModelEntry
+) -> tuple[ServerSettings, str]:
     """The job's server settings and their baseline id, from the plan's baselines. A judge
     model with no cells of its own has no baseline in the plan: its settings are worked out
     by the planner's own functions."""
@@ -171,45 +168,35 @@ def _server(
         base = plan.baselines[plan.cells[job_id].baseline]
         return base.server, base.id
     for base in plan.baselines.values():
-        if base.model == model["name"]:
+        if base.model == model.name:
             return base.server, base.id
-    settings = server_settings(model, plan.models[model["name"]], config)
+    settings = server_settings(model, plan.models[model.name], config)
     return settings, baseline_id(model, settings)
-
-
-def model_path(model: Mapping[str, Any], config: Config) -> str:
-    if model["path"]:
-        return str(model["path"])
-    root = config.raw["model_root"]
-    if not root:
-        raise JobError(f"model {model['name']}: no `path` and no `model_root` in the config")
-    return f"{root}/{model['hf_id']}"
 
 
 def _evaluation(config: Config, cell: Cell) -> EvaluationSpec:
     bench = config.benchmarks[cell.benchmark]
     return EvaluationSpec(
         benchmark=cell.benchmark,
-        task=bench["task"],
-        task_args=bench["task_args"],
-        limit=bench["limit"],
+        task=bench.task,
+        task_args=bench.task_args,
+        limit=bench.limit,
         max_connections=cell.max_connections,
         temperature=cell.temperature,
-        top_p=cell.sampling["top_p"],
-        top_k=cell.sampling["top_k"],
-        max_tokens=cell.sampling["max_tokens"],
+        top_p=cell.sampling.top_p,
+        top_k=cell.sampling.top_k,
+        max_tokens=cell.sampling.max_tokens,
         score_in_job=not cell.judge,
     )
 
 
-def _judging(config: Config, layout: Layout, cell: Cell) -> JudgingSpec:
-    judge = config.raw["judges"][cell.judge]
+def _judging(config: Config, layout: Layout, cell: Cell, judge: Judge) -> JudgingSpec:
     return JudgingSpec(
         cell_id=cell.id,
         cell_result=layout.run_result("cell", cell.id).resolve(),
-        temperature=judge["temperature"],
-        max_connections=judge["max_connections"],
-        max_tokens=judge["max_tokens"],
+        temperature=judge.temperature,
+        max_connections=judge.max_connections,
+        max_tokens=judge.max_tokens,
     )
 
 
@@ -217,11 +204,13 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
     """Everything about one job; raises JobError for a (kind, id) not in the plan."""
     name, cell = _model_of(config, plan, kind, job_id)
     model = config.model(name)
-    settings, base_id = _server(config, plan, kind, job_id, model)
-    server = ServerSettings.model_validate(settings)
-    python = config.raw["job"]["python"] or sys.executable
-    engine = backend(model["backend"])
-    job_cfg = config.raw["job"]
+    server, base_id = _server(config, plan, kind, job_id, model)
+    judging = None
+    if kind == "judge" and cell and cell.judge:
+        judging = _judging(config, layout, cell, config.judges[cell.judge])
+    job_cfg = config.job
+    python = job_cfg.python or sys.executable
+    engine = backend(model.backend)
     spec = JobSpec(
         kind=kind,
         job_id=job_id,
@@ -230,26 +219,23 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
         model=ModelSpec(
             name=name,
             served_name=name,
-            backend=model["backend"],
-            path=model_path(model, config),
-            hf_id=model["hf_id"],
+            backend=model.backend,
+            path=config.weights(model),
+            hf_id=model.hf_id,
         ),
         server=ServerSpec(
             argv=tuple(engine.server_argv(name, server, python)),
             settings=server,
             baseline_id=base_id,
         ),
-        ready_timeout_s=job_cfg["ready_timeout_s"],
-        pad=PadSpec(
-            accounting_window_s=config.cluster["accounting_window_s"],
-            margin_s=config.cluster["pad_margin_s"],
-        ),
+        ready_timeout_s=job_cfg.ready_timeout_s,
+        pad=config.cluster.pad(),
         sampler=SamplerSpec(
-            interval_s=job_cfg["sample_interval_s"],
-            cpu_watts_per_core=job_cfg["cpu_watts_per_core"],
+            interval_s=job_cfg.sample_interval_s,
+            cpu_watts_per_core=job_cfg.cpu_watts_per_core,
         ),
         evaluation=_evaluation(config, cell) if kind == "cell" and cell else None,
-        judging=_judging(config, layout, cell) if kind == "judge" and cell else None,
+        judging=judging,
     )
     mplan = plan.models[name]
     return Job(
@@ -264,7 +250,7 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
             ),
         ),
         python=python,
-        env=tuple(sorted(job_cfg["env"].items())),
+        env=tuple(sorted(job_cfg.env.items())),
         script=layout.job_script(kind, job_id),
         spec_path=layout.job_spec(kind, job_id),
         files=layout.job_files(kind, job_id),

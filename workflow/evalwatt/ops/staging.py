@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalwatt.base.layout import Layout
+from evalwatt.base.model_path import weights_present
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.staging import StagedDataset, StagedModel, StageManifest
@@ -48,7 +49,6 @@ from evalwatt.runtime.offline import (
     offline_by_nature,
     read_manifest,
     task_key,
-    weights_present,
 )
 
 DATASET_TIMEOUT_S = 3600
@@ -246,7 +246,7 @@ def stage(
     """Check (and with ``download`` fetch) what the run's jobs need; write the manifest."""
     layout = Layout.of(config.results_dir, config.run)
     models, tasks = needs(config, plan)
-    caches = cache_env(config.raw["job"]["env"])
+    caches = cache_env(config.job.env)
     path = layout.stage_manifest()
     old = read_manifest(path)
     previous = {task_key(d.task, d.task_args): d for d in old.datasets} if old else {}

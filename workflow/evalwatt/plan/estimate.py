@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from evalwatt.base.vocabulary import JobKind
 from evalwatt.config.load import Config
+from evalwatt.contracts.plan import CostAssumptions, CostPreview, GpuHours
 from evalwatt.plan.matrix import Plan
 
 
@@ -32,53 +33,47 @@ class Estimate:
 
 
 def load_seconds(plan: Plan, config: Config, model: str) -> float:
-    planner = config.raw["planner"]
-    weights_gb = plan.models[model].vram_gb / planner["vram_overhead"]
-    return float(planner["server_start_s"] + weights_gb / planner["load_gb_per_s"])
+    """Server start-up and weight loading of ``model``, at the planner's assumed speed."""
+    planner = config.planner
+    weights_gb = plan.models[model].vram_gb / planner.vram_overhead
+    return planner.server_start_s + weights_gb / planner.load_gb_per_s
 
 
 def inference_seconds(config: Config, benchmark: str) -> float:
     bench = config.benchmarks[benchmark]
-    samples = min(bench["samples"], bench["limit"] or bench["samples"])
-    return float(samples * bench["expected_s_per_sample"])
+    return bench.samples_run * bench.expected_s_per_sample
 
 
-def pad_seconds(config: Config, busy_s: float) -> float:
-    """The sleep that brings a job past the accounting window (0 when there is none)."""
-    window = config.cluster["accounting_window_s"]
-    if window <= 0:
-        return 0.0
-    return max(0.0, window + config.cluster["pad_margin_s"] - busy_s)
-
-
-def estimate(plan: Plan, config: Config, kind: str, job_id: str) -> Estimate:
-    """The estimate of a cell, baseline or judge job (the judge scores the cell's answers)."""
+def estimate(plan: Plan, config: Config, kind: JobKind, job_id: str) -> Estimate:
+    """The estimate of a cell, baseline or judge job (the judge scores the cell's answers).
+    The padding is the job's own rule (``PadSpec.sleep_s``) applied to the busy seconds."""
+    pad = config.cluster.pad()
     if kind == "baseline":
         load = load_seconds(plan, config, plan.baselines[job_id].model)
-        return Estimate(load, 0.0, pad_seconds(config, load))
+        return Estimate(load, 0.0, pad.sleep_s(load))
     cell = plan.cells[job_id]
     model = cell.model
-    if kind == "judge":
-        model = config.raw["judges"][cell.judge]["model"]
+    if kind == "judge" and cell.judge:
+        model = config.judges[cell.judge].model
     load, infer = load_seconds(plan, config, model), inference_seconds(config, cell.benchmark)
-    return Estimate(load, infer, pad_seconds(config, load + infer))
+    return Estimate(load, infer, pad.sleep_s(load + infer))
 
 
-def runtime_minutes(plan: Plan, config: Config, kind: str, job_id: str, attempt: int = 1) -> int:
+def runtime_minutes(
+    plan: Plan, config: Config, kind: JobKind, job_id: str, attempt: int = 1
+) -> int:
     """The time limit a job asks for on its ``attempt``-th try, in whole minutes."""
-    planner = config.raw["planner"]
-    seconds = estimate(plan, config, kind, job_id).total_s * planner["runtime_margin"]
-    minutes = max(planner["min_runtime_min"], math.ceil(seconds / 60))
-    return int(min(config.cluster["time_limit_min"], minutes * max(1, attempt)))
+    planner = config.planner
+    seconds = estimate(plan, config, kind, job_id).total_s * planner.runtime_margin
+    minutes = max(planner.min_runtime_min, math.ceil(seconds / 60))
+    return int(min(config.cluster.time_limit_min, minutes * max(1, attempt)))
 
 
-def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
+def cost_preview(plan: Plan, config: Config) -> CostPreview:
     """A rough GPU-hour budget, split the way the energy is: loading, inference, padding,
-    baselines and judging. Built from the planner's assumptions (evalwatt.plan.estimate), the same
-    estimates that set each job's time limit; not measurements."""
-    planner = config.raw["planner"]
-    window = config.cluster["accounting_window_s"]
-    hours = {"loading": 0.0, "inference": 0.0, "padding": 0.0, "baselines": 0.0, "judging": 0.0}
+    baselines and judging. Built from the planner's assumptions, the same estimates that set
+    each job's time limit; not measurements. Unrounded: printing rounds."""
+    hours = dict.fromkeys(GpuHours.model_fields, 0.0)
     for cell in plan.cells.values():
         gpus = max(plan.models[cell.model].gpus, 0)
         est = estimate(plan, config, "cell", cell.id)
@@ -86,23 +81,23 @@ def cost_preview(plan: Plan, config: Config) -> dict[str, Any]:
         hours["inference"] += gpus * est.inference_s / 3600
         hours["padding"] += gpus * est.pad_s / 3600
         if cell.judge:
-            judge_model = config.raw["judges"][cell.judge]["model"]
+            judge_model = config.judges[cell.judge].model
             judge = estimate(plan, config, "judge", cell.id)
             hours["judging"] += plan.models[judge_model].gpus * judge.total_s / 3600
     for base in plan.baselines.values():
         est = estimate(plan, config, "baseline", base.id)
         hours["baselines"] += plan.models[base.model].gpus * est.total_s / 3600
-    parts = dict(hours)  # unrounded: printing rounds
-    return {
-        "cells": len(plan.cells),
-        "baselines": len(plan.baselines),
-        "judge_jobs": sum(1 for c in plan.cells.values() if c.judge),
-        "gpu_hours": parts,
-        "gpu_hours_total": sum(parts.values()),
-        "assumptions": {
-            "server_start_s": planner["server_start_s"],
-            "load_gb_per_s": planner["load_gb_per_s"],
-            "accounting_window_s": window,
-            "pad_margin_s": config.cluster["pad_margin_s"] if window > 0 else 0.0,
-        },
-    }
+    window_s = config.cluster.accounting_window_s
+    return CostPreview(
+        cells=len(plan.cells),
+        baselines=len(plan.baselines),
+        judge_jobs=sum(1 for c in plan.cells.values() if c.judge),
+        gpu_hours=GpuHours(**hours),
+        gpu_hours_total=sum(hours.values()),
+        assumptions=CostAssumptions(
+            server_start_s=config.planner.server_start_s,
+            load_gb_per_s=config.planner.load_gb_per_s,
+            accounting_window_s=window_s,
+            pad_margin_s=config.cluster.pad_margin_s if window_s > 0 else 0.0,
+        ),
+    )

@@ -30,11 +30,13 @@ from evalwatt.base.atomic import atomic_path, write_text
 from evalwatt.base.layout import JobFiles
 from evalwatt.base.vocabulary import FAMILY_TITLES, Family, Mark
 from evalwatt.config.load import Config
+from evalwatt.config.section import shown
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import CellRecord, FamilyEnergy, FamilyUnavailable, JobRef
 from evalwatt.contracts.result import JobResult
-from evalwatt.energy.cluster.common import Settings, read_accounting
-from evalwatt.energy.cluster.sacct import SacctJob
+from evalwatt.energy.cluster.figures import cluster_sources
+from evalwatt.energy.cluster.sacct import SacctSource
+from evalwatt.energy.cluster.settings import Settings
 from evalwatt.energy.integrity import (
     Finding,
     device_findings,
@@ -42,7 +44,7 @@ from evalwatt.energy.integrity import (
     sampler_findings,
     window_findings,
 )
-from evalwatt.energy.readings import cluster_sources, job_sources
+from evalwatt.energy.readings import job_sources
 from evalwatt.energy.sources import FIGURE_WINDOWS, JOB_WINDOW, Unavailable
 from evalwatt.energy.trace import TraceError
 from evalwatt.sampling.probes import parse_visible_devices
@@ -141,15 +143,16 @@ def audit_markdown(
     out = [
         f"# Audit trail of run `{config.run}`",
         "",
-        f"schema_version {SCHEMA_VERSION}. Cluster `{config.cluster['name']}` "
-        f"({config.cluster['gpu_model']}), accounting window "
-        f"{config.cluster['accounting_window_s']} s + margin {config.cluster['pad_margin_s']} s.",
+        f"schema_version {SCHEMA_VERSION}. Cluster `{config.cluster.name}` "
+        f"({config.cluster.gpu_model}), accounting window "
+        f"{shown(config.cluster.accounting_window_s)} s + margin "
+        f"{shown(config.cluster.pad_margin_s)} s.",
         "Times are UTC. Energy is the difference of cumulative counters, linearly interpolated "
         "at the marks (docs/methodology.md). Estimates are labelled as such. Every number can "
         "be recomputed from the raw files named below (docs/audit.md says how); the same "
         "rows are in audit.parquet.",
         "",
-        *sources_markdown(rows, Settings.of(config.raw).gap_flag_pct),
+        *sources_markdown(rows, Settings.of(config).gap_flag_pct),
     ]
     seen: set[str] = set()
     for record in sorted(records, key=lambda r: r.cell_id):
@@ -234,16 +237,19 @@ AUDIT_SCHEMA = pa.schema(
 _PREFIX = {"ceems-api": "ceems", "prometheus": "prometheus", "sacct": "sacct"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditJob:
     """One job of the run, once, with the cells that use it."""
 
     kind: str
     job_id: str
-    run_dir: Path
     cells: tuple[str, ...]
+    """The cells whose numbers use the job (a baseline serves several)."""
+    run_dir: Path
     baseline_id: str | None
+    """A cell job's baseline; None for a baseline or a judge."""
     gpus_planned: int | None
+    """GPUs the plan asked for; None for a judge job."""
 
 
 def audit_jobs(records: Iterable[CellRecord]) -> list[AuditJob]:
@@ -283,6 +289,49 @@ def _gap(value: float | None, reference: float | None, why: str | None) -> tuple
     if not reference:
         return None, "no NVML reference"
     return 100.0 * (value - reference) / reference, None
+
+
+def _cluster_columns(
+    settings: Settings, job_dir: Path, elapsed_s: float, nvml_job_j: float | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The cluster sources' columns of one job, from their raw files only, and their flags."""
+    sources, figures = cluster_sources(job_dir, settings) if settings.sources else ({}, {})
+    row: dict[str, Any] = {}
+    flags: list[str] = []
+    for name, fig in figures.items():
+        p, job_term = _PREFIX[name], fig.terms["job"]
+        row[f"{p}_status"], row[f"{p}_reported_j"] = fig.status, fig.reported_j
+        row[f"{p}_job_j"], row[f"{p}_null_reason"] = job_term.energy_j, job_term.null_reason
+        if fig.status == "error":
+            flags.append(f"{name}: {fig.detail}")
+        if name == "sacct":
+            row["sacct_gap_null_reason"] = (
+                "node level (every device of the node): not comparable with the GPUs' energy"
+            )
+            row["sacct_exclusive"] = fig.exclusive
+            row["sacct_exclusive_detail"] = fig.exclusive_detail
+            if fig.exclusive is False:
+                flags.append(f"sacct: {fig.exclusive_detail}")
+            continue
+        gap, gap_why = _gap(job_term.energy_j, nvml_job_j, job_term.null_reason)
+        row[f"{p}_gap_pct"], row[f"{p}_gap_null_reason"] = gap, gap_why
+        if gap is not None and abs(gap) > settings.gap_flag_pct:
+            flags.append(
+                f"{name}: {gap:+.1f} % from the NVML counter over the job (flag above "
+                f"{settings.gap_flag_pct:g} %)"
+            )
+        if name == "ceems-api":
+            row["ceems_host_j"] = fig.host_j
+            if fig.span:
+                a, b = fig.span
+                row["ceems_span_extra_s"] = (b - a) - elapsed_s
+        if name == "prometheus":
+            for w in ("load", "inference", "pad"):
+                row[f"prometheus_{w}_j"] = fig.terms[w].energy_j
+    sacct = sources.get("sacct")
+    if isinstance(sacct, SacctSource):  # its figures are "ok": the row is read
+        row["sacct_nodes"], row["slurm_elapsed_s"] = sacct.job_row.nodes, sacct.job_row.elapsed_s
+    return row, flags
 
 
 def audit_row(settings: Settings, run: str, job: AuditJob) -> dict[str, Any]:
@@ -351,50 +400,16 @@ def audit_row(settings: Settings, run: str, job: AuditJob) -> dict[str, Any]:
     if allocated is not None and measured is not None and allocated != measured:
         flags.append(f"{measured} GPU(s) measured, {allocated} allocated")
     # the cluster's sources, from their raw files only
-    _, figures = cluster_sources(job.run_dir, settings) if settings.sources else ({}, {})
-    for name, fig in figures.items():
-        p = _PREFIX[name]
-        job_term = fig["terms"]["job"]
-        row[f"{p}_status"] = fig["status"]
-        row[f"{p}_reported_j"] = fig["reported_j"]
-        row[f"{p}_job_j"] = job_term["energy_j"]
-        row[f"{p}_null_reason"] = job_term["null_reason"]
-        if fig["status"] == "error":
-            flags.append(f"{name}: {fig['detail']}")
-        if name == "sacct":
-            row["sacct_gap_null_reason"] = (
-                "node level (every device of the node): not comparable with the GPUs' energy"
-            )
-            row["sacct_exclusive"] = fig["exclusive"]
-            row["sacct_exclusive_detail"] = fig["exclusive_detail"]
-            if fig["exclusive"] is False:
-                flags.append(f"sacct: {fig['exclusive_detail']}")
-            continue
-        gap, gap_why = _gap(job_term["energy_j"], row["nvml_job_j"], job_term["null_reason"])
-        row[f"{p}_gap_pct"], row[f"{p}_gap_null_reason"] = gap, gap_why
-        if gap is not None and abs(gap) > settings.gap_flag_pct:
-            flags.append(
-                f"{name}: {gap:+.1f} % from the NVML counter over the job (flag above "
-                f"{settings.gap_flag_pct:g} %)"
-            )
-        if name == "ceems-api":
-            row["ceems_host_j"] = fig["host_j"]
-            if fig["span"]:
-                a, b = fig["span"]
-                row["ceems_span_extra_s"] = (b - a) - elapsed
-        if name == "prometheus":
-            for w in ("load", "inference", "pad"):
-                row[f"prometheus_{w}_j"] = fig["terms"][w]["energy_j"]
-    if "sacct" in figures and figures["sacct"]["status"] == "ok":
-        sj = SacctJob.of(read_accounting(JobFiles(job.run_dir).accounting("sacct")))
-        row["sacct_nodes"], row["slurm_elapsed_s"] = sj.nodes, sj.elapsed_s
+    columns, cluster_flags = _cluster_columns(settings, job.run_dir, elapsed, row["nvml_job_j"])
+    row.update(columns)
+    flags += cluster_flags
     row["flags"] = "\n".join(flags) or None
     row["flagged"] = bool(flags)
     return row
 
 
 def audit_rows(config: Config, records: Iterable[CellRecord]) -> list[dict[str, Any]]:
-    settings = Settings.of(config.raw)
+    settings = Settings.of(config)
     return [audit_row(settings, config.run, job) for job in audit_jobs(records)]
 
 

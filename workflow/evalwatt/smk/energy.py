@@ -13,7 +13,7 @@ from evalwatt.base.vocabulary import JobKind
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
 from evalwatt.energy.cluster.collect import collect_job, summary
-from evalwatt.energy.cluster.common import Settings
+from evalwatt.energy.cluster.settings import Settings
 from evalwatt.plan.matrix import Plan
 from evalwatt.smk.common import rule_log
 from evalwatt.table.cells import build_record
@@ -29,14 +29,14 @@ def energy_inputs(config: Config, plan: Plan, layout: Layout, cell_id: str) -> d
     jobs += [("judge", cell_id)] if cell.judge else []
     inputs: dict[str, str] = {kind: str(layout.run_result(kind, job_id)) for kind, job_id in jobs}
     for kind, job_id in jobs:  # the cluster's accounting, collected on the login node
-        for source in config.raw["accounting"]["sources"]:
+        for source in config.accounting.sources:
             inputs[f"{kind}_{source}"] = str(layout.job_files(kind, job_id).accounting(source))
     return inputs
 
 
 def collects_accounting(config: Config) -> bool:
     """Whether any cluster source is configured (the collection rule exists only then)."""
-    return bool(config.raw["accounting"]["sources"])
+    return bool(config.accounting.sources)
 
 
 def accounting_files(config: Config, layout: Layout) -> dict[str, str]:
@@ -45,7 +45,7 @@ def accounting_files(config: Config, layout: Layout) -> dict[str, str]:
     files = JobFiles(layout.root / "{kind}s" / "{job}")
     return {
         source.replace("-", "_"): str(files.accounting(source))
-        for source in config.raw["accounting"]["sources"]
+        for source in config.accounting.sources
     }
 
 
@@ -54,7 +54,7 @@ def collect_accounting(config: Config, result: str, outputs: Any, log: Sequence[
     source that gave no answer is written with its reason and reported as ERROR in the log
     and on stderr; the energy step and the audit carry it as a null."""
     with rule_log(log[0], outputs) as out:
-        lines = summary(collect_job(Settings.of(config.raw), Path(result).parent))
+        lines = summary(collect_job(Settings.of(config), Path(result).parent))
         for line in lines:
             out.write(line + "\n")
             if line.startswith("ERROR"):

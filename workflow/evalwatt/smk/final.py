@@ -15,7 +15,8 @@ from evalwatt.jobs.resolve import planned_jobs
 from evalwatt.plan.matrix import Plan
 from evalwatt.report.audit import write_audit
 from evalwatt.smk.common import rule_log
-from evalwatt.table.final import best_view, to_table, write_table
+from evalwatt.table.final import to_table, write_table
+from evalwatt.table.study_view import best_view
 
 
 def final_files(layout: Layout) -> dict[str, str]:

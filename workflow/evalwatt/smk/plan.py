@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalwatt.base.atomic import write_json
 from evalwatt.config.load import Config
-from evalwatt.plan.estimate import cost_preview
 from evalwatt.plan.matrix import Plan
+from evalwatt.plan.record import write_plan_file
 from evalwatt.smk.common import rule_log
 
 
 def write_plan(config: Config, plan: Plan, output: Sequence[str], log: Sequence[str]) -> None:
     with rule_log(log[0], output):
-        cost = cost_preview(plan, config)
-        write_json(output[0], {"run": config.run, **plan.to_json(), "cost": cost})
+        write_plan_file(output[0], config, plan)

@@ -21,13 +21,13 @@ from evalwatt.contracts.record import (
     FamilyEnergy,
     FamilyUnavailable,
     JobRef,
-    SourceFigures,
     TokenCheck,
 )
 from evalwatt.contracts.result import EvalSummary, JobResult, ServerMetrics
 from evalwatt.contracts.row import FamilyColumns, TableRow
-from evalwatt.energy.cluster.common import Settings
-from evalwatt.energy.readings import cell_energy, cluster_sources
+from evalwatt.energy.cluster.figures import cluster_sources
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.readings import cell_energy
 from evalwatt.jobs.repeats import repeat_job
 from evalwatt.jobs.resolve import Job, resolve_job
 from evalwatt.plan.matrix import Plan
@@ -106,21 +106,11 @@ def family_columns(
     return out
 
 
-def parse_energy(
-    energy: Mapping[Family, Mapping[str, Any]],
-) -> dict[Family, FamilyEnergy | FamilyUnavailable]:
-    """The energy step's terms (plain dicts from evalwatt.energy) as contract records."""
-    return {
-        Family(f): FamilyUnavailable.model_validate(info)
-        if "unavailable" in info
-        else FamilyEnergy.model_validate(info)
-        for f, info in energy.items()
-    }
-
-
-def energy_columns(energy: Mapping[Family, Mapping[str, Any]]) -> dict[str, Any]:
+def energy_columns(
+    energy: Mapping[Family, FamilyEnergy | FamilyUnavailable],
+) -> dict[str, Any]:
     """The energy terms as the flat columns of the final table (``gpu_inference_energy_j``...)."""
-    columns = family_columns(parse_energy(energy))
+    columns = family_columns(energy)
     return flat_columns({str(f): c.model_dump() for f, c in columns.items()})
 
 
@@ -176,7 +166,7 @@ def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
         status=result.status,
         problems=result.problems,
         marks=result.marks,
-        accounting={k: SourceFigures.model_validate(v) for k, v in figures.items()},
+        accounting=figures,
         generation_window=result.generation_window,
     )
 
@@ -201,16 +191,14 @@ def build_record(
     if generation is None or evaluation is None:
         raise ValueError(f"{cell_job.files.result}: a cell job without a generation")
     scoring = judge.scoring if judge else cell.scoring
-    settings = Settings.of(config.raw)
-    energy = parse_energy(
-        cell_energy(
-            cell_job.files.root,
-            base_job.files.root,
-            judge_job.files.root if judge_job else None,
-            generation.samples_completed,
-            generation.output_tokens,
-            settings,
-        )
+    settings = Settings.of(config)
+    energy = cell_energy(
+        cell_job.files.root,
+        base_job.files.root,
+        judge_job.files.root if judge_job else None,
+        generation.samples_completed,
+        generation.output_tokens,
+        settings,
     )
     model = cell_job.model
     families = family_columns(energy)
@@ -218,7 +206,7 @@ def build_record(
         run=config.run,
         cell_id=cell_job.job_id,  # a repeat's own id (<cell>__r<n>): repeats.py groups by it
         model=cell_job.model_name,
-        hf_id=model["hf_id"],
+        hf_id=model.hf_id,
         benchmark=evaluation.benchmark,
         task=evaluation.task,
         temperature=evaluation.temperature,
@@ -230,13 +218,13 @@ def build_record(
         backend=cell_job.spec.model.backend,
         gpus=cell_job.resources.gpus,
         cpus=cell_job.resources.cpus,
-        total_params_b=model["total_params_b"],
-        active_params_b=model["active_params_b"] or model["total_params_b"],
-        weight_bits=model["weight_bits"],
-        moe=model["moe"],
-        reasoning=model["reasoning"],
-        cluster=config.cluster["name"],
-        gpu_model=config.cluster["gpu_model"],
+        total_params_b=model.total_params_b,
+        active_params_b=model.active_params_b or model.total_params_b,
+        weight_bits=model.weight_bits,
+        moe=model.moe,
+        reasoning=model.reasoning,
+        cluster=config.cluster.name,
+        gpu_model=config.cluster.gpu_model,
         samples_total=generation.samples_total,
         samples_completed=generation.samples_completed,
         score=scoring.score if scoring else None,

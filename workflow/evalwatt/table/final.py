@@ -7,6 +7,9 @@ fields (names, types, descriptions), each family of energy columns flattened wit
 appends to every row. Units are in column names. Nulls are never zeros:
 ``*_energy_null_reason`` says why a family's values are null, ``<derived>_null_reason`` why a
 derived value is.
+
+A final table is read back only through ``read_table`` (or ``read_any_table``, for readers that
+also take a user's own table), which refuse one written by another schema version.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from evalwatt.base.atomic import atomic_path, write_text
+from evalwatt.base.errors import UserError
 from evalwatt.base.vocabulary import FAMILY_TITLES, Family
 from evalwatt.contracts.contract import SchemaVersionError
 from evalwatt.contracts.row import FamilyColumns, TableRow
@@ -118,25 +122,6 @@ def to_table(rows: Iterable[Mapping[str, Any] | TableRow]) -> pa.Table:
     return pa.Table.from_pylist([_table_row(r) for r in flat], schema=TABLE_SCHEMA)
 
 
-def best_view(table: pa.Table) -> pa.Table:
-    """Per (model, benchmark, temperature), the max_connections with the shortest inference,
-    as the study kept them (the rows as they are, sorted by that key)."""
-    best: dict[tuple[Any, ...], int] = {}
-    rows = table.select(["model", "benchmark", "temperature", "inference_duration_s"]).to_pylist()
-    for i, row in enumerate(rows):
-        key = (row["model"], row["benchmark"], row["temperature"])
-        duration, kept = row["inference_duration_s"], best.get(key)
-        if kept is None or (
-            duration is not None
-            and (
-                rows[kept]["inference_duration_s"] is None
-                or duration < rows[kept]["inference_duration_s"]
-            )
-        ):
-            best[key] = i
-    return table.take([best[k] for k in sorted(best, key=lambda k: tuple(map(str, k)))])
-
-
 _MD_COLUMNS = [
     ("model", "model"),
     ("benchmark", "benchmark"),
@@ -196,16 +181,58 @@ def write_table(table: pa.Table, parquet: Path, csv: Path, markdown: Path, title
     write_text(markdown, to_markdown(table, title))
 
 
-def read_table(path: Path | str) -> pa.Table:
-    """Read a final table, refusing one of another schema version."""
-    table = pq.read_table(path)
-    version = (table.schema.metadata or {}).get(b"evalwatt.schema_version", b"?").decode()
-    if version != str(SCHEMA_VERSION):
+def _read(path: Path, *, csv: bool = False) -> pa.Table:
+    """A Parquet (or CSV) file as a table; a missing or unreadable file is a UserError."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return pacsv.read_csv(path) if csv else pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: cannot read it ({first})") from None
+
+
+def _versions(table: pa.Table) -> set[str]:
+    """The schema versions a table says it has: a final table's Parquet metadata, or the
+    ``schema_version`` column of its CSV form; empty for any other table."""
+    metadata = (table.schema.metadata or {}).get(b"evalwatt.schema_version")
+    if metadata is not None:
+        return {metadata.decode()}
+    if "schema_version" in table.column_names:
+        return {str(v) for v in table.column("schema_version").to_pylist()}
+    return set()
+
+
+def _check_version(table: pa.Table, path: Path, versions: set[str]) -> pa.Table:
+    """The table, if it is of this schema version and of no other."""
+    if versions != {str(SCHEMA_VERSION)}:
+        found = ", ".join(sorted(versions)) or "?"
         raise SchemaVersionError(
-            f"{path}: final table has schema_version {version}; this evalwatt reads "
+            f"{path}: final table has schema_version {found}; this evalwatt reads "
             f"version {SCHEMA_VERSION} only"
         )
     return table
+
+
+def read_table(path: Path | str) -> pa.Table:
+    """Read a final table (Parquet), refusing one of another schema version, or of none."""
+    path = Path(path)
+    table = _read(path)
+    metadata = (table.schema.metadata or {}).get(b"evalwatt.schema_version", b"?")
+    return _check_version(table, path, {metadata.decode()})
+
+
+def read_any_table(path: Path | str) -> pa.Table:
+    """Read a .parquet or .csv table that may be a final table (the GLMM also takes a user's
+    own): one that says it is a final table (``_versions``) must be of this schema version;
+    any other is read as it is, its columns for its reader to check."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise UserError(f"{path}: unknown format {suffix or '(none)'}: expected .parquet or .csv")
+    table = _read(path, csv=suffix == ".csv")
+    versions = _versions(table)
+    return _check_version(table, path, versions) if versions else table
 
 
 def describe_columns() -> str:

@@ -28,27 +28,18 @@ year 5138 in s), as seconds otherwise, and the reading is recorded.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from evalwatt.energy.cluster.common import (
-    J_PER_KWH,
-    AccountingError,
-    AccountingFile,
-    Http,
-    JobFacts,
-    Settings,
-    Transient,
-    decode_json,
-    login_name,
-    wait_for,
-)
+from evalwatt.contracts.accounting import AccountingFile
+from evalwatt.energy.cluster.collection import AccountingError, Collection, Transient
+from evalwatt.energy.cluster.http import Http, decode_json
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts, JobTotalSource, Reading
 from evalwatt.energy.sources import Unavailable
-from evalwatt.energy.trace import WindowEnergy
 
 SOURCE: Final = "ceems-api"
+J_PER_KWH = 3.6e6
 UNITS_PATH = "/api/v1/units"
 ADMIN_PATH = "/api/v1/units/admin"
 MS_THRESHOLD = 1e11
@@ -78,20 +69,21 @@ def encode_time(t: float, unit: str) -> str:
 # --- collecting -------------------------------------------------------------------------------
 
 
-def _query(settings: Settings, job: JobFacts) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
-    ceems = settings.ceems
+def _query(run: Collection) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """The units API's path, query and user header for the collection's job."""
+    settings, job, ceems = run.settings, run.job, run.settings.ceems
     margin = 3600.0  # from/to only narrow the search; with uuid CEEMS skips them altogether
     start, end = job.span
-    unit = str(ceems["time_unit"])
+    unit = ceems.time_unit
     params = [
         ("cluster_id", str(settings.cluster_id)),
         ("uuid", str(job.scheduler_job_id)),
         ("from", encode_time(start - margin, unit)),
         ("to", encode_time(end + margin, unit)),
     ]
-    user = ceems["user"] or login_name()
-    path = ADMIN_PATH if ceems["admin"] else UNITS_PATH
-    return path, params, {str(ceems["user_header"]): user}
+    user = ceems.user or run.user
+    path = ADMIN_PATH if ceems.admin else UNITS_PATH
+    return path, params, {ceems.user_header: user}
 
 
 def _unit_of(reply: Any, cluster_id: str | None, job_id: str) -> dict[str, Any]:
@@ -124,45 +116,34 @@ def _unit_of(reply: Any, cluster_id: str | None, job_id: str) -> dict[str, Any]:
     return unit
 
 
-def collect(
-    settings: Settings,
-    job: JobFacts,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
-) -> AccountingFile:
-    """Ask the API for the job's unit until it is there or the deadline passes; every
-    exchange is kept. The outcome is in the record's status and detail."""
-    started = clock()
-    http = Http(settings, clock=clock)
-    if not job.scheduler_job_id:
-        why = "the job ran outside Slurm (no job id): CEEMS accounts Slurm jobs only"
-        return job.record(SOURCE, settings, started, [], "unavailable", why)
-    path, params, headers = _query(settings, job)
-    base = str(settings.ceems["url"])
-    job_id = job.scheduler_job_id
+def collect(run: Collection) -> None:
+    """Ask the API for the job's unit until it is there or the deadline passes."""
+    job_id = run.slurm_job_id(
+        "the job ran outside Slurm (no job id): CEEMS accounts Slurm jobs only"
+    )
+    settings, job = run.settings, run.job
+    http = Http(settings, run.log, run.clock)
+    path, params, headers = _query(run)
+    base = str(settings.ceems.url)
 
     def attempt() -> dict[str, Any]:
         reply = http.get_json(base, path, params, headers)
         return _unit_of(reply, settings.cluster_id, job_id)
 
-    context = {"path": path, "time_unit": settings.ceems["time_unit"], "user": headers}
+    run.context.update(path=path, time_unit=settings.ceems.time_unit, user=headers)
     try:
-        _, tries = wait_for(attempt, settings, sleep)
+        _, tries = run.wait_for(attempt)
     except UnitNotYet as exc:
-        detail = (
-            f"job {job_id}: {exc} after {len(http.log)} queries over {settings.deadline_s:g} s "
+        raise AccountingError(
+            f"job {job_id}: {exc} after {len(run.log)} queries over {settings.deadline_s:g} s "
             f"(accounting.deadline_s). The job ran {job.elapsed_s:.0f} s (job_start..job_end). "
             "CEEMS never returns a job shorter than its cutoff_duration: if the site's cutoff "
             f"is above that, raise {settings.padding_hint()}. Otherwise the server has not "
             "updated yet (update_interval, default 15 min): raise accounting.deadline_s and "
             "rerun; if the server applies from/to, check accounting.ceems.time_unit "
-            f"(now {settings.ceems['time_unit']})."
-        )
-        return job.record(SOURCE, settings, started, http.log, "error", detail, context, clock)
-    except AccountingError as exc:
-        return job.record(SOURCE, settings, started, http.log, "error", str(exc), context, clock)
-    context["tries"] = tries
-    return job.record(SOURCE, settings, started, http.log, "ok", None, context, clock)
+            f"(now {settings.ceems.time_unit})."
+        ) from None
+    run.context["tries"] = tries
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -237,18 +218,15 @@ class CeemsUnit:
 
 
 @dataclass(frozen=True)
-class CeemsSource:
+class CeemsSource(JobTotalSource):
     """The CEEMS API's job total of the job's GPUs, PUE removed; no windows."""
 
     unit: CeemsUnit
-    domain: str = "gpu"
-    is_estimate: bool = False
-    name: str = SOURCE
+    name = SOURCE
+    domain = "gpu"
+    span_of = "unit"
 
-    def window(self, start: float, end: float) -> WindowEnergy:
-        raise Unavailable(f"{SOURCE} gives job totals only, not a window of the job")
-
-    def job(self) -> WindowEnergy:
+    def total(self) -> tuple[float, float | None, float | None]:
         u = self.unit
         if u.gpu_reported_j is None:
             raise Unavailable(f"{SOURCE}: {u.gpu_null_reason}")
@@ -257,14 +235,20 @@ class CeemsSource:
                 f"{SOURCE}: {u.gpu_reported_j:.0f} J as reported includes the site's PUE, "
                 "which accounting.pue does not give: not a GPU energy"
             )
-        if u.start is None or u.end is None:
-            raise Unavailable(f"{SOURCE}: the unit has no start or end time")
-        energy = u.gpu_reported_j / u.pue
-        return WindowEnergy(
-            start=u.start,
-            end=u.end,
-            energy_j=energy,
-            per_device_j={},
-            extrapolated_s=0.0,
-            power_integral_j=None,
-        )
+        return u.gpu_reported_j / u.pue, u.start, u.end
+
+
+def read(record: AccountingFile, settings: Settings, facts: JobFacts) -> Reading:
+    """The job's unit in its raw file, as the job-total source of its GPUs."""
+    unit = CeemsUnit.of(record, settings.pue, settings.cluster_id)
+    return Reading(
+        source=CeemsSource(unit),
+        span=(unit.start, unit.end) if unit.start and unit.end else None,
+        reported_j=unit.gpu_reported_j,
+        reported_null_reason=unit.gpu_null_reason,
+        notes=(f"unit times read as {unit.time_read_as}",),
+        pue=settings.pue,
+        includes_pue=True,
+        host_j=unit.cpu_reported_j,
+        host_null_reason=unit.cpu_null_reason,
+    )

@@ -16,48 +16,64 @@ appears at the server's next update, and a job shorter than the server's cutoff 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from evalwatt.base.layout import JobFiles
+from evalwatt.contracts.accounting import AccountingFile, SourceName
+from evalwatt.contracts.contract import write_contract
 from evalwatt.energy.cluster import ceems, prometheus, sacct
-from evalwatt.energy.cluster.common import (
+from evalwatt.energy.cluster.collection import (
     AccountingError,
-    AccountingFile,
-    JobFacts,
-    Settings,
-    write_accounting,
+    Clock,
+    Collection,
+    Collector,
+    Sleep,
 )
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts
+from evalwatt.energy.sources import Unavailable
 
-Sleep = Callable[[float], None]
-Clock = Callable[[], float]
-Collector = Callable[[Settings, JobFacts, Sleep, Clock], AccountingFile]
-COLLECTORS: dict[str, Collector] = {
+COLLECTORS: dict[SourceName, Collector] = {
     "ceems-api": ceems.collect,
     "prometheus": prometheus.collect,
     "sacct": sacct.collect,
 }
 
 
+def collect_source(
+    name: SourceName,
+    settings: Settings,
+    job: JobFacts,
+    *,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.time,
+) -> AccountingFile:
+    """One source's record of one finished job: its collector's exchanges, and how it ended
+    (an answer, a definitive null, or an error), each with its reason."""
+    run = Collection(name, settings, job, clock, sleep)
+    try:
+        COLLECTORS[name](run)
+    except Unavailable as exc:
+        return run.record("unavailable", str(exc))
+    except AccountingError as exc:  # no answer by the deadline, or a refusal (credentials)
+        return run.record("error", str(exc))
+    return run.record("ok")
+
+
 def collect_job(
     settings: Settings,
     job_dir: Path,
     *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.time,
 ) -> list[AccountingFile]:
     """Collect and write every configured source's record of one finished job."""
     job = JobFacts.of(job_dir)
     files = JobFiles(job_dir)
     records = []
     for name in settings.sources:
-        started = clock()
-        try:
-            record = COLLECTORS[name](settings, job, sleep, clock)
-        except AccountingError as exc:  # a refusal before any request (e.g. credentials)
-            why = str(exc)
-            record = job.record(name, settings, started, [], "error", why, clock=clock)  # type: ignore[arg-type]
-        write_accounting(files.accounting(name), record)
+        record = collect_source(name, settings, job, sleep=sleep, clock=clock)  # type: ignore[arg-type]
+        write_contract(files.accounting(name), record)
         records.append(record)
     return records
 

@@ -44,21 +44,16 @@ import itertools
 import math
 import re
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from evalwatt.energy.cluster.common import (
-    AccountingError,
-    AccountingFile,
-    Http,
-    JobFacts,
-    Settings,
-    Transient,
-    decode_json,
-    wait_for,
-)
+from evalwatt.contracts.accounting import AccountingFile
+from evalwatt.energy.cluster.collection import AccountingError, Collection, Transient
+from evalwatt.energy.cluster.http import Http, decode_json
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts, Reading
 from evalwatt.energy.sources import TimelineSource, Unavailable
 from evalwatt.energy.trace import WindowEnergy
 
@@ -192,7 +187,7 @@ def series_energy(
 def queries(settings: Settings, job: JobFacts) -> dict[str, str]:
     """The PromQL selectors of the job's series, by kind (``KINDS``), without the range."""
     prom = settings.prometheus
-    series = str(prom["series"])
+    series = prom.series
     if series == "ceems":
         if not job.scheduler_job_id:
             raise Unavailable("the job ran outside Slurm: CEEMS's per-job series need a job id")
@@ -207,9 +202,7 @@ def queries(settings: Settings, job: JobFacts) -> dict[str, str]:
             "from its neighbours'"
         )
     gpus = "|".join(re.escape(u) for u in job.gpu_uuids)
-    selector = (
-        f'{{{prom["host_label"]}="{_quote(job.host)}",{prom["gpu_label"]}=~"{_quote(gpus)}"}}'
-    )
+    selector = f'{{{prom.host_label}="{_quote(job.host)}",{prom.gpu_label}=~"{_quote(gpus)}"}}'
     metric = KINDS[series][0]
     return {series: metric + selector}
 
@@ -232,48 +225,40 @@ def _parse_matrix(reply: Any, what: str) -> list[tuple[dict[str, str], list[tupl
     return out
 
 
-def collect(
-    settings: Settings,
-    job: JobFacts,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
-) -> AccountingFile:
+def collect(run: Collection) -> None:
     """Query the job's series (raw samples over the job +- margin) until they cover its end
-    or the deadline passes; every exchange is kept."""
-    started = clock()
-    http = Http(settings, clock=clock)
-    try:
-        selectors = queries(settings, job)
-    except Unavailable as exc:
-        return job.record(SOURCE, settings, started, [], "unavailable", str(exc))
-    margin = float(settings.prometheus["margin_s"])
+    or the deadline passes."""
+    settings, job = run.settings, run.job
+    selectors = queries(settings, job)
+    http = Http(settings, run.log, run.clock)
+    margin = settings.prometheus.margin_s
     start, end = job.span
     at = end + margin
     window = math.ceil(at - (start - margin))
-    base = str(settings.prometheus["url"])
-    context: dict[str, Any] = {"queries": {}, "time": at, "range_s": window}
+    base = str(settings.prometheus.url)
+    run.context.update(queries={}, time=at, range_s=window)
     for kind, selector in selectors.items():
         query = f"{selector}[{window}s]"
-        context["queries"][kind] = query
+        run.context["queries"][kind] = query
 
-        def attempt(query: str = query, kind: str = kind) -> None:
+        def attempt(query: str = query) -> None:
             reply = http.get_json(base, QUERY_PATH, [("query", query), ("time", f"{at:.3f}")], {})
             result = _parse_matrix(reply, f"query {query}")
             if not result:
                 raise Transient(f"no series for {query}")
             last = min(points[-1][0] for _, points in result if points) if result else 0.0
-            if last < end and clock() < at:
+            if last < end and run.clock() < at:
                 raise Transient(f"{query}: samples end {end - last:.1f} s before job_end")
 
         try:
-            wait_for(attempt, settings, sleep)
+            run.wait_for(attempt)
         except AccountingError as exc:
             if kind == "ceems-host":  # the host split is a cross-check: its absence is a fact
-                context.setdefault("missing", {})[kind] = str(exc)
+                run.context.setdefault("missing", {})[kind] = str(exc)
                 continue
-            detail = f"{exc} (after {settings.deadline_s:g} s, accounting.deadline_s)"
-            return job.record(SOURCE, settings, started, http.log, "error", detail, context, clock)
-    return job.record(SOURCE, settings, started, http.log, "ok", None, context, clock)
+            raise AccountingError(
+                f"{exc} (after {settings.deadline_s:g} s, accounting.deadline_s)"
+            ) from None
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -307,8 +292,6 @@ def read_series(record: AccountingFile) -> dict[str, list[Samples]]:
 
 
 def _urlquote(query: str) -> str:
-    import urllib.parse
-
     return urllib.parse.urlencode([("query", query)])[len("query=") :]
 
 
@@ -360,3 +343,43 @@ class PrometheusSource(TimelineSource):
             got.extrapolated_s,
             None,
         )
+
+
+def _reported(
+    source: PrometheusSource, span: tuple[float, float]
+) -> tuple[float | None, str | None]:
+    """The series' energy over ``span`` as reported, or None with the reason."""
+    try:
+        return source.reported(*span).energy_j, None
+    except Unavailable as exc:
+        return None, str(exc)
+
+
+def read(record: AccountingFile, settings: Settings, facts: JobFacts) -> Reading:
+    """The job's series in its raw file, as a source that cuts any window of the job; with
+    CEEMS's series, the job's modelled share of host power besides."""
+    series = read_series(record)
+    kind = str(record.settings["prometheus"]["series"])
+    marks = facts.marks
+    source = PrometheusSource(series.get(kind, []), kind, settings.pue, facts.gpus_allocated, marks)
+    reported, reported_why = _reported(source, facts.span)
+    host: float | None = None
+    host_why: str | None = "not a CEEMS series"
+    if kind == "ceems":
+        host_series = PrometheusSource(
+            series.get("ceems-host", []), "ceems-host", None, None, marks
+        )
+        host, host_why = _reported(host_series, facts.span)
+        if host is None:
+            host_why = record.context.get("missing", {}).get("ceems-host") or host_why
+    return Reading(
+        source=source,
+        span=facts.span,
+        reported_j=reported,
+        reported_null_reason=reported_why,
+        notes=(f"series {kind}: {KINDS[kind][0]}",),
+        pue=settings.pue if KINDS[kind][3] else None,
+        includes_pue=KINDS[kind][3],
+        host_j=host,
+        host_null_reason=host_why,
+    )

@@ -21,24 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shlex
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from evalwatt.base import slurm
-from evalwatt.energy.cluster.common import (
-    AccountingError,
-    AccountingFile,
-    Exchange,
-    JobFacts,
-    Settings,
-    Transient,
-    login_name,
-    wait_for,
-)
+from evalwatt.contracts.accounting import AccountingFile, Exchange
+from evalwatt.energy.cluster.collection import AccountingError, Collection, Transient
+from evalwatt.energy.cluster.settings import Settings
+from evalwatt.energy.cluster.source import JobFacts, JobTotalSource, Reading
 from evalwatt.energy.sources import Unavailable
-from evalwatt.energy.trace import WindowEnergy
 
 SOURCE: Final = "sacct"
 FIELDS = (
@@ -95,20 +87,11 @@ def parse_rows(text: str, fields: Sequence[str] = FIELDS) -> list[dict[str, str]
     return rows
 
 
-def collect(
-    settings: Settings,
-    job: JobFacts,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.time,
-) -> AccountingFile:
+def collect(run: Collection) -> None:
     """The site's energy plugin, the job's accounting row once it ended, and the other jobs
     on its node(s) while it ran."""
-    started = clock()
-    log: list[Exchange] = []
-    if not job.scheduler_job_id:
-        why = "the job ran outside Slurm: no job id to look up"
-        return job.record(SOURCE, settings, started, [], "unavailable", why)
-    job_id = job.scheduler_job_id
+    job_id = run.slurm_job_id("the job ran outside Slurm: no job id to look up")
+    settings, log, context = run.settings, run.log, run.context
     sacct = settings.sacct_command
     argv = [sacct, "-j", job_id, "-X", "-n", "-P", "--noconvert", "-o", ",".join(FIELDS)]
 
@@ -122,14 +105,14 @@ def collect(
             raise Transient(f"job {job_id} is {state}: its energy is recorded when it ends")
         return row
 
-    context: dict[str, Any] = {"fields": list(FIELDS)}
+    context["fields"] = list(FIELDS)
     try:
         try:
             shown = parse_config(_run([_scontrol(settings), "show", "config"], settings, log))
             context["config"] = {k: v for k, v in shown.items() if k in CONFIG_KEYS}
         except AccountingError as exc:
             context["config_error"] = str(exc)
-        row, _ = wait_for(ended, settings, sleep)
+        row, _ = run.wait_for(ended)
         others = [
             sacct, "-a", "-X", "-n", "-P", "-N", row["NodeList"], "-S", row["Start"],
             "-E", row["End"], "-o", "JobIDRaw,Start,End,NodeList,State",
@@ -138,11 +121,9 @@ def collect(
         context["others_query"] = shlex.join(others)
         _run(others, settings, log)
     except AccountingError as exc:
-        detail = f"job {job_id}: {exc}"
-        return job.record(SOURCE, settings, started, log, "error", detail, context, clock)
+        raise AccountingError(f"job {job_id}: {exc}") from None
     context["euid"] = os.geteuid()
-    context["user"] = login_name()
-    return job.record(SOURCE, settings, started, log, "ok", None, context, clock)
+    context["user"] = run.user
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -285,21 +266,30 @@ def _exclusive(
 
 
 @dataclass(frozen=True)
-class SacctSource:
+class SacctSource(JobTotalSource):
     """The node-level job total; no windows."""
 
     job_row: SacctJob
-    domain: str = "node"
-    is_estimate: bool = False
-    name: str = SOURCE
+    name = SOURCE
+    domain = "node"
 
-    def window(self, start: float, end: float) -> WindowEnergy:
-        raise Unavailable(f"{SOURCE} gives job totals only, not a window of the job")
+    def total(self) -> tuple[float, float | None, float | None]:
+        if self.job_row.energy_j is None:
+            raise Unavailable(f"{SOURCE}: {self.job_row.null_reason}")
+        return self.job_row.energy_j, self.job_row.start, self.job_row.end
 
-    def job(self) -> WindowEnergy:
-        r = self.job_row
-        if r.energy_j is None:
-            raise Unavailable(f"{SOURCE}: {r.null_reason}")
-        if r.start is None or r.end is None:
-            raise Unavailable(f"{SOURCE}: the job has no start or end time")
-        return WindowEnergy(r.start, r.end, r.energy_j, {}, 0.0, None)
+
+def read(record: AccountingFile, settings: Settings, facts: JobFacts) -> Reading:
+    """The job's sacct row in its raw file, as the node-level job-total source; whether the
+    node ran other jobs meanwhile besides."""
+    row = SacctJob.of(record)
+    return Reading(
+        source=SacctSource(row),
+        span=(row.start, row.end) if row.start and row.end else None,
+        reported_j=row.energy_j,
+        reported_null_reason=row.null_reason,
+        notes=row.notes,
+        scope="node",
+        exclusive=row.exclusive,
+        exclusive_detail=row.exclusive_detail,
+    )

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from evalwatt.base.errors import UserError
+from evalwatt.contracts.record import FamilyEnergy
 from evalwatt.energy.sources import INFERENCE_WINDOW, JOB_WINDOW, PAD_WINDOW, TraceSource
 from evalwatt.energy.terms import cell_terms, parse_count
-from evalwatt.energy.trace import read_timeline, read_trace
+from evalwatt.energy.trace_files import read_timeline, read_trace
 from evalwatt.ops.commands.common import Subparsers
 
 
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         baseline.check_marks(args.baseline_timeline, required=[JOB_WINDOW, PAD_WINDOW])
     if tokens is None and "output_tokens" in marks:
         tokens = int(marks["output_tokens"])
-    terms = cell_terms(cell, baseline, None, questions, tokens)
-    out = _summary(args.trace, cell, terms)
+    family = cell_terms(cell, baseline, None, questions, tokens)
+    out = _summary(args.trace, cell, family)
     print(json.dumps(out, indent=2, allow_nan=False))  # a NaN here is a bug: fail loudly
     if out["inference_energy_j"] is None:
         print(
@@ -60,30 +61,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(trace: Path, cell: TraceSource, terms: dict[str, Any]) -> dict[str, Any]:
+def _summary(trace: Path, cell: TraceSource, family: FamilyEnergy) -> dict[str, Any]:
     """The headline window, its checks, the whole-job terms and every term in full."""
-    inference = terms["terms"]["inference"]
-    measured = inference["energy_j"] is not None
+    terms = family.terms
+    inference = terms["inference"]
     return {
         "trace": str(trace),
         "source": cell.name,
         "is_estimate": cell.is_estimate,
         "devices": cell.trace.devices,
-        "inference_energy_j": inference["energy_j"],
-        "inference_null_reason": inference["null_reason"],
-        "inference_duration_s": _duration(inference["window"]),
+        "inference_energy_j": inference.energy_j,
+        "inference_null_reason": inference.null_reason,
+        "inference_duration_s": _duration(inference.window),
         "check_counter_samples_inside_window_j": (
-            _samples_inside(cell, inference["window"]) if measured else None
+            _samples_inside(cell, inference.window)
+            if inference.energy_j is not None and inference.window is not None
+            else None
         ),
-        "check_power_integral_j": inference["power_integral_j"],
+        "check_power_integral_j": inference.power_integral_j,
         "whole_job": {
-            k: terms["terms"][k]["energy_j"]
-            for k in ("job", "pad", "baseline_job", "baseline_pad", "net")
+            k: terms[k].energy_j for k in ("job", "pad", "baseline_job", "baseline_pad", "net")
         },
-        "gap_j": terms["terms"]["gap"]["energy_j"],
-        "gap_pct": terms["gap_pct"],
-        "per_unit_wh": {k: v["value_wh"] for k, v in terms["per_unit"].items()},
-        "terms": terms["terms"],
+        "gap_j": terms["gap"].energy_j,
+        "gap_pct": family.gap_pct,
+        "per_unit_wh": {k: v.value_wh for k, v in family.per_unit.items()},
+        "terms": {k: t.model_dump(mode="json") for k, t in terms.items()},
     }
 
 

@@ -31,6 +31,7 @@ from evalwatt.report.figures.tables import (
     score_vs_energy,
 )
 from evalwatt.report.figures.timeline import power_timeline
+from evalwatt.table.final import read_table
 
 __all__ = ["FigureResult", "main", "make_figures", "power_timeline", "write_index"]
 
@@ -95,11 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeline", type=Path, action="append", default=[], help="its timeline")
     args = p.parse_args(argv)
     try:
-        import pyarrow.parquet as pq
-
         if len(args.trace) != len(args.timeline):
             raise UserError("give one --timeline per --trace")
-        results = make_figures(pq.read_table(args.table), args.out_dir, family=args.family)
+        results = make_figures(read_table(args.table), args.out_dir, family=args.family)
         for i, (trace, timeline) in enumerate(zip(args.trace, args.timeline, strict=True)):
             results.append(
                 power_timeline(trace, timeline, args.out_dir, name=f"power_timeline__{i}")

@@ -1,10 +1,9 @@
 """What every figure shares: the Agg canvas, deterministic files, the energy family, the
-study's view of a table, the Pareto front and label placement."""
+Pareto front and label placement."""
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,25 +109,6 @@ def pick_family(rows: Sequence[dict[str, Any]], family: str | None) -> str:
         if any(r.get(f"{name}_energy_per_question_wh") is not None for r in rows):
             return name
     return "gpu"
-
-
-def study_view(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, benchmark), as the study showed them: the lowest temperature, then
-    the max_connections with the shortest inference. Row order: benchmark, model."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["benchmark"], row["model"])].append(row)
-    kept = []
-    for key in sorted(groups):
-        group = groups[key]
-        low = min(r["temperature"] for r in group)
-        group = [r for r in group if r["temperature"] == low]
-        kept.append(min(group, key=lambda r: _or_inf(r.get("inference_duration_s"))))
-    return kept
-
-
-def _or_inf(value: float | None) -> float:
-    return math.inf if value is None else value
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

