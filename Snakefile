@@ -6,8 +6,9 @@
 # Stages (one file each under workflow/rules/):
 #   common   validate the config, plan the matrix (GPUs per model, cells, baselines)
 #   plan     write the plan and its cost preview, for the record
-#   jobs     render one sbatch script per job (jinja2) and run it: cells, load-only
-#            baselines, judge jobs
+#   jobs     render one sbatch script per job (jinja2) and run it: cells and load-only
+#            baselines (execution: per-cell) or one job per model (per-model), and one
+#            judge pass per judge
 #   energy   per cell: energy terms from the jobs' raw readings, with formulas
 #   final    the final table (Parquet, CSV, Markdown), the fastest-setting view, the audit
 #   report   the figures and the report's pages (snakemake --report results/<run>/report.html)
@@ -33,8 +34,8 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        ew_final.final_outputs(LAYOUT, PLAN),
-        ew_report.report_outputs(LAYOUT, PLAN),
+        ew_final.final_outputs(RUN),
+        ew_report.report_outputs(RUN),
 
 
 # A run that ends with jobs not done names each one, why, and its log (evalwatt.smk.common).

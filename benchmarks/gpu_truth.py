@@ -27,6 +27,10 @@ Raw traces, timelines, results and the report are kept under ``--out``.
 
     CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_truth.py --out results/gpu-truth \
         --shape llama-8b --tokens 256 --samples 256 --max-connections 128 --windows 90
+
+``--models DIR`` keeps the random weights for the next run (two regimes of one model in one
+device call: docs/validation/h200-transformers-serve/busy/command.sh); ``--job-python`` lets a
+CPU dry run take the job's packages and ``transformers serve`` from two environments.
 """
 
 from __future__ import annotations
@@ -163,13 +167,18 @@ SMOLLM2 = {
 }
 
 
-def random_model(out: Path, shape: str, python: str) -> dict[str, Any]:
-    """Write random weights of ``shape`` (on the GPU when there is one) with ``python`` and
-    return the model's config entry."""
-    folder = out / f"model-{shape}"
-    argv = [python, "-m", "evalwatt.runtime.random_weights", "--shape", shape]
-    argv += ["--out", str(folder), "--device", "cuda" if gpus_visible() else "cpu"]
-    subprocess.run(argv, check=True, env={**os.environ, "PYTHONPATH": python_path()})
+def random_model(models: Path, shape: str, python: str) -> dict[str, Any]:
+    """Random weights of ``shape`` in ``models``, written (on the GPU when there is one) with
+    ``python`` unless an earlier run wrote them there (an 8B model: 16 GB and 18 s, a 14B one
+    twice that, on an H200 whose call time is counted); return the model's config entry."""
+    folder = models / f"model-{shape}"
+    if (
+        not (folder / WRITTEN).is_file()
+        or json.loads((folder / WRITTEN).read_text())["shape"] != shape
+    ):
+        argv = [python, "-m", "evalwatt.runtime.random_weights", "--shape", shape]
+        argv += ["--out", str(folder), "--device", "cuda" if gpus_visible() else "cpu"]
+        subprocess.run(argv, check=True, env={**os.environ, "PYTHONPATH": python_path()})
     written = json.loads((folder / WRITTEN).read_text())
     print(json.dumps({"random_weights": written}), flush=True)
     values = SHAPES[shape]
@@ -264,14 +273,19 @@ def gpus_visible() -> int:
     return len([e for e in os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",") if e])
 
 
+# A CPU dry run's KV cache and batch: on a CPU the library sizes them from the machine's
+# memory (90 %, 22 GB on a 24 GB machine), its attention mask with them.
+CPU_CACHE_ARGS = ["--cb-num-blocks", "64", "--cb-block-size", "32", "--cb-max-batch-tokens", "256"]
+
+
 def config_for(
-    out: Path, window_s: float, model: dict[str, Any], benchmarks: dict[str, Any], conns: int
+    args: argparse.Namespace, window_s: float, model: dict[str, Any], benchmarks: dict[str, Any]
 ) -> Any:
     # the hf backend needs a GPU in the plan; a CPU dry run plans one and its server computes
-    # on the CPU (``--device auto``), with a small KV cache: on a CPU the library sizes it
-    # from the machine's memory (90 %, 22 GB on a 24 GB machine)
+    # on the CPU (``--device auto``)
     gpus = max(gpus_visible(), 1)
-    args = [] if gpus_visible() else ["--cb-num-blocks", "64"]
+    out: Path = args.out
+    server_args = [*args.server_arg, *([] if gpus_visible() else CPU_CACHE_ARGS)]
     raw = {
         "run": f"w{int(window_s)}",
         "results_dir": str(out / "results"),
@@ -287,11 +301,13 @@ def config_for(
         },
         "job": {"ready_timeout_s": 600, "sample_interval_s": 0.1},
         "models": [
-            {**model, "backend": "hf", "benchmarks": sorted(benchmarks), "server_args": args}
+            {**model, "backend": "hf", "benchmarks": sorted(benchmarks), "server_args": server_args}
         ],
         "benchmarks": benchmarks,
-        "sweeps": {"temperature": [0.0], "max_connections": [conns]},
+        "sweeps": {"temperature": [0.0], "max_connections": [args.max_connections]},
     }
+    if args.job_python:  # a CPU dry run: the job's packages and transformers serve's apart
+        raw["job"]["python"] = args.job_python
     return check_environment(from_dict(raw, out, origin=f"gpu_truth window {window_s}"))
 
 
@@ -510,6 +526,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=sys.executable,
         help="the Python (with torch and transformers) that writes random weights or reads a GGUF",
     )
+    parser.add_argument(
+        "--models", type=Path, help="where random weights are written and reused (default: --out)"
+    )
+    parser.add_argument(
+        "--job-python",
+        help="the jobs' Python; `transformers` next to it serves (default: this Python)",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="one more argument of `transformers serve` (repeatable: --server-arg=--compile)",
+    )
     parser.add_argument("--tokens", default="32,128,512", help="answer lengths (tokens)")
     parser.add_argument("--windows", default="0,60", help="accounting windows (s): padding")
     parser.add_argument("--samples", type=int, default=64, help="synthetic prompts")
@@ -535,7 +564,7 @@ def model_and_benchmarks(args: argparse.Namespace) -> tuple[dict[str, Any], dict
     if args.weights is not None:
         model = real_model(args.out, args.weights, args.weights_python)
         return model, humaneval_benchmarks(tokens, args.limit)
-    model = random_model(args.out, args.shape, args.weights_python)
+    model = random_model(args.models or args.out, args.shape, args.weights_python)
     return model, synthetic_benchmarks(tokens, args.samples, args.prompt_words)
 
 
@@ -543,7 +572,7 @@ def run_windows(args: argparse.Namespace, report: dict[str, Any], devices: str) 
     """A load-only baseline and every cell, once per accounting window."""
     model, benchmarks = model_and_benchmarks(args)
     for window in (float(w) for w in args.windows.split(",")):
-        config = config_for(args.out, window, model, benchmarks, args.max_connections)
+        config = config_for(args, window, model, benchmarks)
         plan = plan_run(config)
         layout = Layout.of(config.results_dir, config.run)
         base_id = next(iter(plan.baselines))

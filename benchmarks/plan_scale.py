@@ -3,13 +3,14 @@
 What it measures
     The wall time of a dry run (`snakemake -n`) of the evalwatt Snakefile on a synthetic study
     config: by default 50 models x 6 benchmarks x 2 temperatures x 3 max_connections = 1,800
-    cells, plus one load-only baseline per model and one judge job per judged cell. It then
+    cells, plus one load-only baseline per model and the judge passes of the judged cells
+    (`--execution per-model`: one model job per model instead of cells and baselines). It then
     times a *bare* Snakemake workflow of exactly the same shape: the same rules (plan,
-    render_job, one run_job for every kind of job, cell_energy, final_table, figures,
-    report_pages), the same jobs per rule, the same dependencies and the same declared files
-    (outputs and logs, named by evalwatt's Layout from the plan's own list of jobs), but
-    literal tables instead of evalwatt's Python behind inputs, params, threads, resources and
-    conda, and `touch {output}` bodies.
+    render_job, run_job and run_judge_pass for every kind of job, cell_energy, final_table,
+    figures, report_pages), the same jobs per rule, the same dependencies and the same
+    declared files (outputs and logs, named by evalwatt's Layout from the run's own list of
+    jobs), but literal tables instead of evalwatt's Python behind inputs, params, threads,
+    resources and conda, and `touch {output}` bodies.
 
 Why
     A dry run is what a user does first, and what Snakemake does before every real run, on a
@@ -54,16 +55,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from evalwatt.base.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, REPORT_PAGES, Layout
-from evalwatt.config.load import load_config
-from evalwatt.jobs.resolve import planned_jobs
+from evalwatt.config.load import Config, load_config
+from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.matrix import Plan, plan_run
-from evalwatt.smk.report import figure_specs, report_jobs
+from evalwatt.smk.energy import energy_inputs
+from evalwatt.smk.jobs import JobRules
+from evalwatt.smk.report import figure_inputs, figure_specs
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -192,14 +196,18 @@ def synthetic_config(matrix: Matrix, model_root: Path) -> dict:
     }
 
 
-def write_evalwatt_config(matrix: Matrix, workdir: Path) -> tuple[Path, Plan]:
+def write_evalwatt_config(
+    matrix: Matrix, workdir: Path, execution: str = "per-cell"
+) -> tuple[Path, Config, Plan]:
     """Write the config and check that evalwatt accepts it and plans the matrix's cells."""
     path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(synthetic_config(matrix, workdir / "models"), sort_keys=False))
-    plan = plan_run(load_config(path))
+    data = synthetic_config(matrix, workdir / "models") | {"execution": execution}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(path)
+    plan = plan_run(config)
     if len(plan.cells) != matrix.cells:
         raise SystemExit(f"evalwatt planned {len(plan.cells)} cells, not {matrix.cells}")
-    return path, plan
+    return path, config, plan
 
 
 # --- the bare workflow ------------------------------------------------------------------------
@@ -211,7 +219,6 @@ BARE_RULES = """
 wildcard_constraints:
     cell=ID,
     baseline=ID,
-    kind="cell|baseline|judge",
 
 
 localrules:
@@ -258,6 +265,21 @@ rule run_job:
         LOGS + "/run_{kind}/{job}.log",
     wildcard_constraints:
         job=ID,
+        kind="cell|baseline|model",
+    shell:
+        "touch {output}"
+
+
+rule run_judge_pass:
+    input:
+        unpack(lambda w: JOB_INPUTS[w.kind + "/" + w.job]),
+    output:
+        ROOT + "/{kind}es/{job}/result.json",
+    log:
+        LOGS + "/run_{kind}/{job}.log",
+    wildcard_constraints:
+        job=ID,
+        kind="judge-pass",
     shell:
         "touch {output}"
 
@@ -307,53 +329,48 @@ rule report_pages:
 """
 
 
-def bare_tables(plan: Plan) -> dict[str, object]:
+def bare_tables(config: Config, plan: Plan) -> dict[str, object]:
     """Every file of the run the bare workflow declares, as literal values named by evalwatt's
-    Layout: the plan's jobs (``planned_jobs``, the list evalwatt's rules and status use) with
+    Layout: the run's jobs (``RunJobs.jobs``, the list evalwatt's rules and status use) with
     each one's and each cell's inputs, then the final files, the figures and the pages."""
     layout = Layout.of("results", BARE_RUN)
+    run = RunJobs(config, plan, layout)
     root = layout.root
     paths = {"ID": ID, "ROOT": str(root), "JOBS": str(root / "jobs"), "LOGS": str(root / "logs")}
-    return paths | _job_tables(plan, layout) | _output_tables(plan, layout)
+    return paths | _job_tables(config, run) | _output_tables(run)
 
 
-def _job_tables(plan: Plan, layout: Layout) -> dict[str, object]:
-    """Each job's inputs (its script; a judge job's cell) and each cell's energy inputs."""
+def _job_tables(config: Config, run: RunJobs) -> dict[str, object]:
+    """Each job's inputs (its script; a judge pass's cells) and each cell's energy inputs,
+    worked out by evalwatt's own functions once, written as literals."""
+    rules = JobRules(run)
     job_inputs = {
-        f"{kind}/{job_id}": {"script": str(layout.job_script(kind, job_id))}
-        | ({"cell": str(layout.run_result("cell", job_id))} if kind == "judge" else {})
-        for kind, job_id in planned_jobs(plan)
+        f"{kind}/{job_id}": rules.inputs(SimpleNamespace(kind=kind, job=job_id))
+        for kind, job_id in run.jobs()
     }
-    energy_inputs = {
-        c.id: {
-            "cell": str(layout.run_result("cell", c.id)),
-            "baseline": str(layout.run_result("baseline", c.baseline)),
-        }
-        | ({"judge": str(layout.run_result("judge", c.id))} if c.judge else {})
-        for c in plan.cells.values()
-    }
-    return {"JOB_INPUTS": job_inputs, "ENERGY_INPUTS": energy_inputs}
+    energy = {c: energy_inputs(config, run, c) for c in run.plan.cells}
+    return {"JOB_INPUTS": job_inputs, "ENERGY_INPUTS": energy}
 
 
-def _output_tables(plan: Plan, layout: Layout) -> dict[str, object]:
+def _output_tables(run: RunJobs) -> dict[str, object]:
     """The plan, the final files, the figures, the pages, and everything ``rule all`` asks."""
+    plan, layout = run.plan, run.layout
     final = {
         f"{name}_{fmt}": str(layout.final(name, fmt))
         for name in (FINAL_TABLE, FINAL_BEST)
         for fmt in FINAL_FORMATS
     } | {"audit": str(layout.audit("md")), "audit_table": str(layout.audit("parquet"))}
-    figures = {s.name: str(layout.figure(s.name)) for s in figure_specs(plan)}
+    figures = {s.name: str(layout.figure(s.name)) for s in figure_specs(plan, run.per_model)}
     figures["index"] = str(layout.figure_index())
     pages = {name: str(layout.report_page(name)) for name in REPORT_PAGES}
     energy = [str(layout.cell_energy(c)) for c in plan.cells]
-    results = [str(layout.run_result(kind, job_id)) for kind, job_id in planned_jobs(plan)]
+    results = [str(layout.run_result(kind, job_id)) for kind, job_id in run.jobs()]
     targets = [str(layout.plan()), *results, *energy, *final.values(), *figures.values()]
     return {
         "PLAN": str(layout.plan()),
         "ENERGY": energy,
         "FINAL": final,
-        "FIGURE_INPUTS": {"table": str(layout.final())}
-        | {kind: str(layout.run_result(kind, job_id)) for kind, job_id in report_jobs(plan)},
+        "FIGURE_INPUTS": figure_inputs(run),
         "FIGURES": figures,
         "PAGE_INPUTS": {
             "table": str(layout.final(FINAL_TABLE, "md")),
@@ -366,7 +383,7 @@ def _output_tables(plan: Plan, layout: Layout) -> dict[str, object]:
     }
 
 
-def bare_snakefile(plan: Plan) -> str:
+def bare_snakefile(config: Config, plan: Plan) -> str:
     """The bare Snakefile: literal tables of every file (``bare_tables``), then the rules.
 
     Which baseline a cell uses and whether it has a judge job cannot be written as a wildcard
@@ -374,13 +391,13 @@ def bare_snakefile(plan: Plan) -> str:
     rules call its Python.
     """
     lines = ["# Generated by benchmarks/plan_scale.py: evalwatt's DAG shape, no logic.", ""]
-    lines += [f"{name} = {value!r}" for name, value in bare_tables(plan).items()]
+    lines += [f"{name} = {value!r}" for name, value in bare_tables(config, plan).items()]
     return "\n".join(lines) + "\n" + BARE_RULES
 
 
-def write_bare_workflow(plan: Plan, workdir: Path) -> Path:
+def write_bare_workflow(config: Config, plan: Plan, workdir: Path) -> Path:
     path = workdir / "Snakefile"
-    path.write_text(bare_snakefile(plan))
+    path.write_text(bare_snakefile(config, plan))
     return path
 
 
@@ -533,6 +550,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--snakefile", type=Path, default=SNAKEFILE, help="the evalwatt Snakefile")
     p.add_argument(
+        "--execution",
+        choices=("per-cell", "per-model"),
+        default="per-cell",
+        help="the config's execution mode (default per-cell: the most jobs)",
+    )
+    p.add_argument(
         "--profile", action="store_true", help="also profile the evalwatt dry run with cProfile"
     )
     p.add_argument("--top", type=int, default=25, help="functions shown by --profile")
@@ -568,9 +591,9 @@ def compare(matrix: Matrix, repeat: int, args: argparse.Namespace, tmp: Path) ->
     ew_dir, bare_dir = tmp / "evalwatt", tmp / "bare"
     ew_dir.mkdir()
     bare_dir.mkdir()
-    config, plan = write_evalwatt_config(matrix, ew_dir)
-    bare = write_bare_workflow(plan, bare_dir)
-    ew_argv = dry_run_argv(args.snakefile, ew_dir, config)
+    config_path, config, plan = write_evalwatt_config(matrix, ew_dir, args.execution)
+    bare = write_bare_workflow(config, plan, bare_dir)
+    ew_argv = dry_run_argv(args.snakefile, ew_dir, config_path)
     bare_argv = dry_run_argv(bare, bare_dir, None)
     print(machine())
     print(

@@ -8,8 +8,14 @@
   has (the CPU model at least), against its own expectations (CPU share, samples present).
 * ``glmm_fit.py`` with few draws, in the GLMM's environment (.venv-glmm, as tests/unit/
   test_glmm.py finds it; skipped where there is none, outside CI).
+* ``overhead.py --short``: the study's cost preview on 4 of its models, both execution modes
+  by phase and their job counts, read back from its JSON.
+* ``gpu_modes.py --short``: per-cell and per-model execution of the same 4 cells, the real
+  rendered jobs (runtime, sampler, Inspect) against a stand-in for ``transformers serve``,
+  on the CPU, through the workflow's energy step, the preview check and the calibration.
 
-Not here: nvml_check.py, gpu_truth.py and nvml_visible_devices_check.py need an NVIDIA GPU.
+Not here: nvml_check.py, gpu_truth.py and nvml_visible_devices_check.py need an NVIDIA GPU
+(gpu_modes.py's GPU figures: docs/validation.md).
 """
 
 from __future__ import annotations
@@ -49,10 +55,13 @@ def test_plan_scale_short_mode_compares_the_same_dag() -> None:
     stats = dict(re.findall(r"^  (\w+)\s+(\d+\s+\d+)$", out, flags=re.MULTILINE))
     per_rule = {rule: tuple(int(n) for n in counts.split()) for rule, counts in stats.items()}
     # every rule of the Snakefile ran in both, with the same count: 300 cells, their energy
-    # records, and for each a render and a run of every job (cells, baselines, judge jobs)
+    # records, and for each a render and a run of every job (cells, baselines, judge passes)
     assert per_rule["cell_energy"] == (300, 300)
-    assert per_rule["run_job"] == per_rule["render_job"]
-    assert per_rule["run_job"][0] > 300
+    # run_job runs cells and baselines (model jobs in per-model mode), run_judge_pass the
+    # judge passes: together, every rendered job
+    runs = tuple(a + b for a, b in zip(per_rule["run_job"], per_rule["run_judge_pass"], strict=True))
+    assert runs == per_rule["render_job"]
+    assert per_rule["run_job"][0] > 300 and per_rule["run_judge_pass"][0] >= 1
     for rule in ("plan", "final_table", "figures", "report_pages", "all"):
         assert per_rule[rule] == (1, 1), rule
     ratio = re.search(r"ratio evalwatt / bare: (\d+\.\d+) wall", out)
@@ -72,3 +81,63 @@ def test_glmm_fit_short_mode_runs_in_the_glmm_environment(glmm_python: str) -> N
     out = run(glmm_python, "glmm_fit.py", "--draws", "100", "--chains", "2", timeout_s=600).stdout
     assert "first fit (with JAX compilation)" in out and "second fit" in out
     assert re.search(r"divergences \d+; worst R-hat \d+\.\d+; smallest ESS \d+", out)
+
+
+def test_overhead_short_mode_prints_both_modes_by_phase(tmp_path: Path) -> None:
+    """benchmarks/overhead.py --short: the study's preview in both modes, by phase, with the
+    per-model share outside generation beside the per-cell one (the full figures:
+    docs/performance.md)."""
+    figures = tmp_path / "overhead.json"
+    out = run(
+        sys.executable, "overhead.py", "--short", "--json", str(figures), timeout_s=300
+    ).stdout
+    assert re.search(r"per-model \d+\.\d % \(goal <= 10 %: (meets|misses) it\), per-cell", out)
+    modes = json.loads(figures.read_text())
+    per_cell, per_model = modes["per-cell"], modes["per-model"]
+    assert per_cell["jobs"]["cell"] == 40 and per_model["jobs"]["cell"] == 0
+    assert 0 < per_model["jobs"]["model"] < per_cell["jobs"]["cell"]
+    # the same generation in both modes; per-model loads each model once
+    generation = per_cell["gpu_hours"]["generation"]
+    assert generation > 0 and abs(per_model["gpu_hours"]["generation"] / generation - 1) < 1e-9
+    assert per_model["gpu_hours"]["loading"] < per_cell["gpu_hours"]["loading"]
+    assert per_model["share_outside_generation"] < per_cell["share_outside_generation"]
+
+
+def test_gpu_modes_short_mode_runs_both_modes_end_to_end(tmp_path: Path) -> None:
+    """benchmarks/gpu_modes.py --short: the 4 cells in per-cell mode (a baseline and 4 cell
+    jobs) and in per-model mode (one model job), each cell's generation energy from the
+    workflow's energy step in both, the GPU-seconds outside generation, the preview against
+    the measured seconds, and the goals that need a GPU reported as not checked."""
+    out = tmp_path / "modes"
+    printed = run(sys.executable, "gpu_modes.py", "--short", "--out", str(out), timeout_s=600)
+    report = json.loads((out / "report.json").read_text())
+    runs = {r["mode"]: r for r in report["runs"]}
+    assert sorted(runs) == ["per-cell", "per-model"] and not report["skipped"]
+    ran = {mode: sorted(j["kind"] for j in r["jobs"]) for mode, r in runs.items()}
+    assert ran == {"per-cell": ["baseline", *["cell"] * 4], "per-model": ["model"]}
+    assert all(j["rc"] == 0 for r in runs.values() for j in r["jobs"])
+    for mode, r in runs.items():
+        assert len(r["cells"]) == 4
+        for c in r["cells"]:  # the CPU-time model stands in for NVML; 4 or 8 tokens x 4 samples
+            assert c["family"] == "cpu_est" and c["generation_j"] > 0, (mode, c)
+            assert c["output_tokens"] == 4 * int(c["cell"].split("_t")[1].split("_")[0])
+            assert c["counter_j"] is None and c["counter_null_reason"]
+        ended = {c["cooldown_ended_by"] for c in r["cells"]}
+        assert ended == ({"no_power_reading"} if mode == "per-model" else {None})
+        seconds = r["gpu_seconds"]
+        assert seconds["jobs"] == (5 if mode == "per-cell" else 1)
+        assert 0 < seconds["generation_gpu_s"] < seconds["job_gpu_s"]
+        kinds = set(r["preview"]["kinds"])
+        assert kinds == ({"baseline", "cell"} if mode == "per-cell" else {"model"})
+        calibrated = report["calibrated_preview"]["runs"][r["run"]]["kinds"]
+        assert set(calibrated) == kinds
+    # one model load instead of five: fewer GPU-seconds outside generation
+    outside = {m: r["gpu_seconds"]["outside_generation_gpu_s"] for m, r in runs.items()}
+    assert outside["per-model"] < outside["per-cell"]
+    cells = report["summary"]["cells"]
+    assert len(cells) == 4
+    assert all(row["per-model"]["vs_per_cell_pct"] is not None for row in cells.values())
+    counter = [g for g in report["goals"] if "100 Hz counter" in g["goal"]]
+    assert len(counter) == 8 and all(g["passed"] is None for g in counter)
+    assert (out / "calibration.json").is_file()
+    assert "outside generation GPU-s" in printed.stdout

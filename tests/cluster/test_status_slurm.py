@@ -16,8 +16,8 @@ import yaml
 from evalwatt.base.layout import Layout, repeat_id
 from evalwatt.config.load import load_config
 from evalwatt.jobs.repeats import repeat_job
-from evalwatt.jobs.resolve import planned_jobs, resolve_job
-from evalwatt.ops.evidence import slurm_comments
+from evalwatt.jobs.run import RunJobs
+from evalwatt.ops.evidence import slurm_comments, snakemake_log_dir
 from evalwatt.ops.job_state import State
 from evalwatt.ops.status import run_status
 from evalwatt.ops.submit import write_job_files
@@ -38,7 +38,7 @@ def _sbatch(comment: str, output: Path, script: str, *extra: str) -> str:
 
 
 def _as_plugin(kind: str, job_id: str, script: str, *extra: str) -> str:
-    logs = Path(".snakemake/slurm_logs/rule_run_job") / f"{kind}_{job_id}" / "%j.log"
+    logs = snakemake_log_dir(Path.cwd(), kind, job_id) / "%j.log"
     return _sbatch(slurm_comments(kind, job_id)[0], logs.resolve(), script, *extra)
 
 
@@ -63,7 +63,8 @@ def test_status_shows_each_slurm_state(tmp_path: Path, monkeypatch) -> None:
     config = load_config(tmp_path / "c.yaml", check_environment=False)
     plan = plan_run(config)
     layout = Layout.of(config.results_dir, config.run)
-    jobs = {(k, i): resolve_job(config, plan, layout, k, i) for k, i in planned_jobs(plan)}
+    run = RunJobs(config, plan, layout)
+    jobs = {(k, i): run.job(k, i) for k, i in run.jobs()}
     for job in jobs.values():
         write_job_files(job)
     (base_id,) = plan.baselines
@@ -77,7 +78,8 @@ def test_status_shows_each_slurm_state(tmp_path: Path, monkeypatch) -> None:
         submitted["held"] = _as_plugin("baseline", base_id, "true", "--hold")
         submitted["running"] = _as_plugin("cell", humaneval, "sleep 300")
         submitted["failed"] = _as_plugin("cell", writing, "exit 3")
-        submitted["completed"] = _as_plugin("judge", writing, "exit 0")
+        (judge_pass,) = [i for k, i in jobs if k == "judge-pass"]
+        submitted["completed"] = _as_plugin("judge-pass", judge_pass, "exit 0")
         # As evalwatt submit does: its comment, and the id recorded next to the job.
         submitted["cancelled"] = _sbatch(
             slurm_comments("cell", rep.job_id)[1], layout.submit_dir() / "%j_0_log.out", "sleep 300"
@@ -89,7 +91,7 @@ def test_status_shows_each_slurm_state(tmp_path: Path, monkeypatch) -> None:
         for key in ("failed", "completed", "cancelled"):
             _wait(submitted[key], {"FAILED", "COMPLETED", "CANCELLED"})
 
-        status = run_status(plan, layout, config.run)
+        status = run_status(RunJobs(config, plan, layout))
         by = {(j.kind, j.job_id): j for j in status.jobs}
         assert status.slurm_note is None
         held = by[("baseline", base_id)]
@@ -99,7 +101,7 @@ def test_status_shows_each_slurm_state(tmp_path: Path, monkeypatch) -> None:
         failed = by[("cell", writing)]
         assert failed.state == State.FAILED and "Slurm FAILED" in failed.reason
         assert "exit 3:0" in failed.reason
-        trap = by[("judge", writing)]  # Slurm COMPLETED, but no result: never done
+        trap = by[("judge-pass", judge_pass)]  # Slurm COMPLETED, but no result: never done
         assert trap.state == State.FAILED and "without evalwatt's result" in trap.reason
         cancelled = by[("cell", repeat_id(humaneval, 1))]
         assert cancelled.state == State.FAILED and "CANCELLED" in cancelled.reason

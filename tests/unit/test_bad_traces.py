@@ -438,6 +438,18 @@ CASES = [
         extra=("--output-tokens", "1.5"),
     ),
     Bad(
+        "CSV whose times are milliseconds",
+        lambda t: _write_rows(
+            t, [_rows(t)[0]] + [[str(float(r[0]) * 1000), *r[1:]] for r in _rows(t)[1:]]
+        ),
+        ("cell.csv:2", "t_unix is '1795302769133.0'", "looks like milliseconds", "unix seconds"),
+    ),
+    Bad(
+        "timeline whose marks are milliseconds",
+        lambda t: _set_marks(t, job_start=_marks(t)["job_start"] * 1000),
+        ("cell.marks.json", "mark job_start", "looks like milliseconds"),
+    ),
+    Bad(
         "baseline trace without its timeline",
         nothing,
         ("--baseline-trace and --baseline-timeline go together",),

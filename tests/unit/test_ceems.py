@@ -328,6 +328,20 @@ def test_credentials_from_an_environment_variable(server, tmp_path, monkeypatch)
     assert "tok-123" not in record.model_dump_json()
 
 
+@pytest.mark.parametrize("echoed", ["tok-123", "Bearer tok-123"])
+def test_a_server_that_echoes_the_credentials_leaves_them_in_no_kept_reply(
+    server, tmp_path, monkeypatch, echoed
+):
+    url, b = server
+    b.body = json.dumps({"status": "error", "error": f"invalid credentials {echoed}"})
+    monkeypatch.setenv("EW_TEST_CEEMS_TOKEN", "tok-123")
+    s = settings(url, credentials={"env": "EW_TEST_CEEMS_TOKEN", "scheme": "bearer"})
+    record = collect(s, job(tmp_path))
+    assert record.status == "error"
+    assert "invalid credentials" in record.model_dump_json()  # the reply is kept, redacted
+    assert "tok-123" not in record.model_dump_json()
+
+
 def test_unknown_pue_keeps_the_figure_but_no_gpu_energy(server, tmp_path):
     url, _ = server
     record = collect(settings(url, pue=None), job(tmp_path))

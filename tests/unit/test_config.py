@@ -207,6 +207,36 @@ def test_defaults_are_filled(small_config):
     assert isinstance(config.cluster.accounting_window_s, float)  # written 300
 
 
+def test_execution_defaults_to_per_cell_with_the_per_model_settings(small_config):
+    config = from_dict(small_config, Path("."))
+    assert config.execution == "per-cell"
+    pm = config.per_model
+    assert (pm.reference_idle_s, pm.cooldown_max_s, pm.cooldown_margin_w) == (10, 60, 10)
+    assert pm.max_job_min is None
+    small_config["execution"] = "per-model"
+    small_config["per_model"] = {"reference_idle_s": 2, "max_job_min": 60}
+    config = from_dict(small_config, Path("."))
+    assert config.execution == "per-model" and config.per_model.max_job_min == 60
+    assert config.per_model.reference_idle_s == 2.0 and config.per_model.cooldown_max_s == 60
+
+
+def test_an_unknown_execution_is_refused(small_config):
+    small_config["execution"] = "per-node"
+    message = _error(small_config)
+    assert "execution" in message and "'per-node'" in message
+    assert "per-cell" in message and "per-model" in message
+
+
+def test_a_per_model_job_longer_than_the_time_limit_is_refused(small_config):
+    small_config["cluster"]["time_limit_min"] = 600
+    small_config["per_model"] = {"max_job_min": 601}
+    message = _error(small_config)
+    assert "per_model.max_job_min = 601" in message
+    assert "cluster.time_limit_min = 600" in message and "allowed: 1 to 600" in message
+    small_config["per_model"] = {"max_job_min": 600}
+    assert from_dict(small_config, Path(".")).per_model.max_job_min == 600
+
+
 def test_from_dict_leaves_its_input_alone(small_config):
     before = copy.deepcopy(small_config)
     from_dict(small_config, Path("."))
@@ -466,3 +496,128 @@ def test_the_written_path_is_the_model_path_or_model_root_and_hf_id():
     assert written_path("/w/m.gguf", "/root", "org/m") == "/w/m.gguf"
     assert written_path(None, "$DSDIR/HF", "org/m") == "$DSDIR/HF/org/m"
     assert written_path(None, None, "org/m") is None
+
+
+# --- the cluster section: Slurm constraint grammar, contradictions (issue 16) -----------------
+
+
+@pytest.mark.parametrize("text", ["h100", "h100&(a|b)", "h100|a", "[rack1|rack2]", "h100*2"])
+def test_a_slurm_feature_expression_loads_as_written(small_config, text):
+    small_config["cluster"]["constraint"] = text
+    assert from_dict(small_config, Path(".")).cluster.constraint == text
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("h100&&a", "a feature name was expected"),
+        ("h100 a", "character ' '"),
+        ("h100;touch x", "character ';'"),
+        ("$(touch x)", "character '$'"),
+        ("a*2&b", "a count outside [ ] is allowed only"),
+    ],
+)
+def test_a_constraint_that_is_no_feature_expression_is_refused_with_the_grammar(
+    small_config, text, why
+):
+    small_config["cluster"]["constraint"] = text
+    message = _error(small_config)
+    assert f"config: field cluster.constraint = {text!r}" in message
+    assert why in message
+    assert "allowed: a Slurm feature expression" in message
+
+
+def _cpu_only(small_config: dict[str, Any]) -> dict[str, Any]:
+    """The small config on a cluster declared CPU-only, consistently (its vLLM models then run
+    vLLM's CPU build)."""
+    cluster = small_config["cluster"]
+    cluster.update(gpus_per_node=0, gpu_memory_gb=0, gpu_model="none")
+    del cluster["constraint"]
+    return small_config
+
+
+def test_a_cluster_declared_cpu_only_loads_with_vllm_and_llama_cpp_models(small_config):
+    config = from_dict(_cpu_only(small_config), Path("."))
+    assert {m.backend for m in config.models} == {"vllm", "llama-cpp"}
+    assert config.cluster.gpus_per_node == 0
+
+
+def _both_named(message: str, first: str, second: str) -> None:
+    """One line of the message names both fields that disagree."""
+    lines = [line for line in message.splitlines() if first in line and second in line]
+    assert lines, message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("gpu_memory_gb", 80, "field cluster.gpu_memory_gb = 80"),
+        ("gpu_model", "NVIDIA H100 80GB HBM3", "field cluster.gpu_model = 'NVIDIA H100"),
+        ("constraint", "intel&(h100|a100)", "feature(s) h100, a100 name a GPU"),
+        ("constraint", "v100-32g", "field cluster.constraint = 'v100-32g'"),
+    ],
+)
+def test_a_gpu_setting_on_a_cluster_declared_cpu_only_is_refused(small_config, field, value, named):
+    data = _cpu_only(small_config)
+    data["cluster"][field] = value
+    _both_named(_error(data), named, "field cluster.gpus_per_node = 0")
+
+
+def test_a_cpu_feature_constraint_on_a_cpu_only_cluster_is_kept(small_config):
+    data = _cpu_only(small_config)
+    data["cluster"]["constraint"] = "intel&(skylake|cascadelake)&avx512"
+    assert from_dict(data, Path(".")).cluster.constraint == "intel&(skylake|cascadelake)&avx512"
+
+
+def test_a_model_forced_onto_gpus_of_a_cpu_only_cluster_is_refused(small_config):
+    data = _cpu_only(small_config)
+    data["models"][0]["gpus"] = 2  # vLLM would have run it on the CPU, the 2 GPUs ignored
+    _both_named(_error(data), "field models.0.gpus = 2", "field cluster.gpus_per_node = 0")
+
+
+def test_the_hf_backend_on_a_cpu_only_cluster_is_refused_on_load(small_config):
+    data = _cpu_only(small_config)
+    data["models"][0]["backend"] = "hf"
+    _both_named(_error(data), "field models.0.backend = 'hf'", "field cluster.gpus_per_node = 0")
+
+
+def test_dcgm_series_on_a_cpu_only_cluster_are_refused(small_config):
+    data = _cpu_only(small_config)
+    data["accounting"] = {
+        "sources": ["prometheus"],
+        "prometheus": {"url": "https://prometheus.example.org", "series": "dcgm-power"},
+    }
+    message = _error(data)
+    _both_named(message, "accounting.prometheus.series = 'dcgm-power'", "cluster.gpus_per_node")
+
+
+def test_gpu_memory_zero_on_a_gpu_cluster_names_the_cluster_field(small_config):
+    small_config["cluster"]["gpu_memory_gb"] = 0
+    message = _error(small_config)
+    assert message.startswith("config: field cluster.gpu_memory_gb = 0: model Qwen2.5-32B")
+    _both_named(message, "cluster.gpu_memory_gb = 0", "field models.0.backend = 'vllm'")
+    assert message.count("\n") == 0  # said once, not once per GPU model
+
+
+def test_the_issue_16_cluster_is_refused_with_every_contradiction(small_config):
+    """gpus_per_node 0 on a GPU cluster (80 GB, h100 constraint, vLLM models of 85 and 207 GB)
+    planned every model as a CPU job; now each disagreeing field is named."""
+    small_config["cluster"]["gpus_per_node"] = 0
+    message = _error(small_config)
+    for named in ("cluster.gpu_memory_gb = 80", "cluster.gpu_model", "cluster.constraint"):
+        _both_named(message, named, "cluster.gpus_per_node = 0")
+
+
+@pytest.mark.parametrize(
+    "path", ["res $(touch x)", "res`id`", "res'q", 'res"q', "res;x", "~/res", "r{x}", "res%j"]
+)
+def test_a_results_dir_that_a_shell_could_read_otherwise_is_refused(small_config, path):
+    small_config["results_dir"] = path
+    message = _error(small_config)
+    assert f"config: field results_dir = {path!r}" in message
+    assert "allowed: whole strings matching" in message
+
+
+def test_a_results_dir_with_inner_spaces_is_kept(small_config):
+    small_config["results_dir"] = "/scratch/my runs/results"
+    assert from_dict(small_config, Path(".")).results_dir == "/scratch/my runs/results"

@@ -227,8 +227,10 @@ def test_the_report_figures_of_the_demo_table_draw_or_say_why(tmp_path):
 def test_the_plan_page_shows_the_cost_preview(tmp_path):
     from evalwatt.report.figures.report import write_plan_page
 
+    hours = {"generation": 1.5, "loading": 0.25, "reference_idle": 0.0, "idle": 0.0,
+             "padding": 0.125, "judging_generation": 0.0, "judging_other": 0.0}  # fmt: skip
     plan = {
-        "schema_version": 1,
+        "schema_version": 2,
         "run": "demo",
         "models": [
             {"model": "m", "backend": "vllm", "gpus": 2, "cpus": 48, "vram_gb": 70.4,
@@ -243,19 +245,32 @@ def test_the_plan_page_shows_the_cost_preview(tmp_path):
         ],
         "checks": [],
         "cost": {
-            "cells": 1, "baselines": 1, "judge_jobs": 0,
-            "gpu_hours": {"loading": 0.25, "inference": 1.5, "padding": 0.0, "baselines": 0.125,
-                          "judging": 0.0},
-            "gpu_hours_total": 1.875,
+            "execution": "per-cell", "cells": 1, "judged_cells": 0,
+            "modes": [
+                {"execution": execution, "jobs": jobs,
+                 "gpu_hours": hours, "job_hours": hours, "gpu_hours_total": 1.875,
+                 "overhead_share": 0.2}
+                for execution, jobs in (
+                    ("per-cell", {"cell": 1, "baseline": 1, "model": 0, "judge_pass": 0}),
+                    ("per-model", {"cell": 0, "baseline": 0, "model": 1, "judge_pass": 0}),
+                )
+            ],
+            "rates": [{"model": "m", "source": "H100 rows | a row", "load_s": 120.0,
+                       "decode_tokens_per_s": {"10": 612.4}}],
             "assumptions": {"server_start_s": 60.0, "load_gb_per_s": 1.0,
-                            "accounting_window_s": 300.0, "pad_margin_s": 30.0},
+                            "accounting_window_s": 300.0, "pad_margin_s": 30.0,
+                            "inspect_overhead_s": 10.0,
+                            "throughput_table": "config/throughput.yaml", "calibration": None},
         },
     }  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     write_plan_page(tmp_path / "plan.json", tmp_path / "plan.html")
     page = (tmp_path / "plan.html").read_text()
     assert "<table>" in page and "GPU-hour preview" in page
-    assert "<td>inference</td>\n<td>1.50</td>" in page
-    assert "<strong>1.88</strong>" in page  # the total, as the plan rule computed it
+    assert "<td>generation</td>\n<td>1.50</td>" in page
+    assert "<td>total</td>\n<td>1.88</td>" in page  # the total, as the plan rule computed it
+    assert "<td>outside generation</td>\n<td>20.0 %</td>" in page
+    assert "<td>10: 612</td>" in page and "H100 rows / a row" in page
     assert "70.4 GB / fits 2 GPUs" in page  # a | in a reason does not break the table
     assert "<code>accounting_window_s</code> = 300," in page  # as written, not 300.0
+    assert "<code>calibration</code> = null" in page

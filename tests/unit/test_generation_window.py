@@ -30,7 +30,8 @@ from evalwatt.energy.terms import (
 )
 from evalwatt.energy.trace_files import read_trace
 from evalwatt.runtime import inspect_steps
-from evalwatt.runtime.runner import Timeline, _Outcome, _problems, _stamp_generation
+from evalwatt.runtime.outcome import Outcome, problems_of, stamp_generation
+from evalwatt.runtime.timeline import Timeline
 
 WITHIN = (Mark.INFERENCE_START, Mark.INFERENCE_END)
 
@@ -142,23 +143,23 @@ def test_the_job_stamps_the_marks_at_the_logs_times(tmp_path, mock_log):
     timeline = Timeline(tmp_path / "timeline.json")
     for mark, t in marks.items():
         timeline.mark(mark, t)
-    window = _stamp_generation(timeline, _Outcome(calls_log=path, calls_within=WITHIN))
+    window = stamp_generation(timeline, Outcome(calls_log=path, calls_within=WITHIN))
     assert window is not None
     assert timeline.marks[Mark.GENERATION_START] == window.start
     assert timeline.marks[Mark.GENERATION_END] == window.end
     on_disk = json.loads((tmp_path / "timeline.json").read_text())["marks"]
     assert on_disk["generation_start"] == window.start
-    assert _problems(_Outcome(generation_window=window), 0) == []
+    assert problems_of(Outcome(generation_window=window), 0) == []
 
     bare = Timeline(tmp_path / "bare.json")
     for mark, t in marks.items():
         bare.mark(mark, t)
-    gone = _stamp_generation(bare, _Outcome(calls_log=tmp_path / "x.eval", calls_within=WITHIN))
+    gone = stamp_generation(bare, Outcome(calls_log=tmp_path / "x.eval", calls_within=WITHIN))
     assert gone is not None and Mark.GENERATION_START not in bare.marks
-    (problem,) = _problems(_Outcome(generation_window=gone), 0)
+    (problem,) = problems_of(Outcome(generation_window=gone), 0)
     assert problem.startswith("no generation window, so no headline energy: cannot read")
     # a baseline reads no log
-    assert _stamp_generation(bare, _Outcome()) is None
+    assert stamp_generation(bare, Outcome()) is None
 
 
 # --- the terms on the shared H100 trace -----------------------------------------------------

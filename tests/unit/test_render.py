@@ -194,7 +194,9 @@ def test_spec_server_command_follows_the_plan(small_config):
     jargv = judge.server.argv
     assert jargv[jargv.index("--tensor-parallel-size") + 1] == "4"
     assert judge.judging.temperature == 0.2
-    assert str(judge.judging.cell_result).endswith(f"results/unit/cells/{JUDGED_CELL}/result.json")
+    assert str(judge.judging.cells[0].cell_result).endswith(
+        f"results/unit/cells/{JUDGED_CELL}/result.json"
+    )
 
 
 def test_a_judge_only_model_gets_the_planners_server_settings(small_config):
@@ -294,7 +296,9 @@ def _no_pwned(tmp_path: Path) -> list[Path]:
 
 
 def _hostile_setup(tmp_path: Path, small_config: dict, python: str = PY):
-    results = tmp_path / "res ults 'sq' \"dq\" $(touch PWNED) `touch PWNED` ;x & } {"
+    # a results_dir a shell could read otherwise is refused on load (test_shell_safety.py);
+    # spaces and the other characters it allows arrive as written
+    results = tmp_path / "res ults +a=b,c@d"
     small_config["job"]["env"] = dict(HOSTILE_ENV)
     small_config["cluster"]["modules"] = list(HOSTILE_MODULES)
     return _setup(small_config, python=python, results_dir=str(results))

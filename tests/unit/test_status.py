@@ -22,9 +22,10 @@ from evalwatt.base.slurm import SlurmView, query_jobs
 from evalwatt.base.vocabulary import JobStatus
 from evalwatt.config.load import from_dict, read_config_file
 from evalwatt.contracts.contract import write_contract
-from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.result import JobResult, PackedOutcome
 from evalwatt.jobs.repeats import repeat_job
-from evalwatt.jobs.resolve import Job, planned_jobs, resolve_job
+from evalwatt.jobs.resolve import Job
+from evalwatt.jobs.run import RunJobs
 from evalwatt.ops.cli import main
 from evalwatt.ops.evidence import error_of_log, known_ids, slurm_comments
 from evalwatt.ops.job_state import State
@@ -54,13 +55,15 @@ class Run:
         self.plan = plan_run(self.config)
         self.layout = Layout.of(self.config.results_dir, self.config.run)
         self.fake_server = fake_server
-        self.jobs = {
-            (k, i): resolve_job(self.config, self.plan, self.layout, k, i)
-            for k, i in planned_jobs(self.plan)
-        }
+        self.run = RunJobs(self.config, self.plan, self.layout)
+        self.jobs = {(k, i): self.run.job(k, i) for k, i in self.run.jobs()}
         for job in self.jobs.values():
             write_job_files(job)
         self._template: JobResult | None = None
+
+    def fresh(self) -> RunJobs:
+        """The run's jobs as a new Snakemake run or `evalwatt status` sees them now."""
+        return RunJobs(self.config, self.plan, self.layout)
 
     def job(self, kind: str, job_id: str) -> Job:
         return self.jobs[(kind, job_id)]
@@ -87,13 +90,7 @@ class Run:
         write_contract(job.files.result, result)
 
     def state(self, kind: str, job_id: str, slurm: SlurmView | None = None, running=None):
-        status = run_status(
-            self.plan,
-            self.layout,
-            self.config.run,
-            slurm=slurm or SlurmView(),
-            running_here=running or set(),
-        )
+        status = run_status(self.fresh(), slurm=slurm or SlurmView(), running_here=running or set())
         return next(j for j in status.jobs if (j.kind, j.job_id) == (kind, job_id))
 
 
@@ -220,7 +217,7 @@ def test_a_job_running_on_this_machine_is_running(run, tmp_path):
     )
     try:
         time.sleep(0.2)
-        status = run_status(run.plan, run.layout, "demo", slurm=SlurmView())
+        status = run_status(run.fresh(), slurm=SlurmView())
         state = next(j for j in status.jobs if j.job_id == CELL and j.kind == "cell")
         assert state.state == State.RUNNING
     finally:
@@ -370,7 +367,7 @@ def test_repeats_are_listed_with_their_cell(run, fake_slurm):
             f"82|PENDING|evalwatt_submit_cell_{repeat_id(CELL, 3)}|0:00||{soon}",
         ]
     )
-    status = run_status(run.plan, run.layout, "demo", slurm=slurm, running_here=set())
+    status = run_status(run.fresh(), slurm=slurm, running_here=set())
     by_id = {j.job_id: j for j in status.jobs}
     assert [by_id[repeat_id(CELL, n)].state for n in (1, 2, 3)] == [
         State.DONE,
@@ -386,9 +383,7 @@ def test_the_matrix_and_the_list_of_jobs_not_done(run):
     for job in run.jobs.values():
         if job.job_id != CELL or job.kind != "cell":
             run.finish(job)
-    text = format_status(
-        run_status(run.plan, run.layout, "demo", slurm=SlurmView(), running_here=set())
-    )
+    text = format_status(run_status(run.fresh(), slurm=SlurmView(), running_here=set()))
     header = next(line for line in text.splitlines() if line.startswith("model"))
     assert "t0 c2" in header and "t0.7 c2" in header
     row = next(line for line in text.splitlines() if "humaneval" in line and "Smol" in line)
@@ -456,9 +451,67 @@ def test_finished_jobs_are_found_by_id_where_sacct_keeps_no_comments(run, fake_s
     assert run.state("cell", CELL, slurm).state == State.NOT_STARTED  # no comment, no id given
     assert known_ids(tmp_path, run.layout, "cell", CELL) == ids
     view = query_jobs(time.time() - 3600, ids)
-    status = run_status(
-        run.plan, run.layout, "demo", workdir=tmp_path, slurm=view, running_here=set()
-    )
+    status = run_status(run.fresh(), workdir=tmp_path, slurm=view, running_here=set())
     state = next(j for j in status.jobs if (j.kind, j.job_id) == ("cell", CELL))
     assert state.state == State.FAILED and "time limit" in state.reason
     assert state.log == str(logs / "901.log")
+
+
+# --- per-model execution: model jobs, judge passes, each cell's state ---------------------------
+
+
+def test_per_model_status_shows_the_model_job_and_each_cells_state(run):
+    run.config = run.config.replace(execution="per-model")
+    cells = [c for c in run.plan.cells]
+    for cell_id in cells[:2]:
+        run.finish(run.fresh().job("cell", cell_id))
+    fresh = run.fresh()
+    (model_id,) = [i for k, i in fresh.jobs() if k == "model"]
+    for kind, job_id in fresh.jobs():
+        write_job_files(fresh.job(kind, job_id))
+    status = run_status(run.fresh(), slurm=SlurmView(), running_here=set())
+    assert [(j.kind, j.state) for j in status.jobs] == [
+        ("model", State.NOT_STARTED),
+        ("judge-pass", State.NOT_STARTED),
+    ]
+    by_cell = {c.job_id: c for c in status.cells}
+    assert {c: by_cell[c].state for c in cells[:2]} == dict.fromkeys(cells[:2], State.DONE)
+    pending = fresh.packs[("model", model_id)].cells
+    for cell_id in pending:
+        assert by_cell[cell_id].state == State.NOT_STARTED
+        assert by_cell[cell_id].reason == f"in model {model_id}"
+        assert by_cell[cell_id].benchmark == run.plan.cells[cell_id].benchmark
+    text = format_status(status)
+    assert (
+        "model jobs (execution per-model" in text and f"{model_id}  not started  (2 cells)" in text
+    )
+    assert "judge passes" in text
+    # the model job ended without one of its cells: that cell failed, with the job's word
+    result = run.template().model_copy(
+        update={
+            "kind": "model",
+            "job_id": model_id,
+            "spec": fresh.job("model", model_id).spec,
+            "cells": (
+                PackedOutcome(cell_id=pending[0], status="failed", result=None, error="boom"),
+            ),
+        }
+    )
+    path = run.layout.run_result("model", model_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_contract(path, result)
+    failed = next(
+        c
+        for c in run_status(run.fresh(), slurm=SlurmView(), running_here=set()).cells
+        if c.job_id == pending[0]
+    )
+    assert failed.state == State.FAILED and failed.reason.endswith("failed: boom")
+
+
+def test_a_judgement_waits_for_its_cell_in_a_judge_pass(run):
+    status = run_status(run.fresh(), slurm=SlurmView(), running_here=set())
+    judged = [c.id for c in run.plan.cells.values() if c.judge]
+    views = {j.job_id: j for j in status.judgements}
+    assert set(views) == set(judged)
+    assert all(v.state == State.NOT_STARTED for v in views.values())
+    assert all(v.reason == "waits for its cell (not started)" for v in views.values())

@@ -3,16 +3,19 @@ it would submit (rendered for real, not run: vLLM and H100s are not available in
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from evalwatt.base.layout import Layout
 from evalwatt.config.load import load_config
 from evalwatt.contracts.spec import JobSpec
+from evalwatt.jobs.packs import judge_passes, model_packs
 from evalwatt.jobs.render import render_script
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
@@ -28,8 +31,8 @@ def study():
     return config, plan_run(config)
 
 
-def test_dry_run_shows_the_whole_study_dag(study, tmp_path):
-    _, plan = study
+def _dry_run(configfile: Path, workdir: Path) -> dict[str, int]:
+    """The jobs per rule of `snakemake -n` on a config (Snakemake's "Job stats")."""
     done = subprocess.run(
         [
             sys.executable,
@@ -39,9 +42,9 @@ def test_dry_run_shows_the_whole_study_dag(study, tmp_path):
             "--snakefile",
             str(REPO / "Snakefile"),
             "--directory",
-            str(tmp_path),
+            str(workdir),
             "--configfile",
-            str(PEREN),
+            str(configfile),
             "--quiet",
             "rules",
         ],
@@ -52,12 +55,57 @@ def test_dry_run_shows_the_whole_study_dag(study, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
     assert "extended by additional config" not in out  # the demo config is replaced, not merged
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    judged = sum(1 for c in plan.cells.values() if c.judge)
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M)}
+
+
+def _passes(config, plan) -> list:
+    return judge_passes(plan, config, [c.id for c in plan.cells.values() if c.judge])
+
+
+def test_dry_run_shows_the_whole_study_dag(study, tmp_path):
+    """Per cell: a job per cell and per baseline, and the judge passes (one judge model, split
+    by the time limit) instead of a judge job per judged cell."""
+    config, plan = study
+    counts = _dry_run(PEREN, tmp_path)
     assert len(plan.cells) == 522 and len(plan.baselines) == 22
-    jobs = len(plan.cells) + len(plan.baselines) + judged
-    assert int(counts["run_job"]) == int(counts["render_job"]) == jobs
-    assert int(counts["cell_energy"]) == len(plan.cells)
+    passes = len(_passes(config, plan))
+    assert 1 <= passes < sum(1 for c in plan.cells.values() if c.judge)
+    assert counts["run_job"] == len(plan.cells) + len(plan.baselines)
+    assert counts["run_judge_pass"] == passes
+    assert counts["render_job"] == counts["run_job"] + passes
+    assert counts["cell_energy"] == len(plan.cells)
+
+
+def test_per_model_dry_run_has_a_job_per_model_and_its_passes(study, tmp_path):
+    config, plan = study
+    data = yaml.safe_load(PEREN.read_text())
+    data["execution"] = "per-model"
+    data["models"] = str(PEREN.parent / data["models"])
+    configfile = tmp_path / "per-model.yaml"
+    configfile.write_text(yaml.safe_dump(data, sort_keys=False))
+    counts = _dry_run(configfile, tmp_path / "run")
+    models = model_packs(plan, config, plan.cells)
+    assert len(plan.baselines) <= len(models) < len(plan.cells) // 5
+    assert counts["run_job"] == len(models)
+    assert counts["run_judge_pass"] == len(_passes(config, plan))
+    assert counts["cell_energy"] == len(plan.cells)
+    assert "collect_accounting" not in "".join(counts)
+
+
+def test_a_model_job_asks_for_its_models_gpus_and_its_cells_time(study, tmp_path):
+    config, plan = study
+    layout = Layout(tmp_path / "results" / "peren")
+    pack = next(
+        p for p in model_packs(plan, config, plan.cells) if p.model.startswith("Llama-3.1-70B")
+    )
+    job = resolve_job(config, plan, layout, "model", pack.id, pack)
+    script = render_script(job)
+    assert "#SBATCH --gpus=4\n" in script and "#SBATCH --cpus-per-task=96\n" in script
+    planner = config.planner
+    asked = max(planner.min_runtime_min, math.ceil(pack.estimate_s * planner.runtime_margin / 60))
+    assert job.resources.runtime_minutes(1) == min(config.cluster.time_limit_min, asked)
+    assert [c.cell_id for c in job.spec.pack.cells] == list(pack.cells)
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
 def _render(study, kind, job_id, tmp_path):
@@ -103,7 +151,7 @@ def test_the_judge_job_runs_the_judge_model(study, tmp_path):
     assert spec.model.name == "Qwen3-Next-80B-A3B-Instruct"
     assert "#SBATCH --gpus=4\n" in script
     assert spec.judging.temperature == 0.2
-    assert str(spec.judging.cell_result).endswith(
+    assert str(spec.judging.cells[0].cell_result).endswith(
         "cells/Qwen2.5-7B-Instruct__simpleqa_verified__t0__c10/result.json"
     )
     assert JobSpec.model_validate_json(spec.model_dump_json()) == spec  # round trip

@@ -115,7 +115,7 @@ def test_local_repeats_run_the_job_script_one_after_the_other(run, monkeypatch, 
     # One after the other: the second started after the first ended.
     assert results[1].marks["job_start"] >= results[0].marks["job_end"]
     assert all(s.log.exists() for s in sent)
-    status = run_status(run.plan, run.layout, "demo", slurm=SlurmView(), running_here=set())
+    status = run_status(run.fresh(), slurm=SlurmView(), running_here=set())
     states = {j.job_id: j.state for j in status.jobs if j.repeat_of == CELL}
     assert states == {repeat_id(CELL, 1): State.DONE, repeat_id(CELL, 2): State.DONE}
     assert submit_jobs(jobs, run.layout, "local") == []  # done: not sent again

@@ -22,8 +22,8 @@ from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
 from evalwatt.runtime import vllm_metrics
 from evalwatt.runtime.backends import EXECUTOR_THREAD_VARIABLES, ServerPaths, backend
-from evalwatt.runtime.runner import _server_argv
 from evalwatt.runtime.server import server_temp
+from evalwatt.runtime.serving import server_argv as _server_argv
 from evalwatt.table.cells import token_check
 
 PY = "/opt/py/bin/python"
@@ -41,7 +41,9 @@ def _job(config_dict: dict, kind: str = "cell", job_id: str = CELL):
 
 
 def _cpu_cluster(config_dict: dict) -> dict:
-    config_dict["cluster"].update(gpus_per_node=0, gpu_memory_gb=0)
+    # CPU-only: no GPU memory, model or GPU feature (config.cluster_rules refuses them)
+    config_dict["cluster"].update(gpus_per_node=0, gpu_memory_gb=0, gpu_model="none")
+    del config_dict["cluster"]["constraint"]
     del config_dict["judges"]  # its judge model is a 4-GPU model: keep to the CPU model's cells
     config_dict["benchmarks"]["writingbench"].update(scorer="exact-match", judge=None)
     return config_dict

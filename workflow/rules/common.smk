@@ -22,12 +22,15 @@ try:
 except UserError as _error:
     raise WorkflowError(f"evalwatt: bad configuration:\n{_error}") from None
 LAYOUT = ew_common.layout(CONFIG)
+# The run's jobs: baselines and cells (execution per-cell) or model jobs (per-model), and the
+# judge passes; packed jobs hold the cells not done on disk (evalwatt.jobs.run).
+RUN = ew_common.run_jobs(CONFIG, PLAN, LAYOUT)
 
 
 wildcard_constraints:
     cell=ew_common.ID_PATTERN,
     baseline=ew_common.ID_PATTERN,
-    kind="cell|baseline|judge",
+    kind=ew_common.RUN_KIND_PATTERN,
 
 
 localrules:

@@ -1,20 +1,25 @@
 # Per job: the cluster's own accounting of it (CEEMS API, Prometheus, sacct), collected on the
 # login node once it ended; only when accounting.sources is set. Every query and raw reply is
 # kept under the job's folder, so the energy step below needs no network.
-# Per cell: energy terms from the raw readings of the cell, its baseline and its judge job.
+# Per cell: energy terms from the raw readings of the cell, its baseline (per-model: its model
+# job's reference idle) and its judgement.
 # The helpers write the rules' logs (evalwatt.smk.common.rule_log: what they wrote, or the
 # traceback).
 from evalwatt.smk import energy as ew_energy
 
-if ew_energy.collects_accounting(CONFIG):
+for _rule in ew_common.RUN_RULES if ew_energy.collects_accounting(CONFIG) else ():
 
-    rule collect_accounting:
+    rule:
+        name:
+            _rule.replace("run_", "collect_accounting_", 1)
         input:
-            LAYOUT.run_result("{kind}", "{job}"),
+            ew_common.job_files(LAYOUT, _rule).result,
         output:
-            **ew_energy.accounting_files(CONFIG, LAYOUT),
+            **ew_energy.accounting_files(CONFIG, LAYOUT, _rule),
         log:
             LAYOUT.log("collect_accounting", "{kind}-{job}"),
+        wildcard_constraints:
+            kind=ew_common.kinds_of(_rule),
         localrule: True
         run:
             ew_energy.collect_accounting(CONFIG, input[0], output, log)
@@ -22,7 +27,7 @@ if ew_energy.collects_accounting(CONFIG):
 
 rule cell_energy:
     input:
-        unpack(lambda w: ew_energy.energy_inputs(CONFIG, PLAN, LAYOUT, w.cell)),
+        unpack(lambda w: ew_energy.energy_inputs(CONFIG, RUN, w.cell)),
     output:
         LAYOUT.cell_energy("{cell}"),
     log:

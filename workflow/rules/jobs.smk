@@ -1,11 +1,12 @@
 # Render each job (spec.json + job.sbatch) and run it. The script is the unit of work: the
 # rule runs it with bash, inside a Slurm allocation under the Slurm executor; an admin can
-# submit the same file by hand with sbatch. One rule for the three kinds of job (cell,
-# baseline, judge): everything that differs between them comes from evalwatt.jobs.resolve,
-# each job resolved once (evalwatt.smk.jobs.RunJobs).
-from evalwatt.smk.jobs import RunJobs
+# submit the same file by hand with sbatch. Everything that differs between the kinds of job
+# (cell, baseline, model, judge-pass) comes from evalwatt.jobs.resolve, each job resolved once
+# (evalwatt.jobs.run). Two rules run jobs, one per spelling of the kind's folder: run_job
+# (cells/, baselines/, models/) and run_judge_pass (judge-passes/).
+from evalwatt.smk.jobs import JobRules
 
-JOBS = RunJobs(CONFIG, PLAN, LAYOUT)
+JOBS = JobRules(RUN)
 
 
 rule render_job:
@@ -22,19 +23,24 @@ rule render_job:
         JOBS.write(wildcards, output, log)
 
 
-rule run_job:
-    input:
-        unpack(JOBS.inputs),
-    output:
-        LAYOUT.run_result("{kind}", "{job}"),
-    log:
-        LAYOUT.log("run_{kind}", "{job}"),
-    wildcard_constraints:
-        job=ew_common.ID_PATTERN,
-    threads: JOBS.cpus
-    resources:
-        **JOBS.resources(),
-    conda:
-        JOBS.conda_env
-    shell:
-        "bash {input.script:q} > {log:q} 2>&1"
+for _rule in ew_common.RUN_RULES:
+
+    rule:
+        name:
+            _rule
+        input:
+            unpack(JOBS.inputs),
+        output:
+            ew_common.job_files(LAYOUT, _rule).result,
+        log:
+            LAYOUT.log("run_{kind}", "{job}"),
+        wildcard_constraints:
+            job=ew_common.ID_PATTERN,
+            kind=ew_common.kinds_of(_rule),
+        threads: JOBS.cpus
+        resources:
+            **JOBS.resources(),
+        conda:
+            JOBS.conda_env
+        shell:
+            "bash {input.script:q} > {log:q} 2>&1"

@@ -11,13 +11,13 @@ localrules:
 
 rule figures:
     input:
-        **ew_report.figure_inputs(PLAN, LAYOUT),
+        **ew_report.figure_inputs(RUN),
     output:
-        **ew_report.figure_outputs(PLAN, LAYOUT, report),
+        **ew_report.figure_outputs(RUN, report),
     log:
         LAYOUT.log("figures", "figures"),
     run:
-        ew_report.write_figures(PLAN, LAYOUT, input, output, log)
+        ew_report.write_figures(RUN, input, output, log)
 
 
 rule report_pages:

@@ -409,7 +409,8 @@ def main(argv: list[str]) -> int:
         except subprocess.CalledProcessError as exc:
             log(f"setting up {VLLM_VENV.name} failed ({exc}); the hf server tests need it")
             return 2
-    argv_test = [str(python), "-m", "pytest", *(rest or ["tests"])]
+    # the slowest tests, printed at the end: where CI's time goes (docs/performance.md)
+    argv_test = [str(python), "-m", "pytest", "--durations=40", *(rest or ["tests"])]
     return subprocess.run(argv_test, cwd=REPO, env=env, check=False).returncode
 
 

@@ -7,14 +7,24 @@ Snakemake rule declares. The layout is drawn in docs/outputs.md::
 
     results/<run>/
       plan/plan.json                        the planned matrix (GPU counts, cells, baselines)
-      jobs/<kind>/<id>/job.sbatch           rendered job script (kind: cell, baseline, judge)
+      jobs/<kind>/<id>/job.sbatch           rendered job script (kind: cell, baseline,
+                                            model, judge-pass; judge: a cell's judge job)
       jobs/<kind>/<id>/spec.json            what the job runtime does, read by the script
       jobs/<kind>/<id>/slurm-submissions.txt  Slurm ids of `evalwatt submit`s of the job
-      <kind>s/<id>/                         what one job wrote (JobFiles):
+      <folder>/<id>/                        what one job wrote (JobFiles); the folder of a
+                                            kind (KIND_DIRS): cells, baselines, models,
+                                            judges, judge-passes. A model job's cells and a
+                                            judge pass's judged cells each get their own
+                                            cells/<cell>/ or judges/<cell>/ (result, logs);
+                                            the traces stay in the job's folder:
         timeline.json                         phase marks, unix seconds
         trace-gpu.parquet                     NVML samples (measured)
         trace-cpu.parquet                     RAPL samples (measured, where readable)
         trace-cpu-est.parquet                 CPU-time model (an estimate)
+        trace-gpu.part-0001.parquet ...       the traces' later parts (a model job or judge
+                                              pass closes a part after each cell)
+        rerun-<time>/                         a model job's or judge pass's rerun, when cells
+                                              it kept point at the earlier attempt's files
         sampler.json                          what was sampled, what could not be and why
         server.log                            inference server output
         server-metrics-{before,after}.prom    the server's Prometheus /metrics at the
@@ -38,8 +48,9 @@ Snakemake rule declares. The layout is drawn in docs/outputs.md::
       figures/<name>.{png,svg}              the figures (evalwatt.report.figures); a figure with
                                             nothing to draw is a PNG card saying why
       figures/figures.json                  each figure's caption, columns, or skip reason
-      report/{energy_table,plan,audit}.html the report's pages: final table, plan and its
-                                            GPU-hour preview, audit summary
+      report/{energy_table,plan,audit,preview_check}.html  the report's pages: final table,
+                                            plan and its GPU-hour preview, audit summary, the
+                                            preview against the run
       report.html                           the Snakemake report (snakemake --report)
       logs/<rule>/<id>.log                  Snakemake logs
 """
@@ -49,7 +60,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalwatt.base.vocabulary import JobKind
+from evalwatt.base.vocabulary import JOB_KINDS, JobKind
 
 TIMELINE = "timeline.json"
 SERVER_LOG = "server.log"
@@ -62,6 +73,21 @@ TRACE_FILES = {
     "rapl": "trace-cpu.parquet",
     "cpu-model": "trace-cpu-est.parquet",
 }
+# A trace's later parts: a job that runs several cells (a model job, a judge pass) has the
+# sampler close its traces after each cell (footer written, so that a later kill cannot take
+# that cell's energy) and open the next part, ``trace-gpu.part-0001.parquet`` and so on; part 0
+# keeps the name above, so a job that never rotates has the files it always had.
+TRACE_PART_SEP = ".part-"
+TRACE_PART_DIGITS = 4
+# The folder of each kind of job's files under the run (``Layout.run_dir``).
+KIND_DIRS: dict[JobKind, str] = {
+    "cell": "cells",
+    "baseline": "baselines",
+    "model": "models",
+    "judge": "judges",
+    "judge-pass": "judge-passes",
+}
+assert set(KIND_DIRS) == set(JOB_KINDS)
 # The server's own Prometheus counters (vLLM's /metrics), raw, read just before
 # inference_start and just after inference_end (evalwatt.runtime.vllm_metrics).
 SERVER_METRICS = {"before": "server-metrics-before.prom", "after": "server-metrics-after.prom"}
@@ -86,6 +112,7 @@ JOB_SPEC = "spec.json"
 STAGE_MANIFEST = "manifest.json"
 SUBMISSIONS = "slurm-submissions.txt"
 ATTEMPT_SEP = ".attempt-"
+RERUN_PREFIX = "rerun-"
 REPEAT_SEP = "__r"
 """A cell's repeat n (``evalwatt submit --repeats``) has the id ``<cell>__r<n>``."""
 
@@ -100,7 +127,7 @@ AUDIT_FORMATS = ("parquet", "md")
 FIGURES_DIR = "figures"
 FIGURE_INDEX = "figures.json"
 REPORT_PAGES_DIR = "report"
-REPORT_PAGES = ("energy_table", "plan", "audit")
+REPORT_PAGES = ("energy_table", "plan", "audit", "preview_check")
 REPORT = "report.html"
 
 
@@ -155,7 +182,22 @@ class JobFiles:
         return self.root / SAMPLER_STATUS
 
     def trace(self, source: str) -> Path:
+        """The trace of one probe; part 0 where the sampler wrote several parts."""
         return self.root / TRACE_FILES[source]
+
+    def trace_parts(self, source: str) -> list[Path]:
+        """Every finished part of one probe's trace on disk, in order: part 0, then
+        ``.part-0001`` and on. The sampler's status (sampler.json) lists the parts it
+        finished; a reader that must notice a missing part reads that list instead."""
+        first = self.trace(source)
+        stem, suffix = first.name.removesuffix(".parquet"), ".parquet"
+        later = {
+            int(number): p
+            for p in self.root.glob(f"{stem}{TRACE_PART_SEP}*{suffix}")
+            if (number := p.name[len(stem) + len(TRACE_PART_SEP) : -len(suffix)]).isdigit()
+        }
+        found = [first] if first.exists() else []
+        return found + [later[n] for n in sorted(later)]
 
     @property
     def result(self) -> Path:
@@ -169,6 +211,12 @@ class JobFiles:
         """Where an earlier, failed attempt's files are set aside."""
         return self.root.with_name(f"{self.root.name}{ATTEMPT_SEP}{stamp}")
 
+    def rerun(self, stamp: str) -> JobFiles:
+        """Where a model job or judge pass writes a rerun's files when finished cells of an
+        earlier attempt point at the folder's files (their ``packed_in``): inside it, so
+        that nothing they point at moves."""
+        return JobFiles(self.root / f"{RERUN_PREFIX}{stamp}")
+
     def attempts(self) -> list[Path]:
         """The folders of earlier, failed attempts, oldest first."""
         return sorted(self.root.parent.glob(f"{self.root.name}{ATTEMPT_SEP}*"))
@@ -177,6 +225,26 @@ class JobFiles:
     def describe() -> str:
         """The raw files of a job, in a few words (the audit trail names them)."""
         return ", ".join([TIMELINE, *TRACE_FILES.values(), SAMPLER_STATUS, SERVER_LOG, EVAL_DIR])
+
+
+def kind_dir(kind: str) -> str:
+    """The folder of a kind's jobs; a Snakemake wildcard (``"{kind}"``) gives the pattern
+    ``{kind}s`` that today's rules declare."""
+    if kind in KIND_DIRS:
+        return KIND_DIRS[kind]
+    if kind.startswith("{") and kind.endswith("}"):
+        return f"{kind}s"
+    raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(KIND_DIRS)}")
+
+
+def trace_part_name(source: str, part: int) -> str:
+    """The file name of part ``part`` (from 0) of one probe's trace."""
+    if part < 0:
+        raise ValueError(f"trace parts count from 0, not {part}")
+    name = TRACE_FILES[source]
+    if part == 0:
+        return name
+    return f"{name.removesuffix('.parquet')}{TRACE_PART_SEP}{part:0{TRACE_PART_DIGITS}d}.parquet"
 
 
 def repeat_id(cell_id: str, n: int) -> str:
@@ -217,7 +285,7 @@ class Layout:
         return self.job_dir(kind, job_id) / JOB_SPEC
 
     def run_dir(self, kind: JobKind, job_id: str) -> Path:
-        return self.root / f"{kind}s" / job_id
+        return self.root / kind_dir(kind) / job_id
 
     def job_files(self, kind: JobKind, job_id: str) -> JobFiles:
         return JobFiles(self.run_dir(kind, job_id))

@@ -10,8 +10,21 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, get_args
 
-JobKind = Literal["cell", "baseline", "judge"]
+JobKind = Literal["cell", "baseline", "model", "judge", "judge-pass"]
+"""What a ``result.json`` is. Slurm runs ``cell`` and ``baseline`` jobs (per-cell execution),
+``model`` jobs (per-model execution: one server start for all the cells of a model's server
+settings) and ``judge-pass`` jobs (both: one judge model loaded once for many cells). A
+``cell`` result is written by a cell job or, cell by cell, by a model job; a ``judge`` result
+is the one a judge pass writes for each cell it scores."""
 JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+RUN_KINDS: tuple[JobKind, ...] = ("cell", "baseline", "model", "judge-pass")
+"""The kinds of job the job runtime runs (``JobSpec.kind``)."""
+
+Execution = Literal["per-cell", "per-model"]
+"""How a run's cells map onto jobs: one job per cell and a load-only baseline per server
+setting (the study's layout, what a per-job accounting such as CEEMS can split), or one job
+per model and server settings measuring each cell in its own windows."""
+EXECUTIONS: tuple[Execution, ...] = get_args(Execution)
 
 
 class Mark(StrEnum):
@@ -22,14 +35,30 @@ class Mark(StrEnum):
     neither. Inside either window, ``generation_*`` bound the model's own work: the first
     request sent and the last response received, read from Inspect's model events after the
     fact (absent, with the reason in the job's result, where the log has none).
+
+    A model job holds its loaded model idle between ``reference_idle_*`` (the in-job
+    baseline) and waits between ``cooldown_*`` before each cell for the GPUs' power to come
+    back near that reference. ``steady_*`` bound a cell's steady state (ML.ENERGY's: its
+    ``max_connections`` requests in flight), stamped from the log after the fact like
+    ``generation_*``.
     """
 
     JOB_START = "job_start"
     LOAD_START = "load_start"
     READY = "ready"
+    REFERENCE_IDLE_START = "reference_idle_start"
+    """A model job: the loaded model held idle, its in-job baseline, starts."""
+    REFERENCE_IDLE_END = "reference_idle_end"
+    COOLDOWN_START = "cooldown_start"
+    """A packed cell: waiting for the GPUs' power to come back before its evaluation."""
+    COOLDOWN_END = "cooldown_end"
     INFERENCE_START = "inference_start"
     GENERATION_START = "generation_start"
     """First request sent to the model server (Inspect's first model event of the window)."""
+    STEADY_START = "steady_start"
+    """ML.ENERGY's steady state opens: the cell's ``max_connections``-th request started."""
+    STEADY_END = "steady_end"
+    """The steady state closes: fewer than ``max_connections`` requests remain."""
     GENERATION_END = "generation_end"
     """Last response received from the model server (the latest model call's completion)."""
     INFERENCE_END = "inference_end"

@@ -2,7 +2,8 @@
 
 They run on a config that its schema accepted, defaults filled: a judge that exists, KV heads
 that divide the attention heads, server flags that evalwatt sets itself, padding that fits in
-the time limit, an accounting section that can be collected. Every problem is reported in one
+the time limit, an accounting section that can be collected, cluster settings that agree
+(``evalwatt.config.cluster_rules``). Every problem is reported in one
 ``ConfigError``, each naming the file (and sheet line), the field, the value and what is
 allowed. What needs the filesystem or the installed packages is in ``evalwatt.config.checks``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from evalwatt.config.cluster_rules import cluster_problems
 from evalwatt.config.section import shown
 from evalwatt.config.types import Config, ConfigError
 
@@ -194,6 +196,17 @@ def _time_problems(config: Config) -> Iterator[str]:
         )
 
 
+def _per_model_problems(config: Config) -> Iterator[str]:
+    """A per-model job is planned within the cluster's time limit: a longer max_job_min
+    would ask Slurm for time it never gives."""
+    max_min, limit = config.per_model.max_job_min, config.cluster.time_limit_min
+    if max_min is not None and max_min > limit:
+        yield (
+            f"{config.origin}: field per_model.max_job_min = {max_min}: above the cluster's "
+            f"time limit (cluster.time_limit_min = {limit}); allowed: 1 to {limit}, or null"
+        )
+
+
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -254,7 +267,9 @@ def check_rules(config: Config) -> None:
         *_server_arg_problems(config),
         *_benchmark_problems(config),
         *_sampling_problems(config),
+        *cluster_problems(config),
         *_time_problems(config),
+        *_per_model_problems(config),
         *_accounting_problems(config),
     ]
     if problems:

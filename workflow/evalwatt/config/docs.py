@@ -49,6 +49,7 @@ def _config_rows(schema: Mapping[str, Any], prefix: str, resolver: Any) -> list[
         name = f"{prefix}{key}"
         resolved, inner = _follow(sub, resolver)
         text = " ".join(str(resolved.get("description", sub.get("description", ""))).split())
+        text = text.replace("|", "\\|")  # a bar in a description would end the table's cell
         rows.append(f"| `{name}` | {_kind(resolved)} | {_default(key, sub, schema)} | {text} |")
         if "properties" in resolved:
             rows += _config_rows(resolved, f"{name}.", inner)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from evalwatt.base.vocabulary import Execution
 from evalwatt.config.accounting import Accounting
 from evalwatt.config.model_entry import ModelEntry
 from evalwatt.config.section import (
@@ -23,6 +24,7 @@ from evalwatt.config.section import (
     Unique,
     section,
 )
+from evalwatt.config.slurm_constraint import SlurmConstraint
 from evalwatt.contracts.spec import PadSpec
 
 Scorer = Literal["exact-match", "unit-tests", "llm-judge", "llm-judge-rubric"]
@@ -32,6 +34,10 @@ FamilyKey = Annotated[str, Matching(r"^[a-z0-9.+_-]+$")]
 TaskName = Annotated[str, Matching(r"^[A-Za-z0-9_./-]+$")]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 Connections = Annotated[int, Field(ge=1, le=100000)]
+_PATH_CHAR = r"[A-Za-z0-9._/+,=@-]"
+ResultsPath = Annotated[str, Matching(f"^{_PATH_CHAR}([A-Za-z0-9 ._/+,=@-]*{_PATH_CHAR})?$")]
+"""A path that no shell quoting can break: no quote, $, backtick, backslash, glob, brace
+(Snakemake's wildcards), % (Slurm's file name patterns) or control character."""
 
 
 class Cluster(Section):
@@ -42,11 +48,14 @@ class Cluster(Section):
     gpu_model: Annotated[str, Matching(r"^[^\x00-\x1f\x7f]*$")] = "none"
     """GPU model, for the record (e.g. "NVIDIA H100 80GB HBM3")."""
     gpus_per_node: int = Field(ge=0, le=64)
-    """GPUs of one node; 0 means CPU-only jobs (the demo)."""
+    """GPUs of one node; 0 declares a CPU-only cluster (the demo; vllm models then run vLLM's
+    CPU build). On it, GPU memory, a GPU model, a GPU feature in the constraint, a model's forced
+    gpus, DCGM series and the hf backend are refused (evalwatt.config.cluster_rules)."""
     gpu_memory_gb: float = Field(0, ge=0)
     """Memory of one GPU in GB of 1e9 bytes, the unit of the VRAM formula (P in 1e9 parameters).
     The study compared VRAM_GB with the H100's nominal "80 GB"; the card really has 80 GiB of
-    HBM3, of which NVML reports 81,559 MiB (85.5e9 bytes)."""
+    HBM3, of which NVML reports 81,559 MiB (85.5e9 bytes). Required on a GPU cluster with
+    vllm or hf models (the planner sizes them by it); 0 on a CPU-only cluster."""
     cpus_per_gpu: int = Field(1, ge=1)
     """CPUs reserved per GPU (Jean Zay's H100 partition: 24)."""
     cpus_per_cpu_job: int = Field(2, ge=1)
@@ -70,8 +79,12 @@ class Cluster(Section):
     """Slurm account (#SBATCH --account), e.g. abc@h100."""
     qos: Annotated[str, Matching(r"^[A-Za-z0-9._-]+$")] | None = None
     """Slurm QoS (#SBATCH --qos)."""
-    constraint: Annotated[str, Matching(r"^[A-Za-z0-9._&|,()-]+$")] | None = None
-    """Slurm constraint (#SBATCH --constraint), e.g. h100."""
+    constraint: SlurmConstraint | None = None
+    """Slurm constraint (#SBATCH --constraint): a feature expression, e.g. h100, "h100&(a|b)",
+    "[rack1|rack2]". Feature names (letters, digits, _ . : + -) joined by & (and), | (or) or ','
+    (and); one level of ( ) grouping; a count (name*N) on a single term; at most one [ ] group.
+    Anything else is refused on load (evalwatt.config.slurm_constraint); a valid expression
+    reaches sbatch verbatim, quoted on every path (docs/running.md#slurm-fields)."""
     modules: tuple[Printable, ...] = ()
     """Environment modules loaded by every job (`module load NAME`, names shell-quoted)."""
 
@@ -89,9 +102,26 @@ class Planner(Section):
     """The study rounded a 3-GPU plan to 4. The head-divisibility check already rejects 3 for
     nearly every model; this forces it for all."""
     load_gb_per_s: float = Field(1.0, gt=0)
-    """Weight-loading speed assumed by the cost preview (GB/s); not a measurement."""
+    """Weight-loading speed assumed by the cost preview (GB/s); not a measurement. A
+    calibration file (planner.calibration) replaces it with a run's measured rate."""
     server_start_s: float = Field(60, ge=0)
     """Server start-up seconds assumed by the cost preview, on top of loading."""
+    throughput_table: Printable | None = None
+    """The throughput model of the estimate (tokens per second by model class, precision, GPU
+    type and max_connections, every number with its source): a YAML file, relative to the
+    working directory. null: the table shipped with evalwatt (config/throughput.yaml)."""
+    calibration: Printable | None = None
+    """A calibration file written by `evalwatt preview-check --write-calibration FILE` after a
+    run: its measured rates (tokens per second per model and max_connections, weights loading
+    GB/s, Inspect's overhead per cell) replace the table's and the assumptions above for the
+    models it measured. null: the table and the assumptions only."""
+    inspect_overhead_s: float = Field(10, ge=0)
+    """Seconds of a cell outside generation: Inspect's import, task and dataset set-up,
+    scoring in the job (the CPU demo measures about 6 s per cell)."""
+    reasoning_output_factor: float = Field(10, ge=1)
+    """Multiplier on a benchmark's expected_output_tokens for a reasoning model (its thinking
+    tokens), capped by the cell's max_tokens: ML.ENERGY v3 measured 6,988 output tokens on
+    average with reasoning on against 717 without (ml.energy/blog, Leaderboard v3.0, 2026-01)."""
     runtime_margin: float = Field(2.0, gt=0, le=100)
     """Each job asks the scheduler for its estimated duration (loading, inference, padding: the
     cost preview's assumptions) times this margin, in whole minutes, at least min_runtime_min,
@@ -141,7 +171,21 @@ class Benchmark(Section):
     multimodal: bool = False
     """True when the benchmark needs image input (only multimodal models run it)."""
     expected_s_per_sample: float = Field(2.0, ge=0)
-    """Rough inference seconds per sample, for the cost preview only."""
+    """Generation seconds per sample, used by the estimate only for a model that no row of the
+    throughput table (planner.throughput_table) describes."""
+    expected_output_tokens: int = Field(500, ge=1)
+    """Output tokens of one answer of a non-reasoning model, for the estimate (generation seconds
+    = samples x tokens / tokens per second at the cell's max_connections). 500: about the mean
+    answer of ML.ENERGY v3's chat task (404 tokens)."""
+    expected_input_tokens: int = Field(500, ge=0)
+    """Prompt tokens of one sample, for the estimate's prefill seconds."""
+    judge_calls_per_sample: float = Field(1, ge=0)
+    """Judge calls per sample (llm-judge scorers): 1 for one grade per answer, more for
+    rubrics (one call per rubric item)."""
+    judge_input_tokens: int = Field(1000, ge=0)
+    """Prompt tokens of one judge call (the question, the answer, the rubric)."""
+    judge_output_tokens: int = Field(100, ge=1)
+    """Output tokens of one judge call."""
 
     @property
     def samples_run(self) -> int:
@@ -186,7 +230,8 @@ class JobSettings(Section):
     """Settings of every rendered job."""
 
     ready_timeout_s: float = Field(1800, gt=0)
-    """How long to wait for the inference server's /v1/models before failing the job."""
+    """How long to wait for the inference server to answer its readiness check (vLLM's
+    /v1/models, `transformers serve`'s /health) before failing the job."""
     sample_interval_s: float = Field(0.1, ge=0.01, le=10)
     """Sampling period of the in-job energy sampler (NVML, RAPL, CPU time)."""
     cpu_watts_per_core: float = Field(10.0, gt=0)
@@ -197,6 +242,25 @@ class JobSettings(Section):
     rendered them."""
     env: dict[Identifier, str] = Field(default={})
     """Environment variables exported by every job (values are shell-quoted)."""
+
+
+class PerModel(Section):
+    """Settings of the per-model jobs (``execution: per-model``): one job per (model, server
+    settings) runs all its cells with one server start (docs/running.md#execution-modes)."""
+
+    reference_idle_s: float = Field(10, ge=0)
+    """Seconds the loaded model is held idle after the server is ready and before the first
+    cell: the in-job baseline (loaded-idle power, same CUDA state as the cells)."""
+    cooldown_max_s: float = Field(60, ge=0)
+    """Longest wait before a cell's evaluation for the GPUs' power to come back near the
+    loaded-idle reference; the wait and what ended it are recorded in the cell's result."""
+    cooldown_margin_w: float = Field(10, ge=0)
+    """The cooldown ends when every GPU of the job draws at most its reference-idle power plus
+    this margin (watts), or after cooldown_max_s."""
+    max_job_min: int | None = Field(None, ge=1)
+    """The longest a per-model job may be planned to run, in minutes (its cells' estimates x
+    planner.runtime_margin): a model whose cells need more is split into several jobs. null:
+    cluster.time_limit_min."""
 
 
 def _sheet_or_list(schema: dict[str, Any]) -> None:
@@ -216,8 +280,11 @@ class RunConfig(Section):
 
     run: Name
     """Name of the run; results land in <results_dir>/<run>/."""
-    results_dir: Printable = "results"
-    """Folder that holds every run's results (relative to the working directory)."""
+    results_dir: ResultsPath = "results"
+    """Folder that holds every run's results (relative to the working directory). Letters,
+    digits, inner spaces and . _ / + , = @ - only: its paths reach the Slurm executor plugin's
+    command line inside double quotes, where a login shell would expand $(...), backticks and
+    $VARS (docs/running.md#slurm-fields)."""
     model_root: Printable | None = None
     """Folder where model weights are staged for offline compute nodes; a model without `path` is
     looked for at <model_root>/<hf_id>. Environment variables ($DSDIR) are expanded in jobs; a
@@ -227,6 +294,16 @@ class RunConfig(Section):
     compute node (e.g. weights on a file system that only compute nodes mount): weights (each
     model's path exists), tasks (each benchmark's Inspect task is installed), job_python
     (job.python exists). Deferred checks are recorded in plan.json, never skipped silently."""
+    execution: Execution = "per-cell"
+    """How cells are grouped into jobs. per-cell (the study's layout, the default): one job per
+    cell, one load-only baseline job per server settings, so a site's per-job accounting
+    (CEEMS) sees each cell on its own. per-model: one job per (model, server settings) runs all
+    its cells with one server start, its own loaded-idle reference and a cooldown between cells
+    (section per_model); each cell still gets its own score, energy, row and audit entry, but
+    a per-job total (CEEMS API, sacct) cannot be split into cells. Either way one judge pass
+    per judge model scores every judge-scored cell. docs/running.md says which to choose."""
+    per_model: PerModel = section(PerModel)
+    """Settings of the per-model jobs (used with execution: per-model)."""
     cluster: Cluster
     """Where the jobs run, and what the energy accounting of that place needs."""
     planner: Planner = section(Planner)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Annotated, NoReturn
+
+from pydantic import AfterValidator
 
 GRAMMAR = (
     "a Slurm feature expression: feature names (letters, digits, _ . : + -) joined by & (and), "
@@ -157,3 +159,20 @@ def _is_name(token: str) -> bool:
 def check_constraint(text: str) -> None:
     """Raise ``ConstraintSyntaxError`` unless ``text`` is a Slurm feature expression."""
     _Parser(text).expression()
+
+
+def _feature_expression(text: str) -> str:
+    """The config field's validator: the value unchanged, or a ``ValueError`` whose message
+    says where the expression goes wrong and what the grammar is (the loader adds the file,
+    the field and the value)."""
+    try:
+        check_constraint(text)
+    except ConstraintSyntaxError as exc:
+        raise ValueError(f"{exc}; allowed: {GRAMMAR}") from None
+    return text
+
+
+SlurmConstraint = Annotated[str, AfterValidator(_feature_expression)]
+"""A config field holding a Slurm feature expression (``cluster.constraint``). Checked by the
+grammar rather than a JSON Schema pattern, so that every refusal, a stray character included,
+says what a feature expression is."""

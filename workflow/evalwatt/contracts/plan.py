@@ -73,14 +73,66 @@ class Cell(Record):
     sampling: Sampling
 
 
-class GpuHours(Record):
-    """GPU-hours of the run, split the way the energy is."""
+class PhaseHours(Record):
+    """Hours of a run by phase, the way the energy is split. Judging is the judge passes': the
+    generation of the judge calls, and the rest (the judge's load, Inspect, padding)."""
 
-    loading: float = Field(ge=0, description="cells' weight loading and server start")
-    inference: float = Field(ge=0, description="cells' evaluation")
-    padding: float = Field(ge=0, description="cells' sleep past the accounting window")
-    baselines: float = Field(ge=0, description="the load-only baselines, whole")
-    judging: float = Field(ge=0, description="the judge jobs, whole")
+    generation: float = Field(ge=0, description="the cells' generation (prefill and decode)")
+    loading: float = Field(ge=0, description="server start and weight loading of every job")
+    reference_idle: float = Field(ge=0, description="per-model jobs' in-job loaded-idle window")
+    idle: float = Field(
+        ge=0, description="loaded but not generating: Inspect's set-up and scoring, cooldowns"
+    )
+    padding: float = Field(ge=0, description="sleep that lifts a job past the accounting window")
+    judging_generation: float = Field(ge=0, description="the judge calls' generation")
+    judging_other: float = Field(ge=0, description="the judge passes' load, Inspect and padding")
+
+    @property
+    def total(self) -> float:
+        return sum(self.model_dump().values())
+
+    @property
+    def outside_generation(self) -> float:
+        """Hours outside the cells' and the judge calls' generation: the overhead of the mode."""
+        return self.total - self.generation - self.judging_generation
+
+
+class JobCounts(Record):
+    """Slurm jobs of a run, by kind (``evalwatt.base.vocabulary.RUN_KINDS``)."""
+
+    cell: int = Field(ge=0, description="per-cell mode: one job per cell")
+    baseline: int = Field(ge=0, description="per-cell mode: one load-only job per server settings")
+    model: int = Field(ge=0, description="per-model mode: one job per model and time chunk")
+    judge_pass: int = Field(ge=0, description="both modes: one job per judge and time chunk")
+
+    @property
+    def total(self) -> int:
+        return self.cell + self.baseline + self.model + self.judge_pass
+
+
+class ModePreview(Record):
+    """One execution mode's cost: jobs, GPU-hours and wall hours by phase."""
+
+    execution: Literal["per-cell", "per-model"]
+    jobs: JobCounts
+    gpu_hours: PhaseHours = Field(description="hours x the GPUs of each job (0 for CPU jobs)")
+    job_hours: PhaseHours = Field(description="wall hours of the jobs, whatever their GPUs")
+    gpu_hours_total: float = Field(ge=0, description="the sum of gpu_hours, unrounded")
+    overhead_share: float | None = Field(
+        description="GPU-hours outside generation and judging generation / all GPU-hours; "
+        "null for a run without GPU"
+    )
+
+
+class ModelRate(Record):
+    """The throughput the estimate used for one model, and where it comes from."""
+
+    model: str
+    source: str = Field(description="the table's row and scaling, or calibrated, in words")
+    decode_tokens_per_s: dict[str, float] = Field(
+        description="output tokens/s by max_connections of the sweep (and the judge's)"
+    )
+    load_s: float = Field(ge=0, description="server start and weight loading")
 
 
 class CostAssumptions(Record):
@@ -90,27 +142,63 @@ class CostAssumptions(Record):
     load_gb_per_s: float
     accounting_window_s: float
     pad_margin_s: float = Field(description="0 when there is no accounting window")
+    inspect_overhead_s: float
+    throughput_table: str
+    calibration: str | None = Field(description="the calibration file read; null: none")
 
 
 class CostPreview(Record):
-    """A rough GPU-hour budget from the planner's assumptions: the same estimates that set
-    each job's time limit (``evalwatt.plan.estimate``), not measurements."""
+    """What the run will cost in both execution modes, from the throughput model
+    (``evalwatt.plan.estimate``): the same estimates that set each job's time limit, not
+    measurements. ``evalwatt preview-check`` compares it with a run's measured GPU-seconds."""
 
+    execution: Literal["per-cell", "per-model"] = Field(description="the run's own mode")
     cells: int
-    baselines: int
-    judge_jobs: int
-    gpu_hours: GpuHours
-    gpu_hours_total: float = Field(ge=0, description="the sum of gpu_hours, unrounded")
+    judged_cells: int
+    modes: tuple[ModePreview, ...] = Field(description="per-cell, then per-model")
+    rates: tuple[ModelRate, ...]
     assumptions: CostAssumptions
+
+    def mode(self, execution: str) -> ModePreview:
+        return next(m for m in self.modes if m.execution == execution)
+
+
+class ModelCalibration(Record):
+    """One model's measured rates in a run (``evalwatt preview-check --write-calibration``)."""
+
+    load_s: float | None = Field(ge=0, description="mean seconds from load_start to ready")
+    tokens_per_s: dict[str, float] = Field(
+        description="effective output tokens/s of its cells' generation windows (prefill "
+        "included), by max_connections"
+    )
+    judge_s_per_call: dict[str, float] = Field(
+        description="as a judge: seconds of generation per judge call, by its max_connections"
+    )
+    cells: int = Field(ge=0, description="cells measured")
+
+
+class Calibration(Contract):
+    """A run's measured rates, read by the next preview (``planner.calibration``)."""
+
+    FILE: ClassVar[str] = "calibration file (planner.calibration)"
+
+    schema_version: Literal[1] = 1
+    run: str = Field(description="the run the rates were measured in")
+    inspect_overhead_s: float | None = Field(
+        description="mean seconds of a cell's evaluation window outside its generation window"
+    )
+    cooldown_s: float | None = Field(description="mean seconds of a packed cell's cooldown")
+    models: dict[str, ModelCalibration]
 
 
 class PlanFile(Contract):
     """The planned matrix of one run: GPUs per model and why, baselines, cells, the config's
-    checks against the machine, and the GPU-hour preview."""
+    checks against the machine, and the GPU-hour preview of both execution modes
+    (version 2: the preview by phase and mode, from the throughput model)."""
 
     FILE: ClassVar[str] = "plan (plan/plan.json)"
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     run: str
     models: tuple[ModelPlan, ...]
     baselines: tuple[Baseline, ...]

@@ -57,6 +57,19 @@ class PerUnitRecord(Record):
     null_reason: str | None
 
 
+class SteadyRecord(Record):
+    """ML.ENERGY's steady-state energy per output token of a cell (evalwatt.energy.packed):
+    the energy over the cell's steady window (from the moment ``max_connections`` requests
+    are in flight until fewer remain) divided by the output tokens generated in it, pro-rated
+    per request. Null with the reason when the cell has no steady state."""
+
+    energy_per_output_token_j: float | None
+    formula: str
+    null_reason: str | None
+    window_s: float | None = Field(description="steady_start..steady_end, seconds")
+    output_tokens: float | None = Field(description="output tokens pro-rated into the window")
+
+
 class FamilyEnergy(Record):
     """Every energy term of one family, from one source."""
 
@@ -64,9 +77,13 @@ class FamilyEnergy(Record):
     is_estimate: bool | None
     terms: dict[str, TermRecord] = Field(
         description="inference (generation), evaluation, evaluation_overhead, job, pad, net, "
-        "gap, corrected, judge, judge_evaluation..."
+        "gap, corrected, judge, judge_evaluation, reference_idle, cooldown, steady, "
+        "model_overhead, shared_overhead..."
     )
     per_unit: dict[str, PerUnitRecord]
+    steady: SteadyRecord | None = Field(
+        default=None, description="steady-state energy per output token; null: not computed"
+    )
     gap_pct: float | None
     baseline_unavailable: str | None = Field(default=None, description="why the baseline has none")
     judge_unavailable: str | None = Field(default=None, description="why the judge job has none")
@@ -121,6 +138,7 @@ class JobRef(Record):
         description="cell and judge: the model calls behind its generation_* marks, or why "
         "there are none",
     )
+    packed_in: Path | None = Field(None, description="its model job or judge pass; null: alone")
 
 
 class TokenCheck(Record):
@@ -139,7 +157,10 @@ class TokenCheck(Record):
 
 class CellJobs(Record):
     cell: JobRef
-    baseline: JobRef
+    baseline: JobRef | None = Field(
+        description="the load-only baseline job (per-cell mode); null in per-model mode, "
+        "where the model job's reference idle window stands in for it"
+    )
     judge: JobRef | None
 
 
@@ -153,7 +174,7 @@ class CellRecord(Contract):
 
     FILE: ClassVar[str] = "cell record (energy/<cell>.json)"
 
-    schema_version: Literal[4] = 4
+    schema_version: Literal[5] = 5
     cell_id: str
     row: TableRow
     energy: dict[Family, FamilyEnergy | FamilyUnavailable]

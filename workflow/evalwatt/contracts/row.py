@@ -9,6 +9,13 @@ Two windows of the cell's Inspect run: the **generation** window (``generation_s
 ``generation_end``: first request sent, last response received), the headline
 (``inference_*``, ``energy_per_*``), and the wider **evaluation** window (``inference_start``
 -> ``inference_end``, around the whole Inspect call: ``evaluation_*``).
+
+Two layouts of jobs give the same columns (``execution``): *per-cell*, a job per cell and a
+load-only baseline job per server setting (the whole-job columns ``job_*``, ``baseline_*``,
+``net_*``), and *per-model*, one job loading the model once for all its cells (the model's
+reference idle window, each cell's cooldown, and its share of the model job's overhead:
+``reference_idle_*``, ``cooldown_*``, ``shared_overhead_*``). The columns of the other layout
+are null with the reason. The steady-state energy per output token (``steady_*``) is in both.
 """
 
 from __future__ import annotations
@@ -74,6 +81,36 @@ class FamilyColumns(Record):
     )
     energy_null_reason: str | None = Field(
         default=None, description="why this family's values are null"
+    )
+    reference_idle_power_w: float | None = Field(
+        default=None,
+        description="per-model: mean power over the model job's reference idle window (the "
+        "loaded model held idle, in the cells' CUDA state: the in-job baseline)",
+    )
+    cooldown_energy_j: float | None = Field(
+        default=None,
+        description="per-model: counter over the cell's cooldown [cooldown_start, "
+        "cooldown_end] (waiting for power to fall back to loaded idle before its evaluation)",
+    )
+    shared_overhead_energy_j: float | None = Field(
+        default=None,
+        description="per-model: the model job's energy outside its cells' evaluation windows "
+        "(load, reference idle, cooldowns, exit, pad) x this cell's share of their evaluation "
+        "seconds; never added to the headline",
+    )
+    per_model_null_reason: str | None = Field(
+        default=None,
+        description="why reference_idle_power_w, cooldown_energy_j and "
+        "shared_overhead_energy_j are null (per-cell mode, or a missing reading)",
+    )
+    steady_energy_per_output_token_j: float | None = Field(
+        default=None,
+        description="ML.ENERGY's steady state: counter over [steady_start, steady_end] (from "
+        "max_connections requests in flight until fewer remain) / output tokens generated in "
+        "it (pro-rated per request), joules per token",
+    )
+    steady_null_reason: str | None = Field(
+        default=None, description="why steady_energy_per_output_token_j is null"
     )
 
 
@@ -150,19 +187,68 @@ class TableRow(Contract):
         description="judging_start -> judging_end of the judge job (Inspect's scoring)",
     )
 
+    execution: Literal["per-cell", "per-model"] = Field(
+        default="per-cell",
+        description="per-cell: the cell ran in its own job; per-model: in one job with the "
+        "other cells of its model and server settings",
+    )
+    model_job_id: str | None = Field(
+        default=None,
+        description="per-model: evalwatt id of the model job that ran the cell; null: per-cell",
+    )
+    reference_idle_duration_s: float | None = Field(
+        default=None, description="per-model: reference_idle_start -> reference_idle_end"
+    )
+    cooldown_duration_s: float | None = Field(
+        default=None, description="per-model: cooldown_start -> cooldown_end of the cell"
+    )
+    cooldown_ended_by: str | None = Field(
+        default=None,
+        description="per-model: what ended the cooldown (power, max_s, no_power_reading, skipped)",
+    )
+    cooldown_null_reason: str | None = Field(
+        default=None, description="why the cooldown columns are null"
+    )
+    temperature_at_evaluation_start_c: float | None = Field(
+        default=None,
+        description="temperature of the hottest job GPU at inference_start, degrees C",
+    )
+    temperature_at_cooldown_start_c: float | None = Field(
+        default=None,
+        description="per-model: temperature of the hottest job GPU at cooldown_start, degrees C",
+    )
+    temperature_null_reason: str | None = Field(
+        default=None, description="why a temperature column is null"
+    )
+    steady_window_s: float | None = Field(
+        default=None,
+        description="steady_start -> steady_end: max_connections requests in flight",
+    )
+    steady_output_tokens: float | None = Field(
+        default=None,
+        description="output tokens generated in the steady window (each request's tokens "
+        "pro-rated over its server time)",
+    )
+    steady_window_null_reason: str | None = Field(
+        default=None,
+        description="why the cell has no steady window (fewer samples than 2 x max_connections...)",
+    )
+
     gpu: FamilyColumns = Field(description="gpu_* columns")
     cpu: FamilyColumns = Field(description="cpu_* columns")
     cpu_est: FamilyColumns = Field(description="cpu_est_* columns")
 
     scheduler_job_id: str = Field(
-        description="Slurm job id of the cell, or local:<host>:<job_start>"
+        description="Slurm job id of the cell (per-model: of its model job), or "
+        "local:<host>:<job_start>"
     )
     baseline_id: str = Field(description="evalwatt id of this cell's load-only baseline")
     baseline_scheduler_job_id: str = Field(
-        description="Slurm job id of the baseline, or local:<host>:<job_start>"
+        description="Slurm job id of the baseline, or local:<host>:<job_start>; per-model: the "
+        "model job's (its reference idle window is the baseline)"
     )
     judge_scheduler_job_id: str | None = Field(
-        description="Slurm job id of the judge job, or local:<host>:<job_start>"
+        description="Slurm job id of the judge pass, or local:<host>:<job_start>"
     )
     host: str = Field(description="node that ran the cell")
     gpus_allocated: str | None = Field(
@@ -172,4 +258,4 @@ class TableRow(Contract):
         description="UUIDs of the GPUs the sampler summed (NVML); null: none measured"
     )
     energy_method: str = Field(description="how the energy columns were computed")
-    schema_version: Literal[4] = Field(default=4, description="version of this schema")
+    schema_version: Literal[5] = Field(default=5, description="version of this schema")

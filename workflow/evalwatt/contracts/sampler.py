@@ -28,8 +28,12 @@ class GpuDevice(Record):
 class TraceInfo(Record):
     """One trace file the sampler wrote, and where its numbers come from."""
 
-    file: str = Field(description="file name in the job's folder")
-    rows: int = Field(ge=0)
+    file: str = Field(description="file name in the job's folder (its first part)")
+    parts: tuple[str, ...] = Field(
+        default=(),
+        description="every finished part, in order, the first being file; empty: file alone",
+    )
+    rows: int = Field(ge=0, description="rows of all its finished parts")
     source: str = Field(description="probe: nvml, rapl, cpu-model")
     domain: Domain
     is_estimate: bool = Field(description="a model's numbers, not a counter's")
@@ -58,12 +62,25 @@ class TraceInfo(Record):
         default=None, description="cpu-model: samples whose process-tree walk failed"
     )
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The trace's files in order: its parts, or its one file."""
+        return self.parts or (self.file,)
+
 
 class SamplerStatus(Record):
-    """What was sampled, how regularly, and why the other probes were not."""
+    """What was sampled, how regularly, and why the other probes were not.
+
+    Rewritten at the end of every trace part (a model job or judge pass closes a part after
+    each cell) with ``final`` false, and when the sampler stops with ``final`` true: a job
+    killed after some cells still has the status of the parts that hold their energy."""
 
     started_unix: float
-    stopped_unix: float
+    stopped_unix: float = Field(description="when it stopped; not final: when it was written")
+    final: bool = Field(
+        default=True, description="written as the sampler stopped; false: at a part's end"
+    )
+    parts: int = Field(default=1, ge=1, description="trace parts finished, each probe's alike")
     interval_s: float = Field(gt=0)
     rounds: int = Field(ge=0)
     late_rounds: int = Field(ge=0, description="rounds that started after their time")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from evalwatt.base.layout import JOB_SPEC, RESULT
-from evalwatt.base.vocabulary import JobKind
+from evalwatt.base.vocabulary import RUN_KINDS, JobKind
 from evalwatt.contracts.contract import Contract, Record
 
 Device = Literal["gpu", "cpu"]
@@ -115,14 +115,52 @@ class EvaluationSpec(Record):
     score_in_job: bool = Field(description="scored in this job; false: by a judge job")
 
 
-class JudgingSpec(Record):
-    """What a judge job scores, and how the judge generates."""
+class PackedCell(Record):
+    """One cell of a model job: where it writes and what it evaluates."""
+
+    cell_id: str
+    run_dir: Path = Field(
+        description="the cell's own folder, absolute: its result and Inspect logs"
+    )
+    evaluation: EvaluationSpec
+
+
+class CooldownSpec(Record):
+    """The wait before each cell of a model job, so that a cell does not start on GPUs still
+    warm from the one before: it ends when every job GPU's power is at most its reference-idle
+    power plus ``margin_w``, or after ``max_s``; at once where no GPU power can be read."""
+
+    max_s: float = Field(ge=0, description="longest wait, s")
+    margin_w: float = Field(ge=0, description="power above the reference idle allowed, W")
+
+
+class PackSpec(Record):
+    """What a model job runs after loading its model once."""
+
+    reference_idle_s: float = Field(
+        ge=0, description="loaded model held idle (the in-job baseline), s"
+    )
+    cooldown: CooldownSpec
+    cells: tuple[PackedCell, ...] = Field(min_length=1, description="in the order run")
+
+
+class JudgedCell(Record):
+    """One cell a judge pass scores."""
 
     cell_id: str
     cell_result: Path = Field(description=f"the cell's {RESULT}")
+    run_dir: Path = Field(
+        description="the cell's judged folder (judges/<cell>/), absolute: its result and log"
+    )
+
+
+class JudgingSpec(Record):
+    """What a judge pass scores, and how the judge generates."""
+
     temperature: float
     max_connections: int = Field(ge=1)
     max_tokens: int | None
+    cells: tuple[JudgedCell, ...] = Field(min_length=1, description="in the order scored")
 
 
 class JobSpec(Contract):
@@ -130,9 +168,9 @@ class JobSpec(Contract):
 
     FILE: ClassVar[str] = f"job spec ({JOB_SPEC})"
 
-    schema_version: Literal[3] = 3
-    kind: JobKind
-    job_id: str = Field(description="evalwatt's id of the job (cell id, baseline id)")
+    schema_version: Literal[4] = 4
+    kind: JobKind = Field(description="one of the kinds the runtime runs: " + ", ".join(RUN_KINDS))
+    job_id: str = Field(description="evalwatt's id of the job (cell id, baseline id, pack id)")
     run: str
     run_dir: Path = Field(description="where the job writes, absolute")
     model: ModelSpec
@@ -140,13 +178,49 @@ class JobSpec(Contract):
     ready_timeout_s: float = Field(gt=0)
     pad: PadSpec
     sampler: SamplerSpec
-    evaluation: EvaluationSpec | None = Field(default=None, description="cells only")
-    judging: JudgingSpec | None = Field(default=None, description="judge jobs only")
+    evaluation: EvaluationSpec | None = Field(default=None, description="cell jobs only")
+    pack: PackSpec | None = Field(default=None, description="model jobs only")
+    judging: JudgingSpec | None = Field(default=None, description="judge passes only")
 
     @model_validator(mode="after")
     def _work_matches_kind(self) -> JobSpec:
-        if (self.evaluation is not None) != (self.kind == "cell"):
-            raise ValueError(f"evaluation settings belong to cell jobs, not to a {self.kind} job")
-        if (self.judging is not None) != (self.kind == "judge"):
-            raise ValueError(f"judging settings belong to judge jobs, not to a {self.kind} job")
+        if self.kind not in RUN_KINDS:
+            raise ValueError(
+                f"a job spec's kind is one of {', '.join(RUN_KINDS)}, not {self.kind!r} "
+                "(the job runtime writes that kind of result, it does not run it)"
+            )
+        for field, kind in (("evaluation", "cell"), ("pack", "model"), ("judging", "judge-pass")):
+            if (getattr(self, field) is not None) != (self.kind == kind):
+                raise ValueError(
+                    f"{field} settings belong to {kind} jobs, not to a {self.kind} job"
+                )
         return self
+
+    def packed_cell_spec(self, cell: PackedCell) -> JobSpec:
+        """The spec a cell job of ``cell`` would have: this model job's model, server, pad
+        and sampler with the cell's evaluation and folder. A packed cell's result carries it,
+        so that "is this result still valid?" compares it with the plan's as for a cell job."""
+        if self.kind != "model":
+            raise ValueError(f"a {self.kind} job packs no cells")
+        return self.model_copy(
+            update={
+                "kind": "cell",
+                "job_id": cell.cell_id,
+                "run_dir": cell.run_dir,
+                "evaluation": cell.evaluation,
+                "pack": None,
+            }
+        )
+
+    def judged_cell_spec(self, cell: JudgedCell) -> JobSpec:
+        """The spec of a judge pass of ``cell`` alone, in its judged folder: what the judge
+        result a pass writes for that cell carries (and a cell's judge job has)."""
+        if self.judging is None:
+            raise ValueError(f"a {self.kind} job judges no cells")
+        return self.model_copy(
+            update={
+                "job_id": cell.cell_id,
+                "run_dir": cell.run_dir,
+                "judging": self.judging.model_copy(update={"cells": (cell,)}),
+            }
+        )

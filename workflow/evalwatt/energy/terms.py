@@ -95,7 +95,10 @@ def of_window(measure: WindowEnergy, formula: str) -> TermRecord:
     )
 
 
-def _window_term(source: EnergySource | None, start: str, end: str, what: str) -> TermRecord:
+def window_term(source: EnergySource | None, start: str, end: str, what: str) -> TermRecord:
+    """The term of the window between two marks of ``source``'s timeline (``what``: whose
+    readings, in the formula), or null with the reason: no source, a missing mark, a source
+    that gives job totals only."""
     formula = f"E({end}) - E({start}) [{what}]"
     if source is None:
         return TermRecord.missing(formula, f"no {what} readings")
@@ -209,10 +212,10 @@ def judge_terms(
     marks = judge.marks if isinstance(judge, TimelineSource) else None
     has_marks = marks is not None and all(m in marks for m in GENERATION_WINDOW)
     return {
-        "judge": _window_term(judge, *GENERATION_WINDOW, "judge")
+        "judge": window_term(judge, *GENERATION_WINDOW, "judge")
         if has_marks or null_reason is None
         else TermRecord.missing(gen, null_reason),
-        "judge_evaluation": _window_term(judge, *JUDGING_WINDOW, "judge"),
+        "judge_evaluation": window_term(judge, *JUDGING_WINDOW, "judge"),
     }
 
 
@@ -236,8 +239,8 @@ def corrected_term(
     if reasons:
         return TermRecord.missing(CORRECTED_FORMULA, "; ".join(reasons))
     assert cell_marks is not None and baseline_marks is not None
-    cold_cell = _window_term(cell, *cold_idle_marks(cell_marks), "cell")
-    cold_base = _window_term(baseline, *cold_idle_marks(baseline_marks), "baseline")
+    cold_cell = window_term(cell, *cold_idle_marks(cell_marks), "cell")
+    cold_base = window_term(baseline, *cold_idle_marks(baseline_marks), "baseline")
     try:
         estimate = corrected_whole_job(
             JobTotal(
@@ -340,14 +343,14 @@ def cell_terms(
     if why is not None:
         inference = TermRecord.missing(f"E({window[1]}) - E({window[0]}) [cell]", why)
     else:
-        inference = _window_term(cell, *window, f"cell; {note}" if note else "cell")
+        inference = window_term(cell, *window, f"cell; {note}" if note else "cell")
     terms = {
         "inference": inference,
-        "evaluation": _window_term(cell, *INFERENCE_WINDOW, "cell"),
-        "job": _window_term(cell, "job_start", "job_end", "cell"),
-        "pad": _window_term(cell, "pad_start", "pad_end", "cell"),
-        "baseline_job": _window_term(baseline, "job_start", "job_end", "baseline"),
-        "baseline_pad": _window_term(baseline, "pad_start", "pad_end", "baseline"),
+        "evaluation": window_term(cell, *INFERENCE_WINDOW, "cell"),
+        "job": window_term(cell, "job_start", "job_end", "cell"),
+        "pad": window_term(cell, "pad_start", "pad_end", "cell"),
+        "baseline_job": window_term(baseline, "job_start", "job_end", "baseline"),
+        "baseline_pad": window_term(baseline, "pad_start", "pad_end", "baseline"),
     }
     terms["net"] = combine(
         "(job - pad) - (baseline_job - baseline_pad)",

@@ -45,6 +45,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,23 @@ def _number(value: Any, where: str, column: str) -> float:
     return number
 
 
+# Unix seconds reach 1e11 in the year 5138; milliseconds since 1973 are above it. A time this
+# large is a trace or a timeline written in milliseconds, and its windows would miss every
+# sample by hours: said at once, with the fix.
+_MAX_UNIX_S = 1e11
+
+
+def _unix_s(value: Any, where: str, column: str) -> float:
+    """A time in unix seconds, or a TraceError (a time in milliseconds says so)."""
+    t = _number(value, where, column)
+    if abs(t) >= _MAX_UNIX_S:
+        raise TraceError(
+            f"{where}: {column} is {_show(value)}, which looks like milliseconds since the "
+            f"epoch ({t / 1000:.3f} s); allowed: unix seconds (divide by 1000)"
+        )
+    return t
+
+
 def _sample(
     where: str,
     at: str,
@@ -115,13 +133,13 @@ def _sample(
     if device is None or not str(device).strip():
         raise TraceError(f"{where}: {device_key} (the device of the sample) is empty")
     if thinned and energy is None:
-        return _Sample(where, at, str(device), _number(t, where, TIME), None, _power(power, where))
+        return _Sample(where, at, str(device), _unix_s(t, where, TIME), None, _power(power, where))
     e = _number(energy, where, counter)
     if e < 0:
         raise TraceError(
             f"{where}: {counter} is {_show(energy)}; an energy counter is never negative"
         )
-    return _Sample(where, at, str(device), _number(t, where, TIME), e, _power(power, where))
+    return _Sample(where, at, str(device), _unix_s(t, where, TIME), e, _power(power, where))
 
 
 def _power(power: Any, where: str) -> float | None:
@@ -341,7 +359,19 @@ def _footer(path: Path, footer: dict[bytes, bytes]) -> dict[str, Any]:
     return info
 
 
-def _read_parquet(path: Path) -> Trace:
+@dataclass(frozen=True)
+class _Part:
+    """One Parquet file of a trace: its footer metadata and its rows, checked."""
+
+    path: Path
+    info: dict[str, Any]
+    counter_every: int
+    counter: str
+    rows: list[dict[str, Any]]
+
+
+def _parquet_part(path: Path, *, may_be_empty: bool = False) -> _Part:
+    _check_file(path, "trace")
     try:
         pf = pq.ParquetFile(path)
         footer = pf.metadata.metadata or {}
@@ -356,7 +386,7 @@ def _read_parquet(path: Path) -> Trace:
             f"{path}: footer metadata {FOOTER_KEY.decode()}: {COUNTER_EVERY} is "
             f"{_show(counter_every)}, expected a whole number >= 1"
         )
-    if table.num_rows == 0:
+    if table.num_rows == 0 and not may_be_empty:
         raise TraceError(f"{path}: no rows, so no samples")
     is_estimate = bool(info["is_estimate"])
     counter = ESTIMATED_COUNTER if is_estimate else MEASURED_COUNTER
@@ -369,12 +399,49 @@ def _read_parquet(path: Path) -> Trace:
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
                 raise TraceError(f"{path}: column {column} holds {kind}, expected numbers")
     wanted = [c for c in (TIME, counter, POWER, PARQUET_DEVICE) if c in table.column_names]
-    rows = table.select(wanted).to_pylist()
-    empty = _empty_counters([(row.get(PARQUET_DEVICE, "0"), row[counter]) for row in rows])
+    return _Part(path, info, counter_every, counter, table.select(wanted).to_pylist())
+
+
+# What every part of one trace must agree on: they are one probe's samples.
+_SAME_IN_PARTS = ("source", "domain", "is_estimate", COUNTER_EVERY)
+
+
+def _check_parts(parts: list[_Part]) -> None:
+    """The parts are one trace, in order: the same probe, and each the part its footer
+    says (the sampler numbers them from 0) where the footer numbers them."""
+    first = parts[0]
+    for i, part in enumerate(parts):
+        for key in _SAME_IN_PARTS:
+            if part.info.get(key) != first.info.get(key):
+                raise TraceError(
+                    f"{part.path}: {key} is {_show(part.info.get(key))} where {first.path} "
+                    f"has {_show(first.info.get(key))}: not parts of one trace"
+                )
+        number = part.info.get("part")
+        if number is not None and number != i:
+            raise TraceError(
+                f"{part.path}: footer metadata says part {_show(number)}, read as part {i} "
+                "of its trace: a part is missing or out of order"
+            )
+
+
+def _read_parquet(paths: list[Path]) -> Trace:
+    # a part may have no rows (a probe sampled nothing before the job ended); the trace may not
+    parts = [_parquet_part(p, may_be_empty=len(paths) > 1) for p in paths]
+    if len(parts) > 1:  # one file alone (any part) is read as it is
+        _check_parts(parts)
+        if not any(part.rows for part in parts):
+            raise TraceError(f"{parts[0].path} and its later parts: no rows, so no samples")
+    first = parts[0]
+    label = first.path if len(parts) == 1 else Path(f"{first.path} (+{len(parts) - 1} parts)")
+    info, counter, counter_every = first.info, first.counter, first.counter_every
+    empty = _empty_counters(
+        [(row.get(PARQUET_DEVICE, "0"), row[counter]) for p in parts for row in p.rows]
+    )
     samples = [
         _sample(
-            f"{path}: row {i}",
-            f"row {i}",
+            f"{part.path}: row {i}",
+            f"row {i}" if len(parts) == 1 else f"{part.path.name} row {i}",
             device=row.get(PARQUET_DEVICE, "0"),
             t=row[TIME],
             energy=row[counter],
@@ -383,11 +450,12 @@ def _read_parquet(path: Path) -> Trace:
             device_key=PARQUET_DEVICE,
             thinned=counter_every > 1,
         )
-        for i, row in enumerate(rows, start=1)
+        for part in parts
+        for i, row in enumerate(part.rows, start=1)
         if str(row.get(PARQUET_DEVICE, "0")) not in empty
     ]
-    missing = _missing(path, counter, empty, samples)
-    series = _build(path, samples, counter_every)
+    missing = _missing(label, counter, empty, samples)
+    series = _build(label, samples, counter_every)
     listed = _listed_devices(info)
     for device, entry in listed.items():
         if device not in series and device not in missing:
@@ -402,10 +470,10 @@ def _read_parquet(path: Path) -> Trace:
         )
         repairs += fixed
     return Trace(
-        path=str(path),
+        path=str(label),
         source=str(info["source"]),
         domain=str(info["domain"]),
-        is_estimate=is_estimate,
+        is_estimate=bool(info["is_estimate"]),
         series=series,
         metadata=info,
         missing=missing,
@@ -421,8 +489,23 @@ def read_trace(path: Path | str) -> Trace:
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".parquet":
-        return _read_parquet(path)
+        return _read_parquet([path])
     raise TraceError(f"{path}: unknown trace format (expected .csv or .parquet)")
+
+
+def read_trace_parts(paths: Sequence[Path | str]) -> Trace:
+    """Read the parts of one sampler trace, in order, as one trace (a job that ran several
+    cells closed a part after each: evalwatt.sampling.sampler). Every part must be there and
+    read (the sampler's status lists them: ``TraceInfo.files``); a part missing, unreadable,
+    from another probe or out of order is a TraceError naming the file."""
+    if not paths:
+        raise TraceError("no trace part to read")
+    if len(paths) == 1:
+        return read_trace(paths[0])
+    for path in map(Path, paths):
+        if path.suffix.lower() != ".parquet":
+            raise TraceError(f"{path}: only the sampler's Parquet traces come in parts")
+    return _read_parquet([Path(p) for p in paths])
 
 
 def _no_repeats(path: Path) -> Any:
@@ -465,7 +548,10 @@ def read_timeline(path: Path | str) -> dict[str, float]:
             raise TraceError(
                 f"{path}: mark {key} is {_show(value)}, expected a number (unix seconds)"
             )
-        number = _number(value, str(path), f"mark {key}")
+        if key in COUNTS:
+            number = _number(value, str(path), f"mark {key}")
+        else:
+            number = _unix_s(value, str(path), f"mark {key}")
         if key in COUNTS and (number < 0 or not number.is_integer()):
             raise TraceError(f"{path}: {key} is {_show(value)}, expected a whole number >= 0")
         out[key] = number

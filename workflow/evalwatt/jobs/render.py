@@ -20,7 +20,9 @@ from evalwatt.base.paths import TEMPLATE_DIR
 from evalwatt.jobs.resolve import Job
 
 TEMPLATE = "job.sbatch.j2"
-_SBATCH_SAFE = re.compile(r"^[A-Za-z0-9._,:@%&|()=+-]+$")
+# An #SBATCH line is a comment to bash: these characters are safe there, and a constraint's
+# counts and [ ] group (name*2, [a|b]) need * and [ ] (evalwatt.config.slurm_constraint).
+_SBATCH_SAFE = re.compile(r"^[A-Za-z0-9._,:@%&|()\[\]*=+-]+\Z")
 
 
 class RenderError(UserError):
@@ -83,6 +85,7 @@ def render_script(job: Job) -> str:
         "python": job.python,
         "spec_path": str(job.spec_path.resolve()),
         "evaluation": spec.evaluation,
+        "cells": job.pack.cells if job.pack else (),
         "timeline_file": TIMELINE,
         "spec_file": JOB_SPEC,
     }

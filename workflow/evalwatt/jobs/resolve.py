@@ -2,16 +2,20 @@
 runtime and the energy step need to know about it.
 
 A job is a (kind, id): a *cell* (its id is the cell's), a load-only *baseline* (its id is the
-server settings' id) or the *judge* job of a cell (the cell's id). ``resolve_job`` finds its
-model, server settings and command, baseline, resources, interpreter and paths from the
-config and the plan; nothing else works them out again.
+server settings' id), a per-model *model* job or a *judge-pass* (their id is their pack's,
+``evalwatt.jobs.pack``: the cells they run are not in the id's text, so they are resolved from
+their ``Pack``). ``judge`` is the per-cell result a judge pass writes: resolved as the pass of
+that one cell, it gives the spec and folder of a cell's judgement. ``resolve_job`` finds a
+job's model, server settings and command, resources, interpreter and paths from the config and
+the plan; nothing else works them out again.
 """
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +27,20 @@ from evalwatt.config.load import Config
 from evalwatt.config.model_entry import ModelEntry
 from evalwatt.config.run_config import Judge
 from evalwatt.contracts.spec import (
+    CooldownSpec,
     EvaluationSpec,
     JobSpec,
+    JudgedCell,
     JudgingSpec,
     ModelSpec,
+    PackedCell,
+    PackSpec,
     SamplerSpec,
     ServerSettings,
     ServerSpec,
 )
-from evalwatt.plan.estimate import runtime_minutes
+from evalwatt.jobs.pack import PACK_KINDS, Pack
+from evalwatt.plan.estimate import estimate
 from evalwatt.plan.matrix import Cell, Plan, baseline_id, server_settings
 from evalwatt.runtime.backends import backend
 
@@ -111,11 +120,15 @@ class Job:
     files: JobFiles
     conda_env: Path
     cell: Cell | None
-    """The cell of a cell or judge job."""
+    """The cell of a cell job, or of a cell's judgement."""
+    pack: Pack | None = None
+    """The cells of a model job or a judge pass."""
 
     @property
     def kind(self) -> JobKind:
-        return self.spec.kind
+        # a cell's judge job runs as a judge pass of that one cell (spec kind judge-pass),
+        # in judges/<cell>/, and writes that cell's judge result
+        return "judge" if self.spec.kind == "judge-pass" and self.cell else self.spec.kind
 
     @property
     def job_id(self) -> str:
@@ -139,9 +152,18 @@ class Job:
         return f"ew-{self.kind}-{self.job_id}"[:JOB_NAME_MAX]
 
 
-def _model_of(config: Config, plan: Plan, kind: JobKind, job_id: str) -> tuple[str, Cell | None]:
+def _model_of(
+    config: Config, plan: Plan, kind: JobKind, job_id: str, pack: Pack | None
+) -> tuple[str, Cell | None]:
     if kind not in JOB_KINDS:
         raise JobError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
+    if kind in PACK_KINDS:
+        if pack is None or pack.kind != kind or pack.id != job_id:
+            raise JobError(
+                f"no {kind} job {job_id!r} in this run: its cells come from its pack "
+                "(evalwatt.jobs.run.RunJobs), and none has that id"
+            )
+        return pack.model, None
     if kind == "baseline":
         if job_id not in plan.baselines:
             raise JobError(f"no baseline {job_id!r} in the plan")
@@ -157,15 +179,15 @@ def _model_of(config: Config, plan: Plan, kind: JobKind, job_id: str) -> tuple[s
 
 
 def _server(
-    config: Config, plan: Plan, kind: JobKind, job_id: str, model: ModelEntry
+    config: Config, plan: Plan, kind: JobKind, job_id: str, model: ModelEntry, pack: Pack | None
 ) -> tuple[ServerSettings, str]:
     """The job's server settings and their baseline id, from the plan's baselines. A judge
     model with no cells of its own has no baseline in the plan: its settings are worked out
     by the planner's own functions."""
     if kind == "baseline":
         return plan.baselines[job_id].server, job_id
-    if kind == "cell":
-        base = plan.baselines[plan.cells[job_id].baseline]
+    if kind in ("cell", "model"):
+        base = plan.baselines[pack.group if pack else plan.cells[job_id].baseline]
         return base.server, base.id
     for base in plan.baselines.values():
         if base.model == model.name:
@@ -190,32 +212,111 @@ def _evaluation(config: Config, cell: Cell) -> EvaluationSpec:
     )
 
 
-def _judging(config: Config, layout: Layout, cell: Cell, judge: Judge) -> JudgingSpec:
+def _judging(absolute: Layout, cell_ids: tuple[str, ...], judge: Judge) -> JudgingSpec:
+    """A judge pass: each cell's result scored, its judgement in the cell's judged folder
+    (``absolute``: the run's layout from its resolved root, as specs hold absolute paths)."""
+    judged = tuple(
+        JudgedCell(
+            cell_id=c,
+            cell_result=absolute.run_result("cell", c),
+            run_dir=absolute.run_dir("judge", c),
+        )
+        for c in cell_ids
+    )
     return JudgingSpec(
-        cell_id=cell.id,
-        cell_result=layout.run_result("cell", cell.id).resolve(),
         temperature=judge.temperature,
         max_connections=judge.max_connections,
         max_tokens=judge.max_tokens,
+        cells=judged,
     )
 
 
-def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_id: str) -> Job:
-    """Everything about one job; raises JobError for a (kind, id) not in the plan."""
-    name, cell = _model_of(config, plan, kind, job_id)
-    model = config.model(name)
-    server, base_id = _server(config, plan, kind, job_id, model)
-    judging = None
+def _packing(config: Config, plan: Plan, absolute: Layout, pack: Pack) -> PackSpec:
+    """A model job: its cells in the pack's order, each in its own folder."""
+    settings = config.per_model
+    return PackSpec(
+        reference_idle_s=settings.reference_idle_s,
+        cooldown=CooldownSpec(max_s=settings.cooldown_max_s, margin_w=settings.cooldown_margin_w),
+        cells=tuple(
+            PackedCell(
+                cell_id=c,
+                run_dir=absolute.run_dir("cell", c),
+                evaluation=_evaluation(config, plan.cells[c]),
+            )
+            for c in pack.cells
+        ),
+    )
+
+
+def _work(
+    config: Config,
+    plan: Plan,
+    absolute: Layout,
+    kind: JobKind,
+    cell: Cell | None,
+    pack: Pack | None,
+) -> dict[str, Any]:
+    """The spec's part that says what the job runs: a cell's evaluation, a model job's cells,
+    or the cells a judge pass scores (one cell: a cell's judgement)."""
+    if kind == "cell" and cell:
+        return {"evaluation": _evaluation(config, cell)}
+    if kind == "model" and pack:
+        return {"pack": _packing(config, plan, absolute, pack)}
     if kind == "judge" and cell and cell.judge:
-        judging = _judging(config, layout, cell, config.judges[cell.judge])
+        return {"judging": _judging(absolute, (cell.id,), config.judges[cell.judge])}
+    if kind == "judge-pass" and pack:
+        return {"judging": _judging(absolute, pack.cells, config.judges[pack.group])}
+    return {}
+
+
+def limit_minutes(config: Config, seconds: float, attempt: int = 1) -> int:
+    """The time limit of a job's ``attempt``-th try, from its estimated ``seconds`` (a packed
+    job: the whole job's, one load and all its cells, ``Pack.estimate_s``): times
+    ``planner.runtime_margin``, at least ``min_runtime_min``, times the attempt number, at
+    most the cluster's ``time_limit_min`` (``evalwatt.plan.estimate.runtime_minutes``'s rule,
+    with the estimate worked out once for the four attempts)."""
+    planner = config.planner
+    minutes = max(planner.min_runtime_min, math.ceil(seconds * planner.runtime_margin / 60))
+    return int(min(config.cluster.time_limit_min, minutes * max(1, attempt)))
+
+
+def _runtime_min(
+    config: Config, plan: Plan, kind: JobKind, job_id: str, pack: Pack | None
+) -> tuple[int, ...]:
+    """The time limits of attempts 1 to 4, from one estimate of the job."""
+    seconds = pack.estimate_s if pack is not None else estimate(plan, config, kind, job_id).total_s
+    return tuple(limit_minutes(config, seconds, attempt) for attempt in (1, 2, 3, 4))
+
+
+@cache
+def _resolved(root: Path) -> Path:
+    """A run's folder, absolute (the paths of a spec are): resolved once per process, since
+    each ``Path.resolve`` costs a stat per component and a run resolves thousands of jobs."""
+    return root.resolve()
+
+
+def resolve_job(
+    config: Config,
+    plan: Plan,
+    layout: Layout,
+    kind: JobKind,
+    job_id: str,
+    pack: Pack | None = None,
+) -> Job:
+    """Everything about one job; raises JobError for a (kind, id) not in the plan. A model
+    job or a judge pass needs its ``pack`` (``evalwatt.jobs.run.RunJobs`` finds it)."""
+    name, cell = _model_of(config, plan, kind, job_id, pack)
+    model = config.model(name)
+    server, base_id = _server(config, plan, kind, job_id, model, pack)
+    absolute = Layout(_resolved(layout.root))
     job_cfg = config.job
     python = job_cfg.python or sys.executable
     engine = backend(model.backend)
     spec = JobSpec(
-        kind=kind,
+        kind="judge-pass" if kind == "judge" else kind,
         job_id=job_id,
         run=config.run,
-        run_dir=layout.run_dir(kind, job_id).resolve(),
+        run_dir=absolute.run_dir(kind, job_id),
         model=ModelSpec(
             name=name,
             served_name=name,
@@ -234,8 +335,7 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
             interval_s=job_cfg.sample_interval_s,
             cpu_watts_per_core=job_cfg.cpu_watts_per_core,
         ),
-        evaluation=_evaluation(config, cell) if kind == "cell" and cell else None,
-        judging=judging,
+        **_work(config, plan, absolute, kind, cell, pack),
     )
     mplan = plan.models[name]
     return Job(
@@ -245,9 +345,7 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
             gpus=mplan.gpus,
             cpus=mplan.cpus,
             scheduler=Scheduler.of(config),
-            runtime_min=tuple(
-                runtime_minutes(plan, config, kind, job_id, attempt) for attempt in (1, 2, 3, 4)
-            ),
+            runtime_min=_runtime_min(config, plan, kind, job_id, pack),
         ),
         python=python,
         env=tuple(sorted(job_cfg.env.items())),
@@ -256,14 +354,5 @@ def resolve_job(config: Config, plan: Plan, layout: Layout, kind: JobKind, job_i
         files=layout.job_files(kind, job_id),
         conda_env=REPO_DIR / engine.conda_env,
         cell=cell,
+        pack=pack,
     )
-
-
-def planned_jobs(plan: Plan) -> Iterator[tuple[JobKind, str]]:
-    """Every job of the plan: baselines, then each cell and its judge job."""
-    for base_id in plan.baselines:
-        yield "baseline", base_id
-    for cell in plan.cells.values():
-        yield "cell", cell.id
-        if cell.judge:
-            yield "judge", cell.id

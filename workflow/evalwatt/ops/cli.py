@@ -13,6 +13,7 @@ from evalwatt.ops.commands import (
     extras,
     job,
     plan,
+    preview_check,
     repeats,
     schema,
     stage,
@@ -20,7 +21,19 @@ from evalwatt.ops.commands import (
     submit,
 )
 
-COMMANDS = (plan, energy, job, schema, status, submit, stage, audit, repeats, extras)
+COMMANDS = (
+    plan,
+    energy,
+    job,
+    schema,
+    status,
+    submit,
+    stage,
+    audit,
+    preview_check,
+    repeats,
+    extras,
+)
 """Each subcommand's module, in the order ``evalwatt --help`` lists them."""
 
 

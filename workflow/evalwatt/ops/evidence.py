@@ -2,7 +2,8 @@
 ids kept in files, Slurm's log files, the processes running it here, and its own job log.
 
 A job is recognised in Slurm by its comment: the Slurm executor plugin submits ``run_job`` as
-``rule_run_job_wildcards_<kind>_<id>``; ``evalwatt submit`` as ``evalwatt_submit_<kind>_<id>``.
+``rule_run_job_wildcards_<kind>_<id>`` (a judge pass: ``run_judge_pass``, ``RUN_RULES``);
+``evalwatt submit`` as ``evalwatt_submit_<kind>_<id>``.
 Many sites do not store comments in the accounting (``AccountingStoreFlags=job_comment`` is not
 the default), so a finished job is also found by its Slurm job ids: the plugin's log files
 (``.snakemake/slurm_logs/rule_run_job/<kind>_<id>/<slurm id>.log``) and the ids ``evalwatt
@@ -15,29 +16,39 @@ import os
 import re
 from pathlib import Path
 
-from evalwatt.base.layout import Layout
+from evalwatt.base.layout import JOB_SCRIPT, JOB_SPEC, TIMELINE, Layout
 from evalwatt.base.slurm import SlurmRecord
 from evalwatt.base.vocabulary import JobKind
 from evalwatt.contracts.contract import ContractError, read_contract
 from evalwatt.contracts.timeline import TimelineFile
 
-SNAKEMAKE_RULE = "run_job"
+RUN_RULES: dict[str, tuple[JobKind, ...]] = {
+    "run_job": ("cell", "baseline", "model"),
+    "run_judge_pass": ("judge-pass",),
+}
+"""The Snakemake rules that run jobs, and the kinds each runs: one rule per folder pattern
+(``cells``, ``baselines``, ``models`` are the kind and ``s``; ``judge-passes`` is not)."""
 SNAKEMAKE_SLURM_LOGS = Path(".snakemake") / "slurm_logs"
 """Where the Slurm executor plugin writes its logs, relative to the workflow's directory:
 ``rule_<rule>/<wildcards joined by _>/<slurm job id>.log`` (its default ``--slurm-logdir``)."""
 SUBMIT_COMMENT = "evalwatt_submit"
 
 
+def run_rule(kind: JobKind) -> str:
+    """The Snakemake rule that runs jobs of ``kind``."""
+    return next((rule for rule, kinds in RUN_RULES.items() if kind in kinds), "run_job")
+
+
 def slurm_comments(kind: JobKind, job_id: str) -> tuple[str, str]:
     """The comments a job is submitted with: by the Slurm executor plugin, by evalwatt submit."""
     return (
-        f"rule_{SNAKEMAKE_RULE}_wildcards_{kind}_{job_id}",
+        f"rule_{run_rule(kind)}_wildcards_{kind}_{job_id}",
         f"{SUBMIT_COMMENT}_{kind}_{job_id}",
     )
 
 
 def snakemake_log_dir(workdir: Path, kind: JobKind, job_id: str) -> Path:
-    return workdir / SNAKEMAKE_SLURM_LOGS / f"rule_{SNAKEMAKE_RULE}" / f"{kind}_{job_id}"
+    return workdir / SNAKEMAKE_SLURM_LOGS / f"rule_{run_rule(kind)}" / f"{kind}_{job_id}"
 
 
 def submitted_ids(layout: Layout, kind: JobKind, job_id: str) -> set[str]:
@@ -80,7 +91,7 @@ def local_job_processes() -> set[Path]:
             continue
         for raw in argv:
             arg = raw.decode(errors="replace")
-            if arg.endswith(("spec.json", "job.sbatch")):
+            if arg.endswith((JOB_SPEC, JOB_SCRIPT)):
                 found.add((cwd / arg).resolve())
     return found
 
@@ -111,7 +122,7 @@ def error_of_log(path: Path, tail_bytes: int = 64_000) -> str | None:
 def last_mark(run_dir: Path) -> str | None:
     """The last phase a (killed or failed) job reached, from its timeline."""
     try:
-        marks = read_contract(TimelineFile, run_dir / "timeline.json").marks
+        marks = read_contract(TimelineFile, run_dir / TIMELINE).marks
     except ContractError:
         return None
     return max(marks, key=lambda m: marks[m]).value if marks else None

@@ -39,8 +39,9 @@ from evalwatt.base.layout import Layout
 from evalwatt.base.model_path import weights_present
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
+from evalwatt.contracts.spec import EvaluationSpec, JobSpec
 from evalwatt.contracts.staging import StagedDataset, StagedModel, StageManifest
-from evalwatt.jobs.resolve import planned_jobs, resolve_job
+from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.matrix import Plan
 from evalwatt.runtime.offline import (
     OFFLINE_VARIABLES,
@@ -105,21 +106,27 @@ def now_iso() -> str:
 
 
 def needs(config: Config, plan: Plan) -> tuple[list[ModelNeed], list[TaskNeed]]:
-    """The models (of every planned job, judges included) and tasks (of every cell)."""
-    layout = Layout.of(config.results_dir, config.run)
+    """The models (of every job of the run, judge passes included) and tasks (of every cell
+    of every job: a cell job's, each cell of a model job)."""
+    run = RunJobs(config, plan, Layout.of(config.results_dir, config.run))
     models: dict[str, ModelNeed] = {}
     tasks: dict[str, TaskNeed] = {}
-    for kind, job_id in planned_jobs(plan):
-        spec = resolve_job(config, plan, layout, kind, job_id).spec
+    for kind, job_id in run.jobs():
+        spec = run.job(kind, job_id).spec
         models.setdefault(
             spec.model.name, ModelNeed(spec.model.name, spec.model.hf_id, spec.model.path)
         )
-        if spec.evaluation is not None:
-            need = TaskNeed(
-                spec.evaluation.benchmark, spec.evaluation.task, spec.evaluation.task_args
-            )
+        for evaluation in evaluations(spec):
+            need = TaskNeed(evaluation.benchmark, evaluation.task, evaluation.task_args)
             tasks.setdefault(need.key, need)
     return list(models.values()), list(tasks.values())
+
+
+def evaluations(spec: JobSpec) -> list[EvaluationSpec]:
+    """The evaluations a job runs: a cell job's one, a model job's cells'."""
+    if spec.evaluation is not None:
+        return [spec.evaluation]
+    return [c.evaluation for c in spec.pack.cells] if spec.pack is not None else []
 
 
 # --- models ------------------------------------------------------------------------------------

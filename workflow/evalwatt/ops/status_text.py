@@ -10,6 +10,7 @@ from typing import TextIO
 
 from evalwatt.base.layout import Layout, repeat_of
 from evalwatt.config.load import Config
+from evalwatt.jobs.run import RunJobs
 from evalwatt.ops.job_state import JobState, State
 from evalwatt.ops.status import RunStatus, run_status
 from evalwatt.plan.matrix import Plan
@@ -27,13 +28,21 @@ def _short(state: JobState) -> str:
 
 def format_matrix(status: RunStatus) -> str:
     """The cells as a matrix: one line per (model, benchmark), one column per setting; a
-    judged cell shows its judge job when that is not done; then baselines and repeats."""
-    return "\n".join([*_cell_lines(status), *_baseline_lines(status), *_repeat_lines(status)])
+    judged cell shows its judgement when that is not done; then baselines, model jobs, judge
+    passes and repeats."""
+    return "\n".join(
+        [
+            *_cell_lines(status),
+            *_baseline_lines(status),
+            *_pack_lines(status),
+            *_repeat_lines(status),
+        ]
+    )
 
 
 def _cell_lines(status: RunStatus) -> list[str]:
-    cells = [j for j in status.jobs if j.kind == "cell" and j.repeat_of is None]
-    judges = {j.job_id: j for j in status.jobs if j.kind == "judge"}
+    cells = list(status.cells)
+    judges = {j.job_id: j for j in status.judgements}
     settings = sorted({(j.temperature or 0.0, j.max_connections or 0) for j in cells})
     rows: dict[tuple[str, str], dict[tuple[float, int], str]] = {}
     for j in cells:
@@ -67,6 +76,28 @@ def _baseline_lines(status: RunStatus) -> list[str]:
     if not baselines:
         return []
     return ["", "load-only baselines:", *(f"  {b.job_id}  {_short(b)}" for b in baselines)]
+
+
+PACK_TITLES = {
+    "model": "model jobs (execution per-model: every cell of a model's server settings)",
+    "judge-pass": "judge passes (one judge model loaded for many cells)",
+}
+
+
+def _pack_lines(status: RunStatus) -> list[str]:
+    """The model jobs and judge passes still to run, each with its state and its cells."""
+    lines = []
+    for kind, title in PACK_TITLES.items():
+        jobs = [j for j in status.jobs if j.kind == kind]
+        if jobs:
+            lines += ["", f"{title}:"]
+            lines += [f"  {j.job_id}  {_short(j)}  ({_cell_count(status, j)})" for j in jobs]
+    return lines
+
+
+def _cell_count(status: RunStatus, job: JobState) -> str:
+    n = len(status.pack_cells.get((job.kind, job.job_id), ()))
+    return f"{n} cell{'s' if n != 1 else ''}"
 
 
 def _repeat_lines(status: RunStatus) -> list[str]:
@@ -148,6 +179,7 @@ def report_not_done(config: Config, plan: Plan, layout: Layout, out: TextIO | No
     Never raises: a broken report must not hide Snakemake's own error message."""
     out = out or sys.stderr
     try:
-        print(not_finished(run_status(plan, layout, config.run)), file=out, flush=True)
+        run = RunJobs(config, plan, layout)
+        print(not_finished(run_status(run)), file=out, flush=True)
     except Exception as exc:  # a report, never a second failure
         print(f"evalwatt: could not list the jobs that are not done: {exc!r}", file=out)

@@ -22,13 +22,19 @@ write (``logs/run_cell/<id>.log``), so ``evalwatt status`` reads both the same w
 * Without Slurm (no ``sbatch``), submitit's local executor runs them one after the other and
   waits for each, so that two jobs never share the machine's readings.
 
-Judge-scored cells: a repeat runs the generation only; its score is the cell's (the judge job
+Judge-scored cells: a repeat runs the generation only; its score is the cell's (the judge pass
 scores the cell, not its repeats). The repeats are for the variance of time and energy.
+
+In a per-model run (``execution: per-model``) the cell is sent the same way, as its own
+per-cell job (the spec a model job gives the cell): its result counts as done for the next
+``snakemake`` run, but its energy, like a repeat's, needs the load-only baseline that only
+per-cell runs have; the command says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import shutil
 import subprocess
 import sys
@@ -151,7 +157,9 @@ def _executor(kind: Literal["slurm", "local"], folder: Path, job: Job) -> Any:
     import submitit
 
     if kind == "slurm":
-        slurm = submitit.SlurmExecutor(folder=folder, python=sys.executable)
+        # submitit writes `python` into its batch script as a shell word: quoted here (its own
+        # default is quoted; a path given is taken as written)
+        slurm = submitit.SlurmExecutor(folder=folder, python=shlex.quote(sys.executable))
         slurm.update_parameters(**slurm_parameters(job))
         return slurm
     ex = submitit.LocalExecutor(folder=folder)
@@ -245,4 +253,11 @@ def submit_cell(
     """The Python entry point: send one cell (``repeats`` None) or its repeats 1..N."""
     layout = Layout.of(config.results_dir, config.run)
     jobs = cell_jobs(config, plan, layout, cell_id, repeats)
+    if config.execution == "per-model":
+        print(
+            f"evalwatt submit: run {config.run} is per-model: {cell_id} is sent as its own "
+            "per-cell job; its energy needs the cell's load-only baseline, which only per-cell "
+            "runs have (docs/running.md#execution-modes)",
+            file=sys.stderr,
+        )
     return submit_jobs(jobs, layout, executor, wait=wait)

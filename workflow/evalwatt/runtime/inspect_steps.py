@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evalwatt.base.vocabulary import Mark
-from evalwatt.contracts.result import EvalSummary, GenerationWindow
+from evalwatt.contracts.result import EvalSummary, GenerationWindow, SteadyWindow
 from evalwatt.contracts.spec import EvaluationSpec, JudgingSpec, ModelSpec
 from evalwatt.runtime.backends import backend
 
 
 @dataclass(frozen=True)
 class JudgeModel:
-    """The judge, as a judge job serves it."""
+    """The judge, as a judge job or pass serves it."""
 
     judging: JudgingSpec
     model: ModelSpec
@@ -86,38 +87,89 @@ def run_generation(
     return Path(log.location)
 
 
+def _grader_roles(judge: JudgeModel) -> dict[str, Any]:
+    """The judge bound to the ``grader`` role, created once. Its server URL is also given to
+    its Inspect provider's environment variable for tasks that build the judge from a task
+    argument (``judge_model=vllm/...``)."""
+    from inspect_ai.model import GenerateConfig, get_model
+
+    os.environ[backend(judge.model.backend).base_url_variable] = judge.base_url
+    config = GenerateConfig(
+        temperature=judge.judging.temperature,
+        max_connections=judge.judging.max_connections,
+        adaptive_connections=False,
+        max_tokens=judge.judging.max_tokens,
+    )
+    return {
+        "grader": get_model(_inspect_model(judge.model), base_url=judge.base_url, config=config)
+    }
+
+
 def run_scoring(log_path: Path, out_path: Path, judge: JudgeModel | None = None) -> Path:
     """Score ``log_path`` with its task's own scorers and write the scored log to ``out_path``.
 
     This is what ``inspect score`` does, run in this process so that the scorers of every
     installed task package (evalwatt's included) are registered first. With a judge, the
-    judge is bound to the ``grader`` role, and its server URL is also given to its Inspect
-    provider's environment variable for tasks that build the judge from a task argument
-    (``judge_model=vllm/...``).
+    judge is bound to the ``grader`` role (``_grader_roles``).
     """
     from inspect_ai import score
     from inspect_ai._eval.score import resolve_scorers  # the resolution `inspect score` uses
     from inspect_ai.log import read_eval_log, write_eval_log
-    from inspect_ai.model import GenerateConfig, get_model
 
     import evalwatt.runtime.tasks  # noqa: F401  (registers evalwatt's scorers; needs inspect-ai)
 
-    roles = None
-    if judge is not None:
-        os.environ[backend(judge.model.backend).base_url_variable] = judge.base_url
-        config = GenerateConfig(
-            temperature=judge.judging.temperature,
-            max_connections=judge.judging.max_connections,
-            adaptive_connections=False,
-            max_tokens=judge.judging.max_tokens,
-        )
-        grader = get_model(_inspect_model(judge.model), base_url=judge.base_url, config=config)
-        roles = {"grader": grader}
+    roles = _grader_roles(judge) if judge is not None else None
     log = read_eval_log(str(log_path))
     _qualify_scorer_names(log)
     scored = score(log, resolve_scorers(log), model_roles=roles, action="overwrite", display="none")
     write_eval_log(scored, str(out_path))
     return out_path
+
+
+class ScoringSteps(Protocol):
+    """What a judge pass does around each log it scores (``score_logs``)."""
+
+    def started(self, index: int) -> None:
+        """Just before log ``index`` is read and scored."""
+
+    def ended(self, index: int, scored: Path | None, error: Exception | None) -> None:
+        """Its scored log written (``scored``), or why it could not be (``error``)."""
+
+
+def score_logs(logs: Sequence[tuple[Path, Path]], judge: JudgeModel, steps: ScoringSteps) -> None:
+    """Score each ``(log, scored log)`` in turn with one judge model, created once, in one
+    event loop (a model's HTTP client belongs to the loop it was made in), as ``run_scoring``
+    scores one. A log that cannot be scored is passed to ``steps.ended`` with its error and
+    the next one is scored."""
+    import anyio
+    from inspect_ai import score_async
+    from inspect_ai._eval.score import resolve_scorers
+    from inspect_ai._util.platform import platform_init
+    from inspect_ai.log import read_eval_log_async, write_eval_log_async
+    from inspect_ai.util._display import init_display_type
+
+    import evalwatt.runtime.tasks  # noqa: F401  (registers evalwatt's scorers; needs inspect-ai)
+
+    platform_init()  # what inspect's own score() does before its event loop
+    init_display_type("none")
+
+    async def each() -> None:
+        roles = _grader_roles(judge)
+        for index, (log_path, out_path) in enumerate(logs):
+            steps.started(index)
+            try:
+                log = await read_eval_log_async(str(log_path))
+                _qualify_scorer_names(log)
+                scored = await score_async(
+                    log, resolve_scorers(log), model_roles=roles, action="overwrite"
+                )
+                await write_eval_log_async(scored, str(out_path))
+            except Exception as exc:  # this cell's judging failed; the pass goes on
+                steps.ended(index, None, exc)
+                continue
+            steps.ended(index, out_path, None)
+
+    anyio.run(each)
 
 
 def _qualify_scorer_names(log: Any) -> None:
@@ -248,6 +300,106 @@ def generation_window(
         ended_by_sample=ended_by_sample,
         null_reason=reason,
     )
+
+
+@dataclass(frozen=True)
+class ServedCall:
+    """One model call as the server worked on it: Inspect's ``completed`` less the HTTP
+    call's ``working_time`` to ``completed`` (Inspect's ``timestamp`` is taken before the call
+    waits for a connection slot, so it is not when the server started it)."""
+
+    start: float
+    end: float
+    output_tokens: int
+
+
+def steady_state(calls: list[ServedCall], in_flight: int) -> SteadyWindow:
+    """ML.ENERGY's steady state (ml-energy/benchmark, ``RequestTracker``) of a cell's calls.
+    It opens when the ``in_flight``-th request (B, the cell's ``max_connections``) has started
+    and closes at the (N - B - 1)-th completion, N requests in all; each request's output
+    tokens are pro-rated over its ``[start, end]`` (a uniform token rate per request, an
+    approximation). Null with the reason when N < 2 B (no steady state to speak of) or the
+    window is empty."""
+    n, b = len(calls), in_flight
+
+    def null(reason: str) -> SteadyWindow:
+        return _no_steady(b, n, reason)
+
+    if n < 2 * b:
+        return null(f"{n} requests, fewer than twice max_connections ({b}): no steady state")
+    start = sorted(c.start for c in calls)[b - 1]
+    finished = n - b - 1
+    end = sorted(c.end for c in calls)[finished - 1] if finished >= 1 else None
+    if end is None or end <= start:
+        return null(
+            f"the steady state is empty: the {b}-th request started at {start:.3f}, and "
+            f"{finished} requests had finished by {'then' if end is None else f'{end:.3f}'}"
+        )
+    tokens = 0.0
+    for call in calls:
+        overlap = min(call.end, end) - max(call.start, start)
+        if call.end > call.start and overlap > 0:
+            tokens += call.output_tokens * overlap / (call.end - call.start)
+        elif call.end == call.start and start <= call.start <= end:
+            tokens += call.output_tokens
+    return SteadyWindow(
+        start=start, end=end, in_flight=b, requests=n, output_tokens=tokens, null_reason=None
+    )
+
+
+def _no_steady(in_flight: int, requests: int, reason: str) -> SteadyWindow:
+    return SteadyWindow(
+        start=None,
+        end=None,
+        in_flight=in_flight,
+        requests=requests,
+        output_tokens=None,
+        null_reason=reason,
+    )
+
+
+def _served_calls(log_path: Path, t0: float, t1: float) -> tuple[list[ServedCall], str | None]:
+    """The model calls of a log inside ``t0..t1`` as the server worked on them, or why they
+    cannot all be placed (a call without completion, working time or output usage)."""
+    from inspect_ai.event import ModelEvent
+    from inspect_ai.log import read_eval_log_samples
+
+    calls: list[ServedCall] = []
+    unplaced = 0
+    try:
+        for sample in read_eval_log_samples(
+            str(log_path), all_samples_required=False, exclude_fields=_HEAVY_SAMPLE_FIELDS
+        ):
+            for e in sample.events:
+                if not isinstance(e, ModelEvent) or e.cache == "read":
+                    continue
+                if not t0 <= e.timestamp.timestamp() <= t1:
+                    continue
+                usage = e.output.usage if e.output is not None else None
+                if e.completed is None or e.working_time is None or usage is None:
+                    unplaced += 1
+                    continue
+                end = e.completed.timestamp()
+                calls.append(ServedCall(end - e.working_time, end, usage.output_tokens))
+    except Exception as exc:  # the answers stand whatever the reader raises: only the marks go
+        return [], f"cannot read the model events of {log_path}: {type(exc).__name__}: {exc}"
+    if unplaced:
+        return calls, (
+            f"{unplaced} model calls of {log_path} have no completion time, working time or "
+            "output usage: the requests in flight cannot be counted"
+        )
+    return calls, None
+
+
+def steady_window(
+    log_path: Path, within: tuple[Mark, Mark], marks: dict[Mark, float], in_flight: int
+) -> SteadyWindow:
+    """A cell's steady state (``steady_state``) from the model calls of its log inside its
+    window ``within``, unix seconds; null with the reason where there is none."""
+    calls, reason = _served_calls(log_path, marks[within[0]], marks[within[1]])
+    if reason is not None:
+        return _no_steady(in_flight, len(calls), reason)
+    return steady_state(calls, in_flight)
 
 
 def _unix(iso: str) -> float:

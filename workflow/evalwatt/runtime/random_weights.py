@@ -17,7 +17,7 @@ Two choices make the answers repeatable:
   shape's real size (the output layer's cost); generated ids above the tokenizer's are
   decoded as nothing, so answers are short strings, while ``usage`` counts every token.
 
-    python -m evalwatt.runtime.random_weights --shape llama-8b --out /tmp/llama-8b-random
+    python -m evalwatt.runtime.random_weights --shape llama-8b --out models/llama-8b-random
 """
 
 from __future__ import annotations

@@ -25,78 +25,35 @@ the job finished.
 
 from __future__ import annotations
 
-import os
-import platform
-import shutil
 import signal
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from evalwatt import __version__
-from evalwatt.base.layout import JOB_SCRIPT, JOB_SPEC, SERVER_LOG, JobFiles
-from evalwatt.base.model_path import resolve_model_path
+from evalwatt.base.layout import JOB_SCRIPT, JOB_SPEC, JobFiles
 from evalwatt.base.vocabulary import JobStatus, Mark
 from evalwatt.contracts.contract import read_contract, write_contract
-from evalwatt.contracts.result import (
-    EvalSummary,
-    GenerationWindow,
-    JobResult,
-    ServerMetrics,
-    ServerRun,
-)
+from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.contracts.spec import JobSpec
-from evalwatt.contracts.timeline import TimelineFile
-from evalwatt.runtime import inspect_steps
-from evalwatt.runtime.backends import Backend, ServerPaths, backend
+from evalwatt.runtime import inspect_steps, packed
+from evalwatt.runtime.backends import Backend
+from evalwatt.runtime.job_host import host_fields, prepare_job_dir
 from evalwatt.runtime.offline import require_staged
-from evalwatt.runtime.server import Server, free_port, server_temp
-from evalwatt.runtime.vllm_metrics import WindowCounters
+from evalwatt.runtime.outcome import (
+    Outcome,
+    evaluate,
+    problems_of,
+    stamp_generation,
+    stamp_steady,
+)
+from evalwatt.runtime.server import Server
+from evalwatt.runtime.serving import pad, served
+from evalwatt.runtime.timeline import Timeline
 from evalwatt.sampling.process import SamplerProcess
 
-SLURM_VARIABLES = (
-    "SLURM_JOB_ID",
-    "SLURM_JOB_NAME",
-    "SLURM_JOB_NODELIST",
-    "SLURM_JOB_PARTITION",
-    "SLURM_JOB_ACCOUNT",
-    "SLURM_CPUS_PER_TASK",
-    "SLURM_GPUS",
-    "SLURM_JOB_GPUS",
-    "SLURM_STEP_ID",
-    "SLURM_CLUSTER_NAME",
-)
+__all__ = ["BASELINE_HOLD_S", "Timeline", "main", "run_job"]
 
-
-@dataclass
-class Timeline:
-    """Phase marks of one job, rewritten atomically after each mark."""
-
-    path: Path
-    marks: dict[Mark, float] = field(default_factory=dict)
-    # called after each mark stamped now: the sampler reads the energy counter at once
-    on_mark: Callable[[str], None] | None = None
-
-    def mark(self, name: Mark | str, at: float | None = None) -> float:
-        mark = Mark(name)
-        if mark in self.marks:
-            raise ValueError(f"mark {mark.value!r} set twice")
-        self.marks[mark] = time.time() if at is None else at
-        if at is None and self.on_mark is not None:
-            self.on_mark(mark.value)
-        write_contract(self.path, TimelineFile(marks=self.marks))
-        return self.marks[mark]
-
-
-# Seconds into the pad after which the GPUs are at cold idle: after the server exits, an H100's
-# power decays for a few seconds (88-92 W over the first 5 s, 74 W after: docs/validation.md),
-# so the cold-idle power is measured from ``pad_settled`` on.
-PAD_SETTLE_S = 3.0
 # Seconds a baseline holds its loaded model idle after Inspect's import: about what a cell's
 # evaluation spends around its generation (task and dataset loading, log writing: 2.5-3.5 s
 # on the H100 runs), so that the two jobs' loaded seconds match and the corrected whole-job
@@ -105,48 +62,9 @@ PAD_SETTLE_S = 3.0
 BASELINE_HOLD_S = 3.0
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"evalwatt": __version__, "python": platform.python_version()}
-    for dist in ("inspect-ai", "inspect-evals", "vllm", "llama-cpp-python", "nvidia-ml-py"):
-        try:
-            out[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def _set_aside_previous_attempt(files: JobFiles) -> None:
-    """Keep what a failed earlier attempt left, for the record, out of this attempt's way."""
-    if files.root.exists() and any(files.root.iterdir()):
-        files.root.rename(files.attempt(time.strftime("%Y%m%dT%H%M%S")))
-
-
-def _server_argv(spec: JobSpec, port: int, path: str) -> list[str]:
-    argv = [w.replace("{port}", str(port)).replace("{model_path}", path) for w in spec.server.argv]
-    # The executable may name a variable (vllm.executable: $VENV/bin/vllm), as weights may.
-    executable = os.path.expandvars(argv[0])
-    if shutil.which(executable) is None:  # at once, with its name, not a bare traceback
-        raise FileNotFoundError(
-            f"{spec.server.argv[0]}: no server executable at {executable!r} on this node"
-            + (" (vllm.executable in the config)" if spec.server.settings.executable else "")
-        )
-    return [executable, *argv[1:]]
-
-
-@dataclass
-class _Outcome:
-    generation: EvalSummary | None = None
-    scoring: EvalSummary | None = None
-    server_metrics: ServerMetrics | None = None
-    # the Inspect log whose model calls bound the generation, and the window they fall in
-    calls_log: Path | None = None
-    calls_within: tuple[Mark, Mark] | None = None
-    generation_window: GenerationWindow | None = None
-
-
 def _work(
     spec: JobSpec, timeline: Timeline, server: Server, files: JobFiles, engine: Backend
-) -> _Outcome:
+) -> Outcome:
     """The job's middle: generation (cell) or judging (judge); nothing for a baseline."""
     # Inspect's import (~3 s on an H100 node) at loaded idle, outside the inference window, in
     # every kind of job: a baseline then differs from its cell by the generation alone (the
@@ -154,24 +72,12 @@ def _work(
     import inspect_ai  # noqa: F401
 
     if spec.evaluation is not None:
-        counters = WindowCounters(
-            engine.prometheus_metrics, engine.name, server.url, files, spec.model.served_name
-        )
-        counters.read("before")  # outside the window, like the import
-        timeline.mark(Mark.INFERENCE_START)
-        log = inspect_steps.run_generation(spec.evaluation, spec.model, server.url, files.eval_dir)
-        timeline.mark(Mark.INFERENCE_END)
-        counters.read("after")
-        return _Outcome(
-            generation=inspect_steps.summarize_log(log),
-            server_metrics=counters.result(),
-            calls_log=log,
-            calls_within=(Mark.INFERENCE_START, Mark.INFERENCE_END),
-        )
+        return evaluate(spec.evaluation, spec.model, timeline, server.url, files, engine)
     if spec.judging is not None:
-        cell = read_contract(JobResult, spec.judging.cell_result)
+        (target,) = spec.judging.cells  # a cell's judge job: one cell, in its own folder
+        cell = read_contract(JobResult, target.cell_result)
         if cell.generation is None:
-            raise ValueError(f"{spec.judging.cell_result}: the cell job recorded no generation")
+            raise ValueError(f"{target.cell_result}: the cell job recorded no generation")
         timeline.mark(Mark.JUDGING_START)
         judged = inspect_steps.run_scoring(
             cell.generation.log,
@@ -179,129 +85,82 @@ def _work(
             judge=inspect_steps.JudgeModel(spec.judging, spec.model, server.url),
         )
         timeline.mark(Mark.JUDGING_END)
-        return _Outcome(
+        return Outcome(
             scoring=inspect_steps.summarize_log(judged),
             calls_log=judged,
             calls_within=(Mark.JUDGING_START, Mark.JUDGING_END),
         )
     time.sleep(BASELINE_HOLD_S)  # a baseline: as long loaded and idle as a cell's Inspect work
-    return _Outcome()
-
-
-def _stamp_generation(timeline: Timeline, outcome: _Outcome) -> GenerationWindow | None:
-    """Stamp ``generation_start`` and ``generation_end`` from the Inspect log's model calls
-    (inspect_steps.generation_window); absent, with the reason kept in the result, where the
-    log gives none. None for a baseline."""
-    if outcome.calls_log is None or outcome.calls_within is None:
-        return None
-    window = inspect_steps.generation_window(
-        outcome.calls_log, outcome.calls_within, timeline.marks
-    )
-    if window.start is not None and window.end is not None:
-        timeline.mark(Mark.GENERATION_START, window.start)
-        timeline.mark(Mark.GENERATION_END, window.end)
-    return window
-
-
-def _problems(outcome: _Outcome, exit_code: int) -> list[str]:
-    """What a reader must know before using this job's numbers."""
-    problems = []
-    gen = outcome.generation
-    if gen is not None and gen.samples_completed != gen.samples_total:
-        problems.append(f"{gen.samples_completed} of {gen.samples_total} samples completed")
-    window = outcome.generation_window
-    if window is not None and window.null_reason is not None:
-        problems.append(f"no generation window, so no headline energy: {window.null_reason}")
-    if exit_code == -signal.SIGKILL:
-        problems.append("the server ignored SIGTERM and was killed: its shutdown is not typical")
-    return problems
+    return Outcome()
 
 
 def run_job(spec: JobSpec) -> JobResult:
-    """Run one job described by a spec; return (and write) its result."""
+    """Run one job described by a spec; return (and write) its result. A model job and a
+    judge pass run their cells in turn (runtime.packed); a cell's judge job, a judge pass of
+    that one cell in the cell's judged folder, runs here and writes that cell's result."""
+    if spec.kind == "model":
+        return packed.run_model_job(spec)
+    if spec.judging is not None and not _judge_job(spec):
+        return packed.run_judge_pass(spec)
     # before anything is moved or started: an unstaged dataset fails now, with the command to
     # run, not after the libraries' offline retries (about 5 minutes)
     require_staged(spec)
     files = JobFiles(spec.run_dir)
-    _set_aside_previous_attempt(files)
-    # Inspect writes its traces and sample buffer under XDG_DATA_HOME (platformdirs): keep
-    # them with the job, never in the home directory (unless the user chose a place)
-    os.environ.setdefault("XDG_DATA_HOME", str(files.inspect_data))
-    files.root.mkdir(parents=True, exist_ok=True)
+    prepare_job_dir(files)
     timeline = Timeline(files.timeline)
     sampler = SamplerProcess(files.root, spec.sampler.interval_s, spec.sampler.cpu_watts_per_core)
     timeline.on_mark = sampler.poke
-    outcome = _Outcome()
+    outcome = Outcome()
     try:
         timeline.mark(Mark.JOB_START)
-        port = free_port()
-        engine = backend(spec.model.backend)
-        # a server pinned to its weights (hf) is named by their id, by its command and clients
-        model, weights = engine.on_node(spec.model, resolve_model_path(spec.model.path))
-        spec = spec.model_copy(update={"model": model})
-        argv = _server_argv(spec, port, weights)
-        # Everything the server writes stays in the job's folder or the run's cache: nothing
-        # in /tmp or the home directory (backends.ServerPaths).
-        with server_temp(files.server_tmp) as tmp:
-            paths = ServerPaths(tmp=tmp, cache=files.run_cache)
-            server_env = engine.server_env(spec.server.settings, paths)
-            timeline.mark(Mark.LOAD_START)
-            server = Server.start(argv, "127.0.0.1", port, files.server_log, env=server_env)
-            try:
-                ready = server.wait_ready(
-                    spec.ready_timeout_s, spec.model.served_name, listed=engine.lists_model
-                )
-                timeline.mark(Mark.READY, ready)
-                outcome = _work(spec, timeline, server, files, engine)
-            finally:
-                code = server.stop()
-                timeline.mark(Mark.EXIT)
+        with served(spec, files, timeline) as serving:
+            spec = serving.spec
+            outcome = _work(spec, timeline, serving.server, files, serving.engine)
         # read once the server has stopped, at cold idle: the cell's model calls, stamped at
         # the times Inspect recorded (no counter read asked: these marks are in the past)
-        outcome.generation_window = _stamp_generation(timeline, outcome)
-        if spec.evaluation is not None and spec.evaluation.score_in_job:
+        outcome.generation_window = stamp_generation(timeline, outcome)
+        if spec.evaluation is not None:
             assert outcome.generation is not None
-            timeline.mark(Mark.SCORING_START)
-            scored = inspect_steps.run_scoring(outcome.generation.log, files.scored_log)
-            timeline.mark(Mark.SCORING_END)
-            outcome.scoring = inspect_steps.summarize_log(scored)
-        pad = spec.pad.sleep_s(time.time() - timeline.marks[Mark.JOB_START])
-        timeline.mark(Mark.PAD_START)
-        settle = min(pad, PAD_SETTLE_S)
-        time.sleep(settle)
-        if pad > settle:
-            timeline.mark(Mark.PAD_SETTLED)
-            time.sleep(pad - settle)
-        timeline.mark(Mark.PAD_END)
+            outcome.steady_window = stamp_steady(
+                timeline, outcome.generation.log, spec.evaluation.max_connections
+            )
+            if spec.evaluation.score_in_job:
+                timeline.mark(Mark.SCORING_START)
+                scored = inspect_steps.run_scoring(outcome.generation.log, files.scored_log)
+                timeline.mark(Mark.SCORING_END)
+                outcome.scoring = inspect_steps.summarize_log(scored)
+        pad_s = pad(spec.pad, timeline)
         timeline.mark(Mark.JOB_END)
     finally:
         sampler.stop()
-    problems = _problems(outcome, code)
+    problems = problems_of(outcome, serving.exit_code)
     result = JobResult(
-        kind=spec.kind,
+        kind="judge" if spec.kind == "judge-pass" else spec.kind,
         job_id=spec.job_id,
         run=spec.run,
         status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
         problems=tuple(problems),
         marks=timeline.marks,
-        pad_requested_s=pad,
-        server=ServerRun(
-            argv=tuple(argv), env=server_env, port=port, exit_code=code, log_file=SERVER_LOG
-        ),
+        pad_requested_s=pad_s,
+        server=serving.record(),
         generation=outcome.generation,
         scoring=outcome.scoring,
         server_metrics=outcome.server_metrics,
         generation_window=outcome.generation_window,
+        steady_window=outcome.steady_window,
         sampler=SamplerStatus.model_validate_json(files.sampler_status.read_text("utf-8")),
-        host=socket.gethostname(),
-        scheduler_job_id=os.environ.get("SLURM_JOB_ID"),
-        slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
-        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-        versions=_versions(),
         spec=spec,
+        **host_fields(),
     )
     write_contract(files.result, result)
     return result
+
+
+def _judge_job(spec: JobSpec) -> bool:
+    """A cell's judge job: a judge pass of one cell whose judged folder is its own."""
+    assert spec.judging is not None
+    cells = spec.judging.cells
+    return len(cells) == 1 and cells[0].run_dir == spec.run_dir
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -317,5 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evalwatt job", description=__doc__)
     parser.add_argument("spec", type=Path, help=f"{JOB_SPEC} written next to {JOB_SCRIPT}")
     args = parser.parse_args(argv)
-    run_job(read_contract(JobSpec, args.spec))
-    return 0
+    result = run_job(read_contract(JobSpec, args.spec))
+    # a model job or judge pass whose cell failed: its other cells' results are kept, and
+    # Snakemake and Slurm see the failure
+    return 1 if any(cell.status == "failed" for cell in result.cells) else 0

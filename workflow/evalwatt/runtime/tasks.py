@@ -196,8 +196,9 @@ def answered() -> Scorer:
 @task
 def synthetic_prompts(samples: int = 64, words: int = 12) -> Task:
     """Generated prompts of a fixed shape, no data file: a known load for energy validation
-    on machines that have no dataset (the GPU checks in benchmarks/gpu_truth.py). With the hf
-    backend's ``--ignore-eos`` every answer is exactly ``max_tokens`` long."""
+    on machines that have no dataset (the GPU checks in benchmarks/gpu_truth.py). Served from
+    random weights whose config has no end-of-sequence token (evalwatt.runtime.random_weights),
+    every answer is exactly ``max_tokens`` long."""
     prompts = [
         " ".join(["Write", "about", _TOPICS[i % len(_TOPICS)], f"(#{i}):"] + ["go"] * words)
         for i in range(samples)

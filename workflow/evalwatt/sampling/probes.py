@@ -53,6 +53,34 @@ def parse_visible_devices(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def nvml_start() -> Any:
+    """NVML (``pynvml``), started; ``ProbeUnavailable`` with the reason where it cannot."""
+    try:
+        import pynvml
+    except ImportError as exc:  # pragma: no cover - nvidia-ml-py is a core dependency
+        raise ProbeUnavailable(f"nvidia-ml-py is not installed: {exc}") from exc
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise ProbeUnavailable(f"NVML could not start (no NVIDIA driver?): {exc}") from exc
+    return pynvml
+
+
+def nvml_handle(nvml: Any, entry: str) -> Any:
+    """NVML's handle of one ``CUDA_VISIBLE_DEVICES`` entry (an index or a UUID)."""
+    if entry.startswith("MIG-"):
+        raise ProbeUnavailable(
+            f"CUDA_VISIBLE_DEVICES entry {entry} is a MIG instance: NVML reports energy "
+            "per physical GPU only, so a MIG slice's energy cannot be measured"
+        )
+    try:
+        if entry.startswith("GPU-"):
+            return nvml.nvmlDeviceGetHandleByUUID(entry)
+        return nvml.nvmlDeviceGetHandleByIndex(int(entry))
+    except (ValueError, nvml.NVMLError) as exc:
+        raise ProbeUnavailable(f"cannot open GPU {entry!r} with NVML: {exc}") from exc
+
+
 @dataclass
 class NvmlProbe:
     """Samples the GPUs this job was given."""
@@ -72,15 +100,7 @@ class NvmlProbe:
     is_estimate: bool = False
 
     def open(self) -> None:
-        try:
-            import pynvml
-        except ImportError as exc:  # pragma: no cover - nvidia-ml-py is a core dependency
-            raise ProbeUnavailable(f"nvidia-ml-py is not installed: {exc}") from exc
-        try:
-            pynvml.nvmlInit()
-        except pynvml.NVMLError as exc:
-            raise ProbeUnavailable(f"NVML could not start (no NVIDIA driver?): {exc}") from exc
-        self._nvml = pynvml
+        pynvml = self._nvml = nvml_start()
         self._rounds = 0
         if self.visible is not None and len(self.visible) == 0:
             raise ProbeUnavailable("CUDA_VISIBLE_DEVICES is empty: this job has no GPU")
@@ -119,18 +139,7 @@ class NvmlProbe:
                 self.counter_every = 1
 
     def _handle(self, entry: str) -> Any:
-        nvml = self._nvml
-        if entry.startswith("MIG-"):
-            raise ProbeUnavailable(
-                f"CUDA_VISIBLE_DEVICES entry {entry} is a MIG instance: NVML reports energy "
-                "per physical GPU only, so a MIG slice's energy cannot be measured"
-            )
-        try:
-            if entry.startswith("GPU-"):
-                return nvml.nvmlDeviceGetHandleByUUID(entry)
-            return nvml.nvmlDeviceGetHandleByIndex(int(entry))
-        except (ValueError, nvml.NVMLError) as exc:
-            raise ProbeUnavailable(f"cannot open GPU {entry!r} with NVML: {exc}") from exc
+        return nvml_handle(self._nvml, entry)
 
     def _optional(self, call: Any, handle: Any) -> Any:
         try:
@@ -322,8 +331,13 @@ class CpuTimeModelProbe:
         return self._last
 
     def sample(self, *, last: bool = False) -> list[dict[str, Any]]:
+        """One row; none once the followed process has exited (a job killed without its
+        sampler: nothing is left to model, and a null after the job's end would make the
+        trace of its finished cells unreadable)."""
         t = time.time()
         cpu_s = self.cpu_seconds()
+        if cpu_s is None and not self._root.is_running():
+            return []
         return [
             {
                 "t_unix": t,
@@ -344,3 +358,44 @@ class CpuTimeModelProbe:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class GpuReadings:
+    """Live power and temperature of the job's GPUs, read by the job itself (not sampled):
+    the model job's reference idle and cooldowns wait on the power, its windows record the
+    temperature at their start. Opens the GPUs of ``CUDA_VISIBLE_DEVICES`` as ``NvmlProbe``
+    does; ``ProbeUnavailable`` with the reason where there is none."""
+
+    visible: list[str] | None = None
+    handles: list[Any] = field(default_factory=list)
+
+    def open(self) -> None:
+        pynvml = self._nvml = nvml_start()
+        if self.visible is not None and not self.visible:
+            raise ProbeUnavailable("CUDA_VISIBLE_DEVICES is empty: this job has no GPU")
+        entries = self.visible or [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self.handles = [nvml_handle(pynvml, entry) for entry in entries]
+        if not self.handles:
+            raise ProbeUnavailable("NVML sees no GPU")
+
+    def power_w(self) -> tuple[float, ...] | None:
+        """Each GPU's power now, W; None when one cannot be read."""
+        try:
+            return tuple(self._nvml.nvmlDeviceGetPowerUsage(h) / 1000.0 for h in self.handles)
+        except self._nvml.NVMLError:
+            return None
+
+    def temperatures_c(self) -> tuple[float, ...] | None:
+        """Each GPU's temperature now, °C; None when one cannot be read."""
+        nvml = self._nvml
+        try:
+            return tuple(
+                float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
+                for h in self.handles
+            )
+        except nvml.NVMLError:
+            return None
+
+    def close(self) -> None:
+        self._nvml.nvmlShutdown()

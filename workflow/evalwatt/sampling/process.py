@@ -6,6 +6,7 @@ Used by the job runtime and by the GPU checks in benchmarks/, so that both measu
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import subprocess
@@ -14,13 +15,22 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from evalwatt.sampling.sampler import COUNTER_PERIOD_S, DENSE_OFF, DENSE_ON, MARK_SIGNAL
+from evalwatt.base.layout import SAMPLER_STATUS
+from evalwatt.sampling.sampler import (
+    COUNTER_PERIOD_S,
+    DENSE_OFF,
+    DENSE_ON,
+    MARK_SIGNAL,
+    ROTATE_SIGNAL,
+)
 
 # The marks between which a job evaluates (its generation marks come afterwards from the log).
 DENSE_FROM = ("inference_start", "judging_start")
 DENSE_UNTIL = ("inference_end", "judging_end")
 
 READY_TIMEOUT_S = 60.0
+# Longest wait for the sampler to finish a trace part (a few row groups and a footer).
+ROTATE_TIMEOUT_S = 60.0
 
 
 class SamplerProcess:
@@ -55,6 +65,8 @@ class SamplerProcess:
         ]
         if counter_period_s is not None:  # read NVML's counter that often, power every round
             argv += ["--counter-period-s", str(counter_period_s)]
+        self.status_file = out_dir / SAMPLER_STATUS
+        self.parts = 0  # trace parts the sampler has finished, as its status says
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
         self.ready_unix = self._wait_ready(ready)
         ready.unlink()
@@ -90,12 +102,41 @@ class SamplerProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
 
+    def rotate(self) -> None:
+        """Close the traces' current part and open the next, and return once the sampler has
+        rewritten its status with the part finished: the part is then a complete file that a
+        later kill of the job cannot take (a model job, after each cell)."""
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"the energy sampler exited with code {self.process.returncode}: "
+                "no trace part can be finished"
+            )
+        self.process.send_signal(ROTATE_SIGNAL)
+        deadline = time.monotonic() + ROTATE_TIMEOUT_S
+        while (parts := _finished_parts(self.status_file)) <= self.parts:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the energy sampler did not finish a trace part within "
+                    f"{ROTATE_TIMEOUT_S:.0f} s (exit code {self.process.returncode})"
+                )
+            time.sleep(0.02)
+        self.parts = parts
+
     def stop(self) -> None:
         """SIGTERM, then wait: the sampler closes its traces and writes sampler.json."""
         if self.process.poll() is None:
             self.process.terminate()
         if self.process.wait(timeout=120) != 0:
             raise RuntimeError(f"the energy sampler exited with code {self.process.returncode}")
+
+
+def _finished_parts(status: Path) -> int:
+    """The trace parts sampler.json says are finished; 0 while it is absent. The sampler
+    writes it atomically, so a reader never sees half a file."""
+    try:
+        return int(json.loads(status.read_text(encoding="utf-8")).get("parts", 0))
+    except FileNotFoundError:
+        return 0
 
 
 def _read_unix_time(path: Path) -> float | None:

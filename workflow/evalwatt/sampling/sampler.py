@@ -6,6 +6,12 @@ per probe that could open (``trace-gpu.parquet``, ``trace-cpu.parquet``,
 Traces are written to ``*.partial`` in row groups while sampling and renamed when the sampler
 stops cleanly (SIGTERM or SIGINT): a killed sampler leaves no file that looks complete.
 
+A job that runs several cells (a model job, a judge pass) asks for a new trace part after each
+cell (``ROTATE_SIGNAL``): every counter is read at once, each trace is closed (footer written,
+renamed) and the next part opened (``trace-gpu.part-0001.parquet``...), and ``sampler.json`` is
+rewritten with the parts finished so far (``final`` false), so that a cell's energy survives a
+later kill of the job. A job that never asks has one part, the files named as always.
+
 It writes ``--ready-file`` (the unix time, atomically: a poller never reads it half-written)
 after the first round of samples, so that the job's first mark falls inside the trace.
 
@@ -34,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalwatt.base.atomic import write_text
-from evalwatt.base.layout import SAMPLER_STATUS, TRACE_FILES
+from evalwatt.base.layout import SAMPLER_STATUS, trace_part_name
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.sampling.probes import (
     CpuTimeModelProbe,
@@ -102,6 +108,41 @@ class TraceWriter:
         os.replace(self.partial, self.path)
 
 
+@dataclass
+class PartedTrace:
+    """One probe's trace, written in parts: each part a finished Parquet file (part 0 under
+    the trace's usual name), the next opened when one is closed."""
+
+    out_dir: Path
+    source: str
+    schema: pa.Schema
+    finished: list[str] = field(default_factory=list)
+    finished_rows: int = 0
+
+    def __post_init__(self) -> None:
+        self.current = self._open()
+
+    def _open(self) -> TraceWriter:
+        name = trace_part_name(self.source, len(self.finished))
+        return TraceWriter(self.out_dir / name, self.schema)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.current.add(rows)
+
+    def close_part(self, metadata: dict[str, Any], *, reopen: bool) -> None:
+        """Finish the current part (its index in the footer), and open the next."""
+        self.current.close({**metadata, "part": len(self.finished)})
+        self.finished.append(self.current.path.name)
+        self.finished_rows += self.current.count
+        if reopen:
+            self.current = self._open()
+
+    def info(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Its entry of sampler.json: the finished parts and their rows."""
+        parts = {"parts": list(self.finished)} if len(self.finished) > 1 else {}
+        return {"file": self.finished[0], **parts, "rows": self.finished_rows, **metadata}
+
+
 # Seconds between samples of what explains a trace rather than measures it (GPU temperature,
 # clocks, memory, utilisation): sampled every round they were most of the sampler's CPU
 # (benchmarks/sampler_cost.py).
@@ -131,7 +172,11 @@ DENSE_COUNTER_PERIOD_S = 0.2
 MARK_SIGNAL = signal.SIGUSR1
 DENSE_ON = signal.SIGRTMIN
 DENSE_OFF = signal.SIGRTMIN + 1
-SIGNALS = (MARK_SIGNAL, DENSE_ON, DENSE_OFF)
+# The signal a job sends to close the traces' current part and open the next one (a model
+# job, after each cell: module docstring). Like the others, blocked from the sampler's first
+# line and taken by its loop only.
+ROTATE_SIGNAL = signal.SIGUSR2
+SIGNALS = (MARK_SIGNAL, DENSE_ON, DENSE_OFF, ROTATE_SIGNAL)
 
 
 def rounds_per(period_s: float, interval_s: float) -> int:
@@ -180,6 +225,57 @@ class _Stop:
         self.requested = True
 
 
+@dataclass
+class _Rounds:
+    """What the sampler's status counts: its rounds, how late they were, reads on marks."""
+
+    started: float = field(default_factory=time.time)
+    count: int = 0
+    lateness: list[float] = field(default_factory=list)
+    on_mark: int = 0
+    parts: int = 0
+
+
+def _trace_metadata(probe: Probe, interval_s: float, every: int) -> dict[str, Any]:
+    return {
+        "source": probe.source,
+        "domain": probe.domain,
+        "is_estimate": probe.is_estimate,
+        "interval_s": interval_s * every,
+        **probe.metadata(),
+    }
+
+
+def _write_status(
+    out_dir: Path,
+    rounds: _Rounds,
+    interval_s: float,
+    traces: dict[str, dict[str, Any]],
+    unavailable: dict[str, str],
+    *,
+    final: bool,
+) -> dict[str, Any]:
+    """Write sampler.json (atomically), checked through its model: a new metadata key fails
+    here, in the sampler's own tests, not in a job."""
+    status: dict[str, Any] = {
+        "started_unix": rounds.started,
+        "stopped_unix": time.time(),
+        "final": final,
+        "parts": rounds.parts,
+        "interval_s": interval_s,
+        "rounds": rounds.count,
+        "late_rounds": len(rounds.lateness),
+        "counter_reads_on_mark": rounds.on_mark,
+        "max_late_s": max(rounds.lateness, default=0.0),
+        "median_late_s": statistics.median(rounds.lateness) if rounds.lateness else 0.0,
+        "traces": traces,
+        "unavailable": unavailable,
+    }
+    checked = SamplerStatus.model_validate(status)
+    write_text(out_dir / SAMPLER_STATUS, checked.model_dump_json(indent=2) + "\n")
+    return status
+
+
 def run(
     out_dir: Path,
     pid: int,
@@ -205,27 +301,32 @@ def run(
         p.source: rounds_per(CPU_MODEL_PERIOD_S, interval_s) if p.source == "cpu-model" else 1
         for p in probes
     }
-    writers = {
-        p.source: TraceWriter(out_dir / TRACE_FILES[p.source], SCHEMAS[p.source]) for p in probes
-    }
-    started = time.time()
-    lateness: list[float] = []
-    on_mark = 0
+    writers = {p.source: PartedTrace(out_dir, p.source, SCHEMAS[p.source]) for p in probes}
+    _warm_parquet_writer()
+
+    def close_parts(final: bool) -> dict[str, Any]:
+        meta = {p.source: _trace_metadata(p, interval_s, every[p.source]) for p in probes}
+        for probe in probes:
+            writers[probe.source].close_part(meta[probe.source], reopen=not final)
+        traces = {p.source: writers[p.source].info(meta[p.source]) for p in probes}
+        rounds.parts += 1
+        return _write_status(out_dir, rounds, interval_s, traces, unavailable, final=final)
+
+    rounds = _Rounds()
     next_t = time.monotonic()
-    rounds = 0
     while not stop.requested:
         for probe in probes:
-            if rounds % every[probe.source] == 0:
+            if rounds.count % every[probe.source] == 0:
                 writers[probe.source].add(probe.sample())
-        rounds += 1
-        if rounds == 1 and ready_file is not None:
+        rounds.count += 1
+        if rounds.count == 1 and ready_file is not None:
             write_text(ready_file, f"{time.time()!r}\n")
-        if rounds % 50 == 0 and not _alive(pid):
+        if rounds.count % 50 == 0 and not _alive(pid):
             break
         next_t += interval_s
         delay = next_t - time.monotonic()
         if delay <= 0:
-            lateness.append(-delay)
+            rounds.lateness.append(-delay)
             next_t = time.monotonic()
         while delay > 0 and not stop.requested:
             # sleeps until the next round, or reads every counter at once when the job marks
@@ -233,44 +334,26 @@ def run(
             if got is not None:
                 for probe in probes:
                     writers[probe.source].add(_read_now(probe))
-                    if isinstance(probe, NvmlProbe) and got.si_signo != MARK_SIGNAL:
+                    if isinstance(probe, NvmlProbe) and got.si_signo in (DENSE_ON, DENSE_OFF):
                         probe.dense = got.si_signo == DENSE_ON
-                on_mark += 1
+                rounds.on_mark += 1
+                if got.si_signo == ROTATE_SIGNAL:  # the part ends on the read just made
+                    close_parts(final=False)
             delay = next_t - time.monotonic()
     for probe in probes:  # a last sample of every probe (the counter too): the trace covers
         writers[probe.source].add(probe.sample(last=True))  # the job's end
-    traces: dict[str, Any] = {}
-    status: dict[str, Any] = {
-        "started_unix": started,
-        "stopped_unix": time.time(),
-        "interval_s": interval_s,
-        "rounds": rounds,
-        "late_rounds": len(lateness),
-        "counter_reads_on_mark": on_mark,
-        "max_late_s": max(lateness, default=0.0),
-        "median_late_s": statistics.median(lateness) if lateness else 0.0,
-        "traces": traces,
-        "unavailable": unavailable,
-    }
+    status = close_parts(final=True)
     for probe in probes:
-        meta = {
-            "source": probe.source,
-            "domain": probe.domain,
-            "is_estimate": probe.is_estimate,
-            "interval_s": interval_s * every[probe.source],
-            **probe.metadata(),
-        }
-        writers[probe.source].close(meta)
         probe.close()
-        traces[probe.source] = {
-            "file": TRACE_FILES[probe.source],
-            "rows": writers[probe.source].count,
-            **meta,
-        }
-    # through its model: a new metadata key fails here, in the sampler's own tests, not in a job
-    checked = SamplerStatus.model_validate(status)
-    write_text(out_dir / SAMPLER_STATUS, checked.model_dump_json(indent=2) + "\n")
     return status
+
+
+def _warm_parquet_writer() -> None:
+    """Write one empty table to memory before sampling: pyarrow sets up its Parquet writing
+    on the first table written (~0.8 s on a busy node), and the sampler's first write is
+    otherwise at the first trace part's end, where it would hold the loop and leave a gap
+    in the power samples right after a cell."""
+    pq.write_table(pa.Table.from_pylist([], schema=SCHEMAS["nvml"]), pa.BufferOutputStream())
 
 
 def _read_now(probe: Probe) -> list[dict[str, Any]]:

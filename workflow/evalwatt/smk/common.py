@@ -14,12 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from evalwatt.base.layout import Layout
+from evalwatt.base.layout import KIND_DIRS, JobFiles, Layout
+from evalwatt.base.vocabulary import RUN_KINDS
 from evalwatt.config.load import Config, from_dict
+from evalwatt.jobs.run import RunJobs
+from evalwatt.ops.evidence import RUN_RULES
 from evalwatt.ops.status_text import report_not_done
 from evalwatt.plan.matrix import Plan, plan_run
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+RUN_KIND_PATTERN = "|".join(RUN_KINDS)
+"""The ``{kind}`` wildcard of the job rules: the kinds of job Snakemake runs."""
 
 
 def load(config: Mapping[str, Any], configfiles: Iterable[str | Path]) -> Config:
@@ -36,6 +41,27 @@ def plan(config: Config) -> Plan:
 
 def layout(config: Config) -> Layout:
     return Layout.of(config.results_dir, config.run)
+
+
+def run_jobs(config: Config, plan: Plan, layout: Layout) -> RunJobs:
+    """The run's jobs (baselines and cells, or model jobs; judge passes), each resolved once."""
+    return RunJobs(config, plan, layout)
+
+
+def job_files(layout: Layout, rule: str) -> JobFiles:
+    """The files of the jobs a rule runs (``RUN_RULES``) as ``{kind}``/``{job}`` patterns:
+    one rule per way a kind's folder is spelt, since ``judge-passes`` is not ``judge-pass``
+    and an ``s`` (``evalwatt.base.layout.KIND_DIRS``)."""
+    kinds = RUN_RULES[rule]
+    suffixes = {KIND_DIRS[k].removeprefix(k) for k in kinds}
+    if len(suffixes) != 1 or not all(KIND_DIRS[k].startswith(k) for k in kinds):
+        raise ValueError(f"rule {rule}: the folders of {kinds} are not one pattern")
+    return JobFiles(layout.root / f"{{kind}}{suffixes.pop()}" / "{job}")
+
+
+def kinds_of(rule: str) -> str:
+    """The ``{kind}`` wildcard's pattern of a job rule."""
+    return "|".join(RUN_RULES[rule])
 
 
 @contextmanager

@@ -11,8 +11,7 @@ from evalwatt.base.layout import FINAL_BEST, FINAL_FORMATS, FINAL_TABLE, Layout
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import CellRecord
-from evalwatt.jobs.resolve import planned_jobs
-from evalwatt.plan.matrix import Plan
+from evalwatt.jobs.run import RunJobs
 from evalwatt.report.audit import write_audit
 from evalwatt.smk.common import rule_log
 from evalwatt.table.final import to_table, write_table
@@ -30,11 +29,12 @@ def final_files(layout: Layout) -> dict[str, str]:
     return files
 
 
-def final_outputs(layout: Layout, plan: Plan) -> list[str]:
+def final_outputs(run: RunJobs) -> list[str]:
     """Everything a run must have, each job's result included: Snakemake does not rerun a job
     whose output was deleted while what it feeds is still there, unless it is a target."""
-    results = [str(layout.run_result(kind, job_id)) for kind, job_id in planned_jobs(plan)]
-    energy = [str(layout.cell_energy(c)) for c in plan.cells]
+    layout = run.layout
+    results = [str(layout.run_result(kind, job_id)) for kind, job_id in run.jobs()]
+    energy = [str(layout.cell_energy(c)) for c in run.plan.cells]
     return [str(layout.plan()), *results, *energy, *final_files(layout).values()]
 
 

@@ -11,12 +11,16 @@ from typing import Any
 from evalwatt.base.layout import FINAL_BEST, FINAL_TABLE, REPORT_PAGES, Layout
 from evalwatt.base.vocabulary import JobKind
 from evalwatt.config.load import Config
+from evalwatt.contracts.contract import ContractError, read_contract
+from evalwatt.contracts.result import JobResult
+from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.matrix import Plan
 from evalwatt.report.figures.report import (
     FigureSpec,
     draw_report_figures,
     write_markdown_pages,
     write_plan_page,
+    write_preview_check_page,
 )
 from evalwatt.report.figures.report import figure_specs as specs
 from evalwatt.smk.common import rule_log
@@ -30,32 +34,39 @@ PAGE_LABELS = {
     "energy_table": "final table: every cell, then the fastest setting",
     "plan": "plan: GPUs per model, cells, GPU-hour preview",
     "audit": "audit summary: job by job, every energy source",
+    "preview_check": "preview check: the GPU-hour preview against the run",
 }
 """Each report page and what its label says."""
 
 
-def report_jobs(plan: Plan) -> list[tuple[JobKind, str]]:
-    """The jobs whose power timeline the report draws: the plan's first cell and its baseline."""
+def report_jobs(plan: Plan, per_model: bool = False) -> list[tuple[JobKind, str]]:
+    """The jobs whose power timeline the report draws: the plan's first cell and its baseline
+    (per-model execution: the model job of the first cell, whose reference idle is its
+    baseline)."""
     first = next(iter(plan.cells.values()))
-    return [("cell", first.id), ("baseline", first.baseline)]
+    return [("cell", first.id)] if per_model else [("cell", first.id), ("baseline", first.baseline)]
 
 
-def figure_specs(plan: Plan) -> list[FigureSpec]:
+def figure_specs(plan: Plan, per_model: bool = False) -> list[FigureSpec]:
     """Every figure of the run, known from the plan."""
-    return specs({c.benchmark for c in plan.cells.values()}, report_jobs(plan))
+    return specs({c.benchmark for c in plan.cells.values()}, report_jobs(plan, per_model))
 
 
-def figure_inputs(plan: Plan, layout: Layout) -> dict[str, str]:
-    """The final table and the results of the jobs drawn (their traces are beside them)."""
-    inputs = {"table": str(layout.final())}
-    for kind, job_id in report_jobs(plan):
-        inputs[kind] = str(layout.run_result(kind, job_id))
+def figure_inputs(run: RunJobs) -> dict[str, str]:
+    """The final table and the results of the jobs drawn (their traces are beside them, or in
+    the model job's folder that a packed cell's result names)."""
+    inputs = {"table": str(run.layout.final())}
+    for kind, job_id in report_jobs(run.plan, run.per_model):
+        inputs[kind] = str(
+            run.cell_input(job_id) if kind == "cell" else run.layout.run_result(kind, job_id)
+        )
     return inputs
 
 
-def figure_outputs(plan: Plan, layout: Layout, report: Any) -> dict[str, Any]:
+def figure_outputs(run: RunJobs, report: Any) -> dict[str, Any]:
     """The figures rule's outputs: one PNG per figure, flagged with Snakemake's ``report``
     (its caption, category, subcategory, label), and the index of the figures."""
+    layout = run.layout
     outputs: dict[str, Any] = {
         spec.name: report(
             str(layout.figure(spec.name)),
@@ -64,19 +75,19 @@ def figure_outputs(plan: Plan, layout: Layout, report: Any) -> dict[str, Any]:
             subcategory=spec.subcategory,
             labels={spec.label[0]: spec.label[1]},
         )
-        for spec in figure_specs(plan)
+        for spec in figure_specs(run.plan, run.per_model)
     }
     outputs["index"] = str(layout.figure_index())
     return outputs
 
 
-def write_figures(plan: Plan, layout: Layout, input: Any, output: Any, log: Sequence[str]) -> None:
+def write_figures(run: RunJobs, input: Any, output: Any, log: Sequence[str]) -> None:
     """Draw every figure (or its not-drawn card) to the paths the rule declared."""
-    all_specs = figure_specs(plan)
+    all_specs = figure_specs(run.plan, run.per_model)
     outputs = dict(output.items())
     job_dirs = {
-        f"power_timeline__{kind}": Path(getattr(input, kind)).parent
-        for kind, _ in report_jobs(plan)
+        f"power_timeline__{kind}": traces_of(Path(getattr(input, kind)))
+        for kind, _ in report_jobs(run.plan, run.per_model)
     }
     with rule_log(log[0], output) as out:
         results = draw_report_figures(
@@ -88,6 +99,15 @@ def write_figures(plan: Plan, layout: Layout, input: Any, output: Any, log: Sequ
         )
         for r in results:
             out.write(f"{r.name}: {'not drawn: ' + r.skipped if r.skipped else 'drawn'}\n")
+
+
+def traces_of(result: Path) -> Path:
+    """The folder that holds a job's traces: its own, or the model job's of a packed cell."""
+    try:
+        packed_in = read_contract(JobResult, result).packed_in
+    except ContractError:
+        packed_in = None
+    return Path(packed_in) if packed_in else result.parent
 
 
 def report_page_inputs(layout: Layout) -> dict[str, str]:
@@ -121,10 +141,12 @@ def write_report_pages(config: Config, input: Any, output: Any, log: Sequence[st
         write_markdown_pages(output.energy_table, f"{title}: final table", pages)
         write_plan_page(input.plan, output.plan)
         write_markdown_pages(output.audit, f"{title}: audit", [input.audit])
+        write_preview_check_page(config, output.preview_check)
 
 
-def report_outputs(layout: Layout, plan: Plan) -> list[str]:
+def report_outputs(run: RunJobs) -> list[str]:
     """What the report shows, for ``rule all``: a normal run draws the figures and pages."""
-    figures = [str(layout.figure(s.name)) for s in figure_specs(plan)]
+    layout = run.layout
+    figures = [str(layout.figure(s.name)) for s in figure_specs(run.plan, run.per_model)]
     pages = [str(layout.report_page(name)) for name in REPORT_PAGES]
     return [*figures, str(layout.figure_index()), *pages]

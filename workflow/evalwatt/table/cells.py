@@ -8,10 +8,11 @@ produced it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from evalwatt.base.layout import Layout
-from evalwatt.base.vocabulary import Family, Mark
+from evalwatt.base.vocabulary import Family, JobKind, Mark
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import (
@@ -32,6 +33,7 @@ from evalwatt.jobs.repeats import repeat_job
 from evalwatt.jobs.resolve import Job, resolve_job
 from evalwatt.plan.matrix import Plan
 from evalwatt.table.final import ENERGY_METHOD, flat_columns
+from evalwatt.table.packed_columns import family_packed_columns, row_packed_columns
 
 # Table columns of a family <- names of the energy terms (evalwatt.energy.terms).
 _TERM_COLUMNS = {
@@ -54,6 +56,12 @@ _PER_UNIT_COLUMNS = {
     "net_energy_per_question_wh": "net_per_question",
     "energy_per_1k_output_tokens_wh": "inference_per_1k_output_tokens",
 }
+
+
+# The row's columns that are the cell's evaluation settings, under the same names.
+_EVALUATION_COLUMNS = {
+    "benchmark", "task", "temperature", "top_p", "top_k", "max_tokens", "max_connections"
+}  # fmt: skip
 
 
 def _span(marks: Mapping[Mark, float], start: Mark, end: Mark) -> float | None:
@@ -102,6 +110,7 @@ def family_columns(
             method_gap_pct=info.gap_pct,
             energy_null_reason="; ".join(dict.fromkeys(reasons)) or None,
             **values,
+            **family_packed_columns(info),
         )
     return out
 
@@ -150,25 +159,50 @@ def token_check(generation: EvalSummary, server: ServerMetrics | None) -> TokenC
 def measured_gpus(result: JobResult) -> str | None:
     """UUIDs of the GPUs the job's sampler read, comma-separated; None when NVML read none
     (a CPU job, or fake GPUs): the audit compares them with the GPUs the scheduler gave."""
-    nvml = result.sampler.traces.get("nvml")
+    nvml = result.sampler.traces.get("nvml") if result.sampler else None
     if nvml is None or not nvml.devices:
         return None
     return ",".join(d.uuid for d in nvml.devices)
 
 
-def _job_ref(job: Job, result: JobResult, settings: Settings) -> JobRef:
-    figures = cluster_sources(job.files.root, settings)[1] if settings.sources else {}
+def _job_ref(
+    kind: JobKind, job_id: str, run_dir: Path, result: JobResult, settings: Settings
+) -> JobRef:
+    """A job behind a cell's numbers. A packed one's cluster figures are its model job's
+    (job totals, which the audit's row of that job gives), so it carries none here."""
+    packed = result.packed_in is not None
+    figures = cluster_sources(run_dir, settings)[1] if settings.sources and not packed else {}
     return JobRef(
-        kind=job.kind,
-        job_id=job.job_id,
-        run_dir=job.files.root,
+        kind=kind,
+        job_id=job_id,
+        run_dir=run_dir,
         accounting_id=result.accounting_id,
         status=result.status,
         problems=result.problems,
         marks=result.marks,
         accounting=figures,
         generation_window=result.generation_window,
+        packed_in=result.packed_in,
     )
+
+
+def _judged(layout: Layout, cell_id: str, judged: bool) -> JobResult | None:
+    """The cell's judged result (``judges/<cell>/result.json``, written by a judge pass), or
+    None for a cell scored in its own job."""
+    if not judged:
+        return None
+    return read_contract(JobResult, layout.run_result("judge", cell_id))
+
+
+def _baseline(
+    config: Config, plan: Plan, layout: Layout, cell_job: Job, cell: JobResult
+) -> tuple[Job | None, JobResult | None]:
+    """The cell's load-only baseline job and its result (per-cell mode); none for a cell of
+    a model job, whose reference idle window stands in for it (``energy.packed``)."""
+    if cell.packed_in is not None:
+        return None, None
+    job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
+    return job, read_contract(JobResult, job.files.result)
 
 
 def build_record(
@@ -176,16 +210,16 @@ def build_record(
 ) -> CellRecord:
     """Assemble one cell's record from its job results (cell, baseline, judge); with
     ``repeat``, the record of that repeat of the cell (``evalwatt submit --repeats``: its own
-    job folder, the cell's baseline, and the cell's judged score)."""
+    job folder, the cell's baseline, and the cell's judged score). A cell of a model job
+    (its result's ``packed_in``) has no baseline job: its model job's reference idle window
+    and overhead stand in (``energy.packed``)."""
     cell_job = resolve_job(config, plan, layout, "cell", cell_id)
     if repeat is not None:
         cell_job = repeat_job(cell_job, layout, repeat)
-    base_job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
-    judged = cell_job.judged
-    judge_job = resolve_job(config, plan, layout, "judge", cell_id) if judged else None
     cell = read_contract(JobResult, cell_job.files.result)
-    base = read_contract(JobResult, base_job.files.result)
-    judge = read_contract(JobResult, judge_job.files.result) if judge_job else None
+    base_job, base = _baseline(config, plan, layout, cell_job, cell)
+    judge = _judged(layout, cell_id, cell_job.judged)
+    judge_dir = layout.run_dir("judge", cell_id) if judge else None
     generation = cell.generation
     evaluation = cell_job.spec.evaluation
     if generation is None or evaluation is None:
@@ -194,8 +228,8 @@ def build_record(
     settings = Settings.of(config)
     energy = cell_energy(
         cell_job.files.root,
-        base_job.files.root,
-        judge_job.files.root if judge_job else None,
+        base_job.files.root if base_job else None,
+        judge_dir,
         generation.samples_completed,
         generation.output_tokens,
         settings,
@@ -207,13 +241,7 @@ def build_record(
         cell_id=cell_job.job_id,  # a repeat's own id (<cell>__r<n>): repeats.py groups by it
         model=cell_job.model_name,
         hf_id=model.hf_id,
-        benchmark=evaluation.benchmark,
-        task=evaluation.task,
-        temperature=evaluation.temperature,
-        top_p=evaluation.top_p,
-        top_k=evaluation.top_k,
-        max_tokens=evaluation.max_tokens,
-        max_connections=evaluation.max_connections,
+        **evaluation.model_dump(include=_EVALUATION_COLUMNS),
         sample_limit=evaluation.limit,
         backend=cell_job.spec.model.backend,
         gpus=cell_job.resources.gpus,
@@ -233,7 +261,7 @@ def build_record(
         scorer=scoring.scorer if scoring else None,
         score_null_reason=scoring.score_null_reason if scoring else "not scored",
         scored_by="judge job" if judge else "in-job",
-        judge_model=judge_job.model_name if judge_job else None,
+        judge_model=judge.spec.model.name if judge else None,
         input_tokens=generation.input_tokens,
         output_tokens=generation.output_tokens,
         load_duration_s=_span(cell.marks, Mark.LOAD_START, Mark.READY),
@@ -242,20 +270,21 @@ def build_record(
         generation_window_null_reason=_generation_null_reason(cell),
         pad_duration_s=_span(cell.marks, Mark.PAD_START, Mark.PAD_END),
         job_duration_s=_span(cell.marks, Mark.JOB_START, Mark.JOB_END),
-        baseline_load_duration_s=_span(base.marks, Mark.LOAD_START, Mark.READY),
-        baseline_job_duration_s=_span(base.marks, Mark.JOB_START, Mark.JOB_END),
+        baseline_load_duration_s=_span(base.marks, Mark.LOAD_START, Mark.READY) if base else None,
+        baseline_job_duration_s=_span(base.marks, Mark.JOB_START, Mark.JOB_END) if base else None,
         judge_duration_s=_span(judge.marks, Mark.GENERATION_START, Mark.GENERATION_END)
         if judge
         else None,
         judge_evaluation_duration_s=_span(judge.marks, Mark.JUDGING_START, Mark.JUDGING_END)
         if judge
         else None,
+        **row_packed_columns(cell),
         gpu=families[Family.GPU],
         cpu=families[Family.CPU],
         cpu_est=families[Family.CPU_EST],
         scheduler_job_id=cell.accounting_id,
         baseline_id=cell_job.baseline_id,
-        baseline_scheduler_job_id=base.accounting_id,
+        baseline_scheduler_job_id=(base or cell).accounting_id,
         judge_scheduler_job_id=judge.accounting_id if judge else None,
         host=cell.host,
         gpus_allocated=cell.cuda_visible_devices,
@@ -267,9 +296,13 @@ def build_record(
         row=row,
         energy=energy,
         jobs=CellJobs(
-            cell=_job_ref(cell_job, cell, settings),
-            baseline=_job_ref(base_job, base, settings),
-            judge=_job_ref(judge_job, judge, settings) if judge_job and judge else None,
+            cell=_job_ref("cell", cell_job.job_id, cell_job.files.root, cell, settings),
+            baseline=_job_ref("baseline", base_job.job_id, base_job.files.root, base, settings)
+            if base_job and base
+            else None,
+            judge=_job_ref("judge", cell_id, judge_dir, judge, settings)
+            if judge and judge_dir
+            else None,
         ),
         logs=CellLogs(generation=generation.log, scored=scoring.log if scoring else None),
         tokens=token_check(generation, cell.server_metrics),

@@ -160,6 +160,11 @@ def generation_share(row: Mapping[str, Any]) -> Value:
     inference, job = row.get("inference_duration_s"), row.get("job_duration_s")
     if inference is None:
         return None, "inference_duration_s is null"
+    if job is None and row.get("execution") == "per-model":
+        return None, (
+            "per-model: the cell has no job of its own (its model job ran several cells; "
+            "their shared overhead is the shared_overhead_energy_j columns)"
+        )
     if job is None:
         return None, "job_duration_s is null"
     if job <= 0:

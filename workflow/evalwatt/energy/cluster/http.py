@@ -104,7 +104,8 @@ class Http:
         shown = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
         sent = dict(shown)
         creds = self.settings.credentials
-        authorization = auth_header(creds, read_secret(creds))
+        secret = read_secret(creds)
+        authorization = auth_header(creds, secret)
         if authorization:
             sent["Authorization"] = authorization
             shown["Authorization"] = f"<redacted: {secret_origin(creds)}>"
@@ -119,10 +120,10 @@ class Http:
                 request, timeout=self.settings.timeout_s, context=self._context()
             ) as reply:
                 status = reply.status
-                body = reply.read().decode("utf-8", errors="replace")
+                body = _redacted(reply.read().decode("utf-8", errors="replace"), secret)
         except urllib.error.HTTPError as exc:
             status = exc.code
-            body = exc.read().decode("utf-8", errors="replace")
+            body = _redacted(exc.read().decode("utf-8", errors="replace"), secret)
             error = f"HTTP {exc.code} {exc.reason}"
         except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -150,6 +151,17 @@ class Http:
         if status >= 500 or status == 429:
             raise Transient(f"GET {url}: HTTP {status}: {_excerpt(body)}")
         return decode_json(body, f"GET {url} (HTTP {status})")
+
+
+def _redacted(body: str, secret: str | None) -> str:
+    """A reply without the secret in it, as sent or in its basic-auth form: a server that echoes
+    the request's credentials (an error message, a debug field) would otherwise put them in the
+    kept exchange and the job's accounting file."""
+    if not secret:
+        return body
+    for form in (secret, base64.b64encode(secret.encode()).decode()):
+        body = body.replace(form, "<redacted>")
+    return body
 
 
 def decode_json(body: str | None, what: str) -> Any:

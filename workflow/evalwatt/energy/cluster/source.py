@@ -38,7 +38,7 @@ class JobFacts:
     @classmethod
     def of(cls, job_dir: Path) -> JobFacts:
         result = read_contract(JobResult, JobFiles(job_dir).result)
-        nvml = result.sampler.traces.get("nvml")
+        nvml = result.sampler.traces.get("nvml") if result.sampler else None
         uuids = tuple(d.uuid for d in nvml.devices) if nvml and nvml.devices else None
         visible = parse_visible_devices(result.cuda_visible_devices)
         return cls(

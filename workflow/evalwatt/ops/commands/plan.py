@@ -1,15 +1,15 @@
-"""``evalwatt plan``: the GPUs, CPUs and memory of each model and why, then the run's cells,
-baselines, judge jobs and its GPU-hour preview."""
+"""``evalwatt plan``: the GPUs, CPUs and memory of each model and why, then the run's cost in
+both execution modes: hours by phase, jobs by kind, the throughput each model was given."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from evalwatt.config.section import shown
 from evalwatt.ops.commands.common import Subparsers, add_configfile, add_json, load
 from evalwatt.plan.estimate import cost_preview
 from evalwatt.plan.matrix import plan_run
+from evalwatt.plan.preview import assumption_text, fixed_width, job_rows, phase_rows, rate_rows
 
 
 def add(sub: Subparsers) -> None:
@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
     for m in plan.models.values():
         print(f"{m.model:42} {m.backend:9} {m.gpus:>4} {m.cpus:>4} {m.vram_gb:>8.1f}  {m.reason}")
     cost = cost_preview(plan, config)
-    print(
-        f"\n{cost.cells} cells, {cost.baselines} load-only baselines, {cost.judge_jobs} judge jobs"
-    )
-    print("estimated GPU-hours (rough: assumptions below, not measurements):")
-    for part, hours in cost.gpu_hours.model_dump().items():
-        print(f"  {part:10} {hours:10.2f}")
-    print(f"  {'total':10} {cost.gpu_hours_total:10.2f}")
-    assumed = cost.assumptions.model_dump().items()
-    print("assumptions: " + ", ".join(f"{k}={shown(v)}" for k, v in assumed))
+    judged = f"{cost.judged_cells} judge-scored"
+    print(f"\n{cost.cells} cells ({judged}); this run's execution: {cost.execution}")
+    print("estimated hours by phase, both modes (the throughput model, not measurements):")
+    print("\n".join(fixed_width(phase_rows(cost))))
+    print()
+    print("\n".join(fixed_width(job_rows(cost))))
+    print("\nthroughput used:")
+    print("\n".join(fixed_width(rate_rows(cost), left=(0, 1, 3))))
+    print(f"assumptions: {assumption_text(cost)}")
     return 0

@@ -1,6 +1,6 @@
-"""Where each cell, baseline, judge job and repeat of a run stands, from its results folder
-and (when there is one) Slurm. Exit 0 when every job is done, 1 when some are not, 2 for bad
-input.
+"""Where each cell, baseline, model job, judge pass and repeat of a run stands, from its
+results folder and (when there is one) Slurm. Exit 0 when every job is done, 1 when some are
+not, 2 for bad input.
 
 (``evalwatt status``, the description its --help shows; the states are evalwatt.ops.status's.)
 """
@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from evalwatt.jobs.run import RunJobs
 from evalwatt.ops.commands.common import (
     Subparsers,
     add_configfile,
@@ -34,7 +35,7 @@ def add(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load(args, check_environment=False)
-    status = run_status(plan_run(config), layout_of(config), config.run)
+    status = run_status(RunJobs(config, plan_run(config), layout_of(config)))
     if args.json:
         print(json.dumps([j.to_json() for j in status.jobs], indent=2))
     else:

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from evalwatt.base.atomic import write_text
 from evalwatt.base.errors import EXIT_USER_ERROR, UserError
+from evalwatt.base.layout import FIGURE_INDEX
 from evalwatt.report.figures._common import FAMILIES, FigureResult, pick_family
 from evalwatt.report.figures.tables import (
     energy_vs_params,
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"evalwatt figures: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    write_index(results, args.out_dir / "figures.json")
+    write_index(results, args.out_dir / FIGURE_INDEX)
     for r in results:
         print(
             f"{r.name}: " + (f"skipped: {r.skipped}" if r.skipped else ", ".join(map(str, r.files)))

@@ -19,14 +19,17 @@ import pyarrow as pa
 
 from evalwatt.base.atomic import atomic_path, write_text
 from evalwatt.base.errors import UserError
-from evalwatt.base.layout import JobFiles
-from evalwatt.config.section import shown
+from evalwatt.base.layout import JobFiles, Layout
+from evalwatt.config.load import Config
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.plan import PlanFile
 from evalwatt.energy.trace import TraceError
+from evalwatt.plan import preview
+from evalwatt.plan.matrix import plan_run
 from evalwatt.report.figures import make_figures, power_timeline, write_index
 from evalwatt.report.figures._common import FigureResult, new_figure, pick_family
 from evalwatt.report.figures.tables import _safe
+from evalwatt.report.preview_check import PreviewCheckError, run_check
 
 # The energy family of the table figures, and the in-job trace that holds the same energy.
 FAMILY_TRACE = {"gpu": "nvml", "cpu": "rapl", "cpu_est": "cpu-model"}
@@ -188,13 +191,13 @@ def write_markdown_pages(path: Path | str, title: str, parts: Iterable[Path | st
 
 
 def plan_markdown(plan: PlanFile) -> str:
-    """The plan file (plan/plan.json: GPUs per model and why, the cost preview) as Markdown;
-    the cost preview's numbers are the plan rule's, rounded here only."""
+    """The plan file (plan/plan.json: GPUs per model and why, the cost preview of both
+    execution modes) as Markdown; the preview's numbers are the plan rule's, rounded here only."""
     cost = plan.cost
     lines = [
         f"# Plan of run {plan.run}",
         "",
-        f"{cost.cells} cells, {cost.baselines} load-only baselines, {cost.judge_jobs} judge jobs.",
+        f"{cost.cells} cells ({cost.judged_cells} judge-scored); execution `{cost.execution}`.",
         "",
         "| model | backend | GPUs | CPUs | VRAM GB | why |",
         "|---|---|---|---|---|---|",
@@ -204,20 +207,21 @@ def plan_markdown(plan: PlanFile) -> str:
             f"| {m.model} | {m.backend} | {m.gpus} | {m.cpus} | "
             f"{m.vram_gb:.1f} | {m.reason.replace('|', '/')} |"
         )
-    assumed = cost.assumptions.model_dump().items()
     lines += [
         "",
         "## GPU-hour preview",
         "",
-        "Rough: the planner's assumptions below, the estimates that set each job's time limit; "
-        "not measurements.",
+        "Both execution modes, by phase: the throughput model's estimates (the same that set "
+        "each job's time limit), not measurements; `evalwatt preview-check` compares them with "
+        "a run's measured GPU-seconds.",
         "",
-        "| part | GPU-hours |",
-        "|---|---|",
-        *(f"| {part} | {hours:.2f} |" for part, hours in cost.gpu_hours.model_dump().items()),
-        f"| **total** | **{cost.gpu_hours_total:.2f}** |",
+        *preview.markdown(preview.phase_rows(cost)),
         "",
-        "Assumptions: " + ", ".join(f"`{k}` = {shown(v)}" for k, v in assumed),
+        *preview.markdown(preview.job_rows(cost)),
+        "",
+        *preview.markdown(preview.rate_rows(cost)),
+        "",
+        "Assumptions: " + ", ".join(f"`{k}` = {v}" for k, v in preview.assumption_items(cost)),
         "",
         "## Cells",
         "",
@@ -230,6 +234,17 @@ def plan_markdown(plan: PlanFile) -> str:
             f"{c.max_connections} | {c.baseline} | {c.judge or '–'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_preview_check_page(config: Config, path: Path | str) -> None:
+    """The report's page: the check of the run's results on disk. A result the check cannot
+    read makes the page say so (the rest of the report does not depend on it)."""
+    layout = Layout.of(config.results_dir, config.run)
+    try:
+        text, _ = run_check(config, plan_run(config), layout)
+    except PreviewCheckError as exc:
+        text = f"# Preview against the run {config.run}\n\nNot compared: {exc}\n"
+    write_text(path, markdown_page(f"evalwatt run {config.run}: preview check", text))
 
 
 def write_plan_page(plan_json: Path | str, path: Path | str) -> None:

@@ -1,0 +1,71 @@
+# Issue 17 on one H200: per-model against per-cell execution of the same 4 cells, the workflow's
+# rendered jobs with the hf backend (`transformers serve`), benchmarks/gpu_modes.py, in two device
+# calls on the same machine: `bash docs/validation/h200-per-model/command.sh 1`, then `... 2`.
+#   1: random weights of TinyLlama-1.1B's shape, 64 synthetic prompts of ~60 words, answers of
+#      exactly 32 and 64 tokens, max_connections 16 and 32; per-cell and per-model (reference
+#      idle 5 s, cooldown up to 20 s) interleaved, repeats 1 and 2;
+#   2: real weights, SmolLM2-135M-Instruct from the demo's GGUF, HumanEval (32 questions, at most
+#      64 and 128 tokens, max_connections 16 and 32), both modes once; then repeat 3 of call 1's
+#      cells, both modes and per-model without cooldown, its preview calibrated on repeats 1-2.
+# Carried (ignored by git): .devtmp/site.tgz (../h200-transformers-serve/build_site.py: Inspect,
+# HumanEval, fastapi, uvicorn, openai, pydantic, gguf ... for Python 3.12), .devtmp/gpm-ew.tgz
+# (`tar czf .devtmp/gpm-ew.tgz --exclude=__pycache__ workflow benchmarks config pyproject.toml`:
+# the tree as tested on the CPU just before, so that other work in progress cannot reach the
+# run) and the GGUF in two parts (call 1: .devtmp/smollm2.part-a, its first 42,000,000 bytes;
+# call 2: .devtmp/smollm2.part-b, the rest; sha256 b179c952...db53, printed by call 2).
+# Each call's work stops by LIMIT seconds: gpu_modes.py --budget-s starts no run it expects to
+# end later, and `timeout` stops it at LIMIT.
+# Ran as `command.sh 1 480` and `command.sh 2 290` (the session's device time left no more):
+# call 1 made per-cell repeat 1 and per-model repeats 1 and 2, and skipped per-cell repeat 2
+# (--budget-s); call 2 made the real weights' per-cell run and skipped their per-model run (the
+# budget rule of then took a mode's first run as long as the last run of any mode: fixed since,
+# a mode's first run is started), and random-b was stopped by `timeout` in its baseline.
+# report-*.json: each call's report (also in gpm-*.tgz); docs/validation.md reads them.
+set -o pipefail
+STEP=${1:?1 or 2}
+LIMIT=${2:-500}
+if [ "$STEP" = 1 ]; then
+  mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
+    && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew && cp .devtmp/smollm2.part-a /tmp/ || exit 1
+fi
+[ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
+D=/tmp/site/evalwatt-0.1.0.dist-info
+mkdir -p $D
+printf 'Metadata-Version: 2.1\nName: evalwatt\nVersion: 0.1.0\n' > $D/METADATA
+printf '[inspect_ai]\nevalwatt = evalwatt.runtime.tasks\n' > $D/entry_points.txt
+echo evalwatt > $D/top_level.txt
+printf '{"url": "file:///tmp/ew", "dir_info": {"editable": true}}' > $D/direct_url.json
+export PYTHONPATH=/tmp/site:/tmp/ew/workflow PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0
+gpu_free() {  # a server left by a run stopped at its time limit
+  for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill $pid; done
+}
+modes() {  # label, gpu_modes.py arguments...
+  local label=$1 left=$((LIMIT - SECONDS)); shift
+  (cd /tmp/ew && timeout $left python3 benchmarks/gpu_modes.py --out /tmp/gpm-$label \
+    --label $label --models /tmp/models --budget-s $((left - 30)) "$@") > $OUT/$label.log 2>&1
+  echo "$label rc=$? at $SECONDS s"
+  gpu_free
+  tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
+  sed -n '/^cell \/ mode/,$p' $OUT/$label.log | cut -c1-220
+}
+SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
+PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
+nvidia-smi dmon -s pucm -d 1 -o T > $OUT/dmon-$STEP.txt 2>&1 &
+DMON=$!
+if [ "$STEP" = 1 ]; then
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit,enforced.power.limit --format=csv
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+    command -v transformers python3; nproc; } > $OUT/gpu.txt 2>&1
+  cat $OUT/gpu.txt
+  modes random-a $SYNTH $PACK --repeats 2
+else
+  gpu_free
+  mkdir -p /tmp/smollm2
+  cat /tmp/smollm2.part-a .devtmp/smollm2.part-b > /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  sha256sum /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  modes real --weights /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --tokens 64,128 \
+    --max-connections 16,32 --limit 32 $PACK --repeats 1
+  modes random-b $SYNTH $PACK --first-repeat 3 --repeats 1 \
+    --modes per-cell,per-model,per-model-nocool --calibration /tmp/gpm-random-a/calibration.json
+fi
+kill $DMON

@@ -1,0 +1,156 @@
+"""Per-model execution on a real Slurm: `snakemake --profile profiles/slurm-ci` against the
+single-node cluster of tests/cluster/slurm-up.sh, on the CI demo with `execution: per-model`
+and two temperatures (4 cells: 2 benchmarks x 2 temperatures, 2 of them judge-scored).
+
+What is checked is what Slurm itself recorded (sacct): one model job for the 4 cells and one
+judge pass for the 2 judged cells, where per-cell execution submits a job per cell and per
+baseline; the final table has the per-cell run's columns and every cell its energy; a model job
+cancelled after its second cell is followed by exactly one new model job, for the 2 missing
+cells only, and the finished cells' results are left byte for byte as they were.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_slurm import PROFILE, REPO, SNAKEMAKE, _config, _sacct, _snakemake
+
+from evalwatt.contracts.contract import read_contract
+from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.spec import JobSpec
+from evalwatt.table.final import read_table
+
+pytestmark = pytest.mark.cluster
+
+RUN = "per-model"
+MODEL_COMMENT = "rule_run_job_wildcards_model_"
+PASS_COMMENT = "rule_run_judge_pass_wildcards_judge-pass_"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cluster(slurm_cluster) -> None:
+    """Every test here needs the test cluster (tests/conftest.py starts it)."""
+
+
+def _two_temperatures(execution: str):
+    def edit(data: dict) -> None:
+        data["run"] = RUN
+        data["execution"] = execution
+        data["sweeps"]["temperature"] = [0.0, 0.7]
+
+    return edit
+
+
+def _rows(workdir: Path, prefix: str) -> list[dict[str, str]]:
+    """The Slurm jobs of ``workdir`` whose comment (the plugin's rule and wildcards) starts
+    with ``prefix``, oldest first."""
+    return [r for r in _sacct(workdir) if r["Comment"].startswith(prefix)]
+
+
+def _table(workdir: Path):
+    return read_table(workdir / "results" / RUN / "final" / "energy_table.parquet")
+
+
+@pytest.fixture(scope="module")
+def per_model_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    workdir = tmp_path_factory.mktemp("per-model")
+    done = _snakemake(workdir, _config(workdir, "per-model", _two_temperatures("per-model")))
+    return workdir, done
+
+
+@pytest.fixture(scope="module")
+def per_cell_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    workdir = tmp_path_factory.mktemp("per-cell")
+    done = _snakemake(workdir, _config(workdir, "per-cell", _two_temperatures("per-cell")))
+    return workdir, done
+
+
+def test_four_cells_run_as_one_model_job_and_one_judge_pass(per_model_run) -> None:
+    workdir, done = per_model_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = _sacct(workdir)
+    models, passes = _rows(workdir, MODEL_COMMENT), _rows(workdir, PASS_COMMENT)
+    assert len(models) == 1 and len(passes) == 1 and len(jobs) == 2, jobs
+    assert all(r["State"] == "COMPLETED" for r in jobs), jobs
+    root = workdir / "results" / RUN
+    cells = {p.parent.name: read_contract(JobResult, p) for p in root.glob("cells/*/result.json")}
+    assert len(cells) == 4
+    model_dir = root / "models" / models[0]["Comment"].removeprefix(MODEL_COMMENT)
+    for result in cells.values():
+        assert result.kind == "cell" and result.packed_in is not None
+        assert Path(result.packed_in).resolve() == model_dir.resolve()
+        assert result.scheduler_job_id == models[0]["JobIDRaw"]
+    judged = {p.parent.name for p in root.glob("judges/*/result.json")}
+    assert len(judged) == 2 and judged <= set(cells)
+    assert not (root / "baselines").exists()
+
+
+def test_the_table_has_the_per_cell_columns_and_every_cell_its_energy(
+    per_model_run, per_cell_run
+) -> None:
+    (model_dir, model_done), (cell_dir, cell_done) = per_model_run, per_cell_run
+    assert model_done.returncode == 0 and cell_done.returncode == 0, cell_done.stderr[-3000:]
+    packed, own = _table(model_dir), _table(cell_dir)
+    assert packed.column_names == own.column_names
+    assert sorted(packed.column("cell_id").to_pylist()) == sorted(own.column("cell_id").to_pylist())
+    for row in packed.to_pylist():
+        assert row["cpu_est_inference_energy_j"] > 0, row["cell_id"]
+        assert row["gpu_inference_energy_j"] is None  # fake GPUs: no NVML, a null, not 0 J
+    per_cell_jobs = _sacct(cell_dir)
+    assert len(per_cell_jobs) == 4 + 1 + 1  # 4 cells, 1 baseline, 1 judge pass
+
+
+def _cell_results(root: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in root.glob("cells/*/result.json")}
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_a_cancelled_model_job_is_followed_by_one_job_for_its_missing_cells(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, "cancel", _two_temperatures("per-model"))
+    root = tmp_path / "results" / RUN
+    argv = [str(SNAKEMAKE), "--retries", "0", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--profile", str(PROFILE), "--directory", str(tmp_path), "--configfile", str(config)]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(_cell_results(root)) >= 2, "the model job's second cell")
+        # the only job running then (the judge pass waits for it); sacct records a job's
+        # comment only once it ended, so it is found by its folder and state
+        (running,) = [r for r in _sacct(tmp_path) if r["State"] == "RUNNING"]
+        subprocess.run(["scancel", running["JobIDRaw"]], check=True)
+        out, _ = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode != 0, out[-3000:]
+    _wait_for(
+        lambda: _rows(tmp_path, MODEL_COMMENT)[0]["State"].startswith("CANCELLED"),
+        "Slurm to record the cancellation",
+        120,
+    )
+    kept = _cell_results(root)
+    assert 2 <= len(kept) < 4, sorted(kept)
+
+    again = _snakemake(tmp_path, config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    models = _rows(tmp_path, MODEL_COMMENT)
+    assert len(models) == 2, models  # the cancelled one, and exactly one new one
+    new_id = models[1]["Comment"].removeprefix(MODEL_COMMENT)
+    assert new_id != models[0]["Comment"].removeprefix(MODEL_COMMENT)
+    spec = read_contract(JobSpec, root / "jobs" / "model" / new_id / "spec.json")
+    assert spec.pack is not None
+    missing = {c.cell_id for c in spec.pack.cells}
+    assert missing.isdisjoint(kept) and len(missing) + len(kept) == 4
+    after = _cell_results(root)
+    assert {c: after[c] for c in kept} == kept  # byte for byte
+    assert len(after) == 4 and len(_table(tmp_path)) == 4
