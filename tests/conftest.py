@@ -126,3 +126,15 @@ def slurm_cluster() -> None:
     slurm_up = TESTS_DIR / "cluster" / "slurm-up.sh"
     done = subprocess.run(["bash", str(slurm_up)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, slurm_cluster) -> tuple[Path, Any]:
+    """The CI demo's per-cell run on the real Slurm, made once for the session:
+    tests/cluster/test_slurm.py checks it, and test_per_model_slurm.py compares the per-model
+    run's table with it (a second per-cell run would cost CI about five minutes). Here, not in
+    tests/cluster/conftest.py, for the reason slurm_cluster gives."""
+    from test_slurm import _config, _snakemake  # tests/cluster, on sys.path once collected
+
+    workdir = tmp_path_factory.mktemp("slurm-demo")
+    return workdir, _snakemake(workdir, _config(workdir, "ci"))

@@ -59,7 +59,9 @@ def test_plan_scale_short_mode_compares_the_same_dag() -> None:
     assert per_rule["cell_energy"] == (300, 300)
     # run_job runs cells and baselines (model jobs in per-model mode), run_judge_pass the
     # judge passes: together, every rendered job
-    runs = tuple(a + b for a, b in zip(per_rule["run_job"], per_rule["run_judge_pass"], strict=True))
+    runs = tuple(
+        a + b for a, b in zip(per_rule["run_job"], per_rule["run_judge_pass"], strict=True)
+    )
     assert runs == per_rule["render_job"]
     assert per_rule["run_job"][0] > 300 and per_rule["run_judge_pass"][0] >= 1
     for rule in ("plan", "final_table", "figures", "report_pages", "all"):

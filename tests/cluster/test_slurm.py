@@ -97,13 +97,6 @@ def _results(workdir: Path, run: str) -> dict[str, JobResult]:
 # --- the demo matrix -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    workdir = tmp_path_factory.mktemp("slurm-demo")
-    done = _snakemake(workdir, _config(workdir, "ci"))
-    return workdir, done
-
-
 def test_every_job_is_its_own_slurm_job_with_the_planned_gpus(demo_run) -> None:
     workdir, done = demo_run
     assert done.returncode == 0, done.stderr[-3000:]

@@ -25,7 +25,9 @@ the job finished.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ from evalwatt.runtime.outcome import (
     stamp_generation,
     stamp_steady,
 )
-from evalwatt.runtime.server import Server
+from evalwatt.runtime.server import Server, kill_live_servers
 from evalwatt.runtime.serving import pad, served
 from evalwatt.runtime.timeline import Timeline
 from evalwatt.sampling.process import SamplerProcess
@@ -163,10 +165,28 @@ def _judge_job(spec: JobSpec) -> bool:
     return len(cells) == 1 and cells[0].run_dir == spec.run_dir
 
 
+SIGTERM_GRACE_S = 20.0
+"""How long a job stopped by SIGTERM may take to unwind before it ends at once: under Slurm's
+default KillWait (30 s), after which Slurm would SIGKILL it anyway."""
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     """Slurm (time limit, scancel) and Snakemake stop jobs with SIGTERM: unwind, so that the
-    server (its own process group) and the sampler are stopped by the ``finally`` blocks."""
+    server (its own process group) and the sampler are stopped by the ``finally`` blocks.
+
+    A SystemExit raised inside Inspect's event loop can leave the loop waiting forever for a
+    task it interrupted (seen once in a model job, between two cells): a watchdog then kills
+    the server and ends the process. Finished cells' results are already on disk (written
+    atomically), and the sampler ends with the job's process (it watches its pid)."""
+    watchdog = threading.Timer(SIGTERM_GRACE_S, _end_now, args=(128 + signum,))
+    watchdog.daemon = True
+    watchdog.start()
     raise SystemExit(128 + signum)
+
+
+def _end_now(code: int) -> None:
+    kill_live_servers()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

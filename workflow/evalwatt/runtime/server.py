@@ -49,6 +49,17 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+_LIVE_GROUPS: set[int] = set()
+"""Process groups of the servers this process started and has not stopped yet."""
+
+
+def kill_live_servers() -> None:
+    """SIGKILL every server this process started and did not stop: the last act of a job
+    that must end now (``evalwatt.runtime.runner``'s SIGTERM watchdog)."""
+    for pid in list(_LIVE_GROUPS):
+        _signal_group(pid, signal.SIGKILL)
+
+
 @dataclass
 class Server:
     """A running inference server process (its own process group)."""
@@ -81,6 +92,7 @@ class Server:
                 start_new_session=True,
                 env={k: v for k, v in variables.items() if v is not None},
             )
+        _LIVE_GROUPS.add(process.pid)
         return cls(process=process, url=f"http://{host}:{port}/v1", log_path=log_path, argv=argv)
 
     def _fail(self, what: str) -> ServerError:
@@ -138,6 +150,7 @@ class Server:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         _signal_group(self.process.pid, signal.SIGKILL)  # stragglers (vLLM workers)
+        _LIVE_GROUPS.discard(self.process.pid)
         return int(self.process.returncode)
 
 
