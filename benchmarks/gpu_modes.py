@@ -32,7 +32,7 @@ apart) as one report; ``--budget-s`` keeps a device call inside its time. It exi
 job failed, and with ``--strict`` also when a goal is missed; a figure that could not be taken
 (no NVML on a CPU) is reported as not checked, never as passed.
 
-    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_modes.py --out /tmp/modes \\
+    CUDA_VISIBLE_DEVICES=0 python3 benchmarks/gpu_modes.py --out "$OUT/modes" \\
         --shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --repeats 3
 
 (docs/validation/h200-per-model/command.sh: the H200 runs, docs/validation.md: their figures.)
@@ -469,13 +469,16 @@ def analyse(
     args: argparse.Namespace, setup: dict[str, Any], run: dict[str, Any], checked: bool = True
 ) -> dict[str, Any]:
     """One finished run's figures, from its results, traces and probe files alone: here after
-    the run, or later anywhere the folder is (``--merge``)."""
+    the run, or later anywhere the folder is (``--merge``). A cell with no result (a run
+    stopped by its call's time limit, kept and merged by hand) is listed as missing."""
     config = config_for(args, run["mode"], run["repeat"], setup, None, checked)
     plan = plan_run(config)
     layout = Layout.of(config.results_dir, config.run)
     readings = Readings(layout.root)
+    done = [c for c in plan.cells if layout.run_result("cell", c).is_file()]
     figures: dict[str, Any] = {
-        "cells": [cell_figures(config, plan, layout, c, readings) for c in plan.cells]
+        "cells": [cell_figures(config, plan, layout, c, readings) for c in done],
+        "missing_cells": [c for c in plan.cells if c not in done],
     }
     measured = preview_check.measured_jobs(layout)
     figures["gpu_seconds"] = gpu_seconds(measured)

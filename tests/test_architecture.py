@@ -25,6 +25,8 @@ OPTIONAL_HEAVY = {
     "evalwatt.report.figures": "matplotlib (the figures extra)",
     "evalwatt.report.figures.timeline": "matplotlib (the figures extra)",
     "evalwatt.report.figures.tables": "matplotlib (the figures extra)",
+    "evalwatt.report.figures.report": "matplotlib, imported by the rules that draw, not while "
+    "Snakemake builds its DAG (smk/report.py)",
     "evalwatt.report.glmm": "NumPy, JAX and NumPyro (the glmm extra, .venv-glmm): its `main`",
     "evalwatt.runtime.tasks": "inspect-ai (the job's environment; scorers register on import)",
 }

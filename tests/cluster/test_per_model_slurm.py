@@ -80,6 +80,10 @@ def test_four_cells_run_as_one_model_job_and_one_judge_pass(per_model_run) -> No
     judged = {p.parent.name for p in root.glob("judges/*/result.json")}
     assert len(judged) == 2 and judged <= set(cells)
     assert not (root / "baselines").exists()
+    # A second run finds nothing to do: each cell's inputs are the same files as in the first
+    # (its model job's and its judge pass's results), so no energy is redone.
+    again = _snakemake(workdir, workdir / "per-model.yaml", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
 
 def test_the_table_has_the_per_cell_columns_and_every_cell_its_energy(

@@ -1,7 +1,7 @@
 """The demo pipeline, end to end and for real, on a reduced subset.
 
 A real llama.cpp server with SmolLM2-135M on the CPU, real Inspect evaluations (HumanEval by
-unit tests, WritingBench by the same model as a judge, in its own job), the real sampler, a
+unit tests, WritingBench by the same model as a judge, in one judge pass), the real sampler, a
 load-only baseline, forced padding, and the final table. Then the rerun rules: a second run
 does nothing; deleting one cell's result reruns that cell and what depends on it, nothing else.
 
@@ -151,11 +151,19 @@ def test_timeline_is_ordered_and_inside_the_trace(demo: Path) -> None:
         trace = pq.read_table(result.parent / "trace-cpu-est.parquet").column("t_unix").to_pylist()
         assert trace[0] <= data.marks[Mark.JOB_START] + 1.0
         assert trace[-1] >= data.marks[Mark.JOB_END] - 1.0
+    # One judge pass scores both judged cells; each judgement has its own windows inside the
+    # pass, and the pass alone has the exit and the end.
+    (judge_pass,) = (demo / "results/ci/judge-passes").glob("*/result.json")
+    pass_marks = read_contract(JobResult, judge_pass).marks
     judged = [Mark.READY, Mark.JUDGING_START, Mark.GENERATION_START, Mark.GENERATION_END]
-    judged += [Mark.JUDGING_END, Mark.EXIT, Mark.JOB_END]
-    for result in (demo / "results/ci/judges").glob("*/result.json"):
+    judged += [Mark.JUDGING_END]
+    judgements = list((demo / "results/ci/judges").glob("*/result.json"))
+    assert len(judgements) == 2
+    for result in judgements:
         data = read_contract(JobResult, result)
         assert [data.marks[m] for m in judged] == sorted(data.marks[m] for m in judged)
+        assert data.marks[Mark.JUDGING_END] <= pass_marks[Mark.EXIT] <= pass_marks[Mark.JOB_END]
+        assert data.packed_in == judge_pass.parent
         assert Mark.INFERENCE_START not in data.marks  # judging is not inference
 
 
@@ -164,7 +172,7 @@ def test_every_contract_file_loads_through_its_model(demo: Path) -> None:
     refuses an unknown version or key, and each consistent with the files around it."""
     root = demo / "results/ci"
     specs = {p.parent.parent.name + "/" + p.parent.name: p for p in root.glob("jobs/*/*/spec.json")}
-    assert len(specs) == CELLS + 1 + 2
+    assert len(specs) == CELLS + 1 + 1  # cells, one baseline, one judge pass
     for key, path in specs.items():
         spec = read_contract(JobSpec, path)
         assert f"{spec.kind}/{spec.job_id}" == key
@@ -182,7 +190,7 @@ def test_every_contract_file_loads_through_its_model(demo: Path) -> None:
 
 def test_rendered_scripts_are_valid_shell(demo: Path) -> None:
     scripts = list((demo / "results/ci/jobs").glob("*/*/job.sbatch"))
-    assert len(scripts) == CELLS + 1 + 2  # cells, one baseline, two judge jobs
+    assert len(scripts) == CELLS + 1 + 1  # cells, one baseline, one judge pass
     for script in scripts:
         subprocess.run(["bash", "-n", str(script)], check=True)
         text = script.read_text()

@@ -26,7 +26,7 @@ import pytest
 from test_demo_pipeline import demo, snakemake  # noqa: F401  (demo: the shared fixture)
 
 from evalwatt.config.load import load_config
-from evalwatt.report.figures.report import FigureSpec
+from evalwatt.report.figure_specs import FigureSpec
 from evalwatt.smk import common as ew_common
 from evalwatt.smk import report as ew_report
 

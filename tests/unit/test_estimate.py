@@ -30,6 +30,7 @@ from evalwatt.plan.throughput import model_rates
 
 CELL = "Qwen2.5-32B-Instruct__writingbench__t0__c10"
 LOAD_32B = 60 + 32.76 * 2  # server start + 65.52 GB at 1 GB/s
+JOB_S = 5.0  # planner.job_overhead_s: each job's loaded seconds outside its cells
 LOAD_JUDGE = 60 + 79.67 * 2
 
 
@@ -82,13 +83,14 @@ def planned(small_config, tmp_path):
 
 def test_a_cell_by_hand(planned):
     """128 samples x (500 prompt tokens / 10,000 tok/s + 500 output tokens / T(10)), with
-    T(10) = 1000 x 10 / (10 + 10) = 500 tok/s: 134.4 s; Inspect's 10 s beside it."""
+    T(10) = 1000 x 10 / (10 + 10) = 500 tok/s: 134.4 s; Inspect's 10 s beside it, and the
+    job's own 5 s outside its cell (planner.job_overhead_s)."""
     config, plan = planned()
     cell = estimate(plan, config, "cell", CELL)
     assert cell.load_s == pytest.approx(LOAD_32B)
     assert cell.generation_s == pytest.approx(128 * (500 / 10000 + 500 / 500))
-    assert cell.idle_s == 10.0
-    assert cell.total_s == pytest.approx(330.0)  # 269.9 s busy: padded to window + margin
+    assert cell.idle_s == 10.0 + JOB_S
+    assert cell.total_s == pytest.approx(330.0)  # 274.9 s busy: padded to window + margin
     base = estimate(plan, config, "baseline", plan.cells[CELL].baseline)
     assert base.total_s == pytest.approx(330.0)  # load + pad = window + margin
 
@@ -140,10 +142,11 @@ def test_the_judge_calls_by_hand(planned):
 
 def test_a_calibration_wins_where_it_measured(planned):
     calibration = {
-        "schema_version": 1,
+        "schema_version": 2,
         "run": "earlier",
         "inspect_overhead_s": 4.0,
         "cooldown_s": 3.0,
+        "job_overhead_s": {"cell": 6.5},  # the other kinds: the planner's
         "models": {
             "Qwen2.5-32B-Instruct": {
                 "load_s": 30.0,
@@ -155,14 +158,14 @@ def test_a_calibration_wins_where_it_measured(planned):
     }
     config, plan = planned(calibration=calibration)
     cell = estimate(plan, config, "cell", CELL)
-    assert (cell.load_s, cell.idle_s) == (30.0, 4.0)
+    assert (cell.load_s, cell.idle_s) == (30.0, 4.0 + 6.5)
     assert cell.generation_s == pytest.approx(128 * 500 / 250)  # measured: prefill included
     c100 = plan.cells["Qwen2.5-32B-Instruct__writingbench__t0__c100"]  # not measured: the table
     assert generation_seconds(plan, config, c100) == pytest.approx(
         128 * (0.05 + 500 / (1000 * 64 / 74))
     )
     packed = estimate_cells(plan, config, "Qwen2.5-32B-Instruct", [plan.cells[CELL]])
-    assert packed.idle_s == 4.0 + 3.0  # Inspect and the measured cooldown
+    assert packed.idle_s == 4.0 + 3.0 + JOB_S  # Inspect, the measured cooldown, the job's own
 
 
 def test_a_model_job_loads_once_and_pays_reference_idle_and_cooldowns(planned, small_config):
@@ -175,7 +178,8 @@ def test_a_model_job_loads_once_and_pays_reference_idle_and_cooldowns(planned, s
     assert packed.load_s == pytest.approx(LOAD_32B)
     assert packed.reference_idle_s == 10
     assert packed.generation_s == pytest.approx(sum(e.generation_s for e in singles))
-    assert packed.idle_s == pytest.approx(8 * (10 + 60))  # Inspect + a cooldown bound per cell
+    # Inspect + a cooldown bound per cell, and the job's own seconds once
+    assert packed.idle_s == pytest.approx(8 * (10 + 60) + JOB_S)
     assert packed.pad_s == 0.0
     assert packed.total_s < sum(e.total_s for e in singles)
 
@@ -188,7 +192,7 @@ def test_a_judge_pass_loads_the_judge_once_for_all_its_cells(planned):
     assert judge_pass.load_s == pytest.approx(LOAD_JUDGE)
     assert judge_pass.reference_idle_s == 0.0
     assert judge_pass.generation_s == pytest.approx(sum(e.generation_s for e in per_cell))
-    assert judge_pass.idle_s == pytest.approx(10 * len(judged))
+    assert judge_pass.idle_s == pytest.approx(10 * len(judged) + JOB_S)
 
 
 def test_packing_splits_by_the_time_budget(planned, small_config):

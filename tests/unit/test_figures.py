@@ -171,13 +171,13 @@ def test_the_power_timeline_of_a_real_trace(tmp_path):
 
 
 def _report_specs(benchmarks=("humaneval", "writingbench")):
-    from evalwatt.report.figures.report import figure_specs
+    from evalwatt.report.figure_specs import figure_specs
 
     return figure_specs(benchmarks, [("cell", "c1"), ("baseline", "b1")])
 
 
 def test_the_report_names_every_figure_make_figures_draws(study):
-    from evalwatt.report.figures.report import figure_specs
+    from evalwatt.report.figure_specs import figure_specs
 
     _, results = study
     specs = figure_specs(BENCHMARKS, [])

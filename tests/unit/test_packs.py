@@ -16,6 +16,8 @@ from test_status import Run
 
 from evalwatt.base.vocabulary import RUN_KINDS, JobStatus
 from evalwatt.config.load import load_config
+from evalwatt.contracts.contract import read_contract, write_contract
+from evalwatt.contracts.result import JobResult
 from evalwatt.jobs.pack import Pack, pack_id
 from evalwatt.jobs.packs import judge_passes, model_packs, pack_seconds
 from evalwatt.jobs.resolve import JobError
@@ -186,6 +188,40 @@ def test_done_cells_on_disk_are_not_run_again(disk) -> None:
     assert run.cell_input(cells[3]) == disk.layout.run_result("model", rest_id)
     assert run.packed_in("cell", cells[3]) == ("model", rest_id)
     assert [i for k, i in _run(disk).jobs() if k == "model"] == [rest_id]  # stable
+
+
+def test_inputs_stay_the_same_once_the_packed_jobs_are_done(disk) -> None:
+    """A cell's energy input is its model job's result (and its judgement's, its pass's)
+    before and after the run: a changed set of inputs would make Snakemake redo the energy of
+    every cell on the second run."""
+    run = _run(disk)
+    (model_id,) = [i for k, i in run.jobs() if k == "model"]
+    (pass_id,) = [i for k, i in run.jobs() if k == "judge-pass"]
+    cells = run.packs[("model", model_id)].cells
+    judged = run.packs[("judge-pass", pass_id)].cells
+    before = {c: (run.cell_input(c), run.judged_input(c)) for c in cells}
+    model_root = disk.layout.run_result("model", model_id).parent
+    pass_root = disk.layout.run_result("judge-pass", pass_id).parent
+    for cell in cells:
+        _finish_cell(disk, cell)
+        _repoint(disk.layout.run_result("cell", cell), model_root)
+    for cell in judged:
+        disk.finish(_run(disk).job("judge", cell))
+        _repoint(disk.layout.run_result("judge", cell), pass_root)
+    killed = _run(disk)  # no packed job's own result: as if both were killed at the end
+    assert list(killed.jobs()) == []
+    assert killed.cell_input(cells[0]) == disk.layout.run_result("cell", cells[0])
+    for kind, job_id in (("model", model_id), ("judge-pass", pass_id)):
+        disk.finish(run.job(kind, job_id))
+    after = _run(disk)
+    assert list(after.jobs()) == []
+    assert {c: (after.cell_input(c), after.judged_input(c)) for c in cells} == before
+
+
+def _repoint(result: Path, packed_in: Path) -> None:
+    """Mark a finished result as written by the packed job in ``packed_in``."""
+    data = read_contract(JobResult, result)
+    write_contract(result, data.model_copy(update={"packed_in": packed_in}))
 
 
 def test_a_result_of_another_spec_or_unreadable_is_not_done(disk) -> None:

@@ -137,6 +137,42 @@ def test_the_rates_of_a_packed_run_by_hand(tmp_path):
     assert read_contract(Calibration, tmp_path / "cal.json") == cal
 
 
+def test_each_job_kind_s_seconds_outside_its_cells_by_hand(tmp_path):
+    """The model job: its wall time less its load, its 7 s reference idle, its two cells'
+    cooldowns and evaluations and its pad; the judge pass: less its one judgement (6 s); the
+    baseline: less its load and pad only (its hold counts: it is outside any cell)."""
+    run = model_job(tmp_path)
+    make_judge_pass(tmp_path, "a", run.cells["a"] / "result.json")
+    cal = calibration("unit", measured_jobs(Layout(tmp_path)))
+    m = MODEL_MARKS
+    wall, load, pad = m["job_end"] - m["job_start"], m["ready"] - m["load_start"], 0.0
+    pad = m["pad_end"] - m["pad_start"]
+    cell_a = (T_INF1 - T_INF0) + (T_INF0 - (T_READY + 7.5))
+    cell_b = 3.4 + 0.5
+    assert cal.job_overhead_s["model"] == pytest.approx(wall - load - 7.0 - cell_a - cell_b - pad)
+    base = read_measured(run.baseline / "result.json").marks
+    base_outside = (base["job_end"] - base["job_start"]) - (base["ready"] - base["load_start"])
+    base_outside -= base["pad_end"] - base["pad_start"]
+    assert cal.job_overhead_s["baseline"] == pytest.approx(base_outside)
+    assert cal.job_overhead_s["baseline"] > 0 and cal.job_overhead_s["model"] > 0
+    # the judge pass has the baseline's real marks, and one judgement of 6 s inside them
+    assert cal.job_overhead_s["judge-pass"] == pytest.approx(base_outside - 6.0)
+    assert set(cal.job_overhead_s) == {"model", "baseline", "judge-pass"}
+
+
+def test_a_calibration_of_version_1_still_reads(tmp_path):
+    """Written before the job overhead was measured: it reads, with no overhead (the
+    planner's value stands in); a version this evalwatt never wrote is refused."""
+    old = {"schema_version": 1, "run": "r", "inspect_overhead_s": 2.0, "cooldown_s": None,
+           "models": {}}  # fmt: skip
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(old))
+    assert read_contract(Calibration, path).job_overhead_s == {}
+    path.write_text(json.dumps({**old, "schema_version": 3}))
+    with pytest.raises(Exception, match="reads version 1 and 2"):
+        read_contract(Calibration, path)
+
+
 def test_a_result_of_an_unknown_version_is_named(tmp_path):
     path = tmp_path / "cells" / "c" / "result.json"
     path.parent.mkdir(parents=True)

@@ -4,6 +4,9 @@
 # (cell, baseline, model, judge-pass) comes from evalwatt.jobs.resolve, each job resolved once
 # (evalwatt.jobs.run). Two rules run jobs, one per spelling of the kind's folder: run_job
 # (cells/, baselines/, models/) and run_judge_pass (judge-passes/).
+# The rules' functions are lambdas, not JOBS's bound methods: Snakemake inspects a function's
+# signature each time it calls it (several calls per job), and a bound method's costs it about
+# twice a plain function's (benchmarks/plan_scale.py).
 from evalwatt.smk.jobs import JobRules
 
 JOBS = JobRules(RUN)
@@ -14,7 +17,7 @@ rule render_job:
         script=LAYOUT.job_script("{kind}", "{job}"),
         spec=LAYOUT.job_spec("{kind}", "{job}"),
     params:
-        spec=JOBS.spec_text,
+        spec=lambda w: JOBS.spec_text(w),
     log:
         LAYOUT.log("render_{kind}", "{job}"),
     wildcard_constraints:
@@ -29,7 +32,7 @@ for _rule in ew_common.RUN_RULES:
         name:
             _rule
         input:
-            unpack(JOBS.inputs),
+            unpack(lambda w: JOBS.inputs(w)),
         output:
             ew_common.job_files(LAYOUT, _rule).result,
         log:
@@ -37,10 +40,10 @@ for _rule in ew_common.RUN_RULES:
         wildcard_constraints:
             job=ew_common.ID_PATTERN,
             kind=ew_common.kinds_of(_rule),
-        threads: JOBS.cpus
+        threads: lambda w: JOBS.cpus(w)
         resources:
             **JOBS.resources(),
         conda:
-            JOBS.conda_env
+            lambda w: JOBS.conda_env(w)
         shell:
             "bash {input.script:q} > {log:q} 2>&1"

@@ -44,8 +44,10 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +111,11 @@ AutoTokenizer.from_pretrained(gguf.parent, **kw).save_pretrained(out)
 """
 
 
+# .venv and .venv-glmm are set up at the same time by `test`; both install this repository
+# editable, which writes its build metadata into the repository: one at a time.
+EDITABLE = threading.Lock()
+
+
 def log(message: str) -> None:
     print(f"[evalwatt setup] {message}", flush=True)
 
@@ -163,10 +170,24 @@ def setup() -> Path:
     log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
     run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(LOCK)])
     run([*pip, "install", "-qq", "--no-deps", str(llama_cpp_wheel(python))])
-    run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
+    with EDITABLE:
+        run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")
     log(f"ready in {time.monotonic() - started:.0f} s")
     return python
+
+
+# The whole suite in two parts, both run whatever the first gives. The unit-level tests on every
+# core (pytest-xdist; a file's tests in one worker, as some start a service per file); then, one
+# at a time, the integration and cluster tests: they share one Slurm cluster and the demo runs
+# of their session fixtures, several time their own runs, and one checks that no llama.cpp
+# server is left anywhere on the machine (tried as two groups side by side on 2 cores: 20 of
+# the 30 tests in 36 minutes, the runs 1.5-2.7 times slower, and that check failed). Each part
+# prints its slowest tests: where CI's time goes (docs/performance.md).
+TEST_PARTS = (
+    ("-n", "auto", "--dist", "loadfile", "-m", "not integration and not cluster", "--durations=25"),
+    ("-m", "integration or cluster", "--durations=30"),
+)
 
 
 # --- the GLMM's environment (test) ------------------------------------------------------------
@@ -205,7 +226,8 @@ def setup_glmm() -> Path:
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
     log(f"installing the pinned environment ({GLMM_LOCK.relative_to(REPO)})")
     run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(GLMM_LOCK)])
-    run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
+    with EDITABLE:
+        run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     GLMM_STAMP.write_text(wanted + "\n")
     log(f"{GLMM_VENV.name} ready in {time.monotonic() - started:.0f} s")
     return python
@@ -340,6 +362,16 @@ def vllm_environment(venv_python: Path) -> dict[str, str]:
     return {VLLM_VENV_VARIABLE: str(VLLM_VENV), DEMO_MODEL_VARIABLE: str(model)}
 
 
+def base_environment() -> dict[str, str]:
+    """This process's environment with .venv first on PATH, as an activated venv."""
+    bin_dir = str(VENV / "bin")
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(VENV),
+    }
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "setup"}:
         print(__doc__)
@@ -347,13 +379,10 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     with_vllm = "--vllm" in rest[:1]
     rest = rest[1:] if with_vllm else rest
+    if command == "test":
+        return run_tests(rest)
     python = setup()
-    bin_dir = str(VENV / "bin")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "VIRTUAL_ENV": str(VENV),
-    }
+    env = base_environment()
     if with_vllm:
         try:
             env.update(vllm_environment(python))
@@ -398,20 +427,40 @@ def main(argv: list[str]) -> int:
         log(f"report written in {time.monotonic() - started:.0f} s (code {code}); open it:")
         print(report if code == 0 else f"no report: snakemake --report failed (code {code})")
         return code
-    try:
-        env[GLMM_PYTHON_VARIABLE] = str(setup_glmm())
-    except subprocess.CalledProcessError as exc:
-        log(f"setting up {GLMM_VENV.name} failed ({exc}); the GLMM tests need it")
-        return 2
+    return 0
+
+
+def test_environments() -> dict[str, str]:
+    """Set up the two side environments the tests need (.venv-glmm, and .venv-vllm where vLLM's
+    CPU build runs); the variables that point the tests at them. A failure raises: the tests
+    that need them must fail, not skip."""
+    found = {GLMM_PYTHON_VARIABLE: str(setup_glmm())}
     if vllm_supported() is None:  # else its tests skip, with the reason
+        found[HF_PYTHON_VARIABLE] = str(setup_vllm())
+    return found
+
+
+def run_tests(rest: list[str]) -> int:
+    """Set up every environment, then run the test suite (in two parts, TEST_PARTS, unless the
+    caller names what to run). The side environments are mostly downloads and unpacking, and
+    .venv's llama.cpp build is mostly compiling: they are set up at the same time."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(test_environments)
+        python = setup()
         try:
-            env[HF_PYTHON_VARIABLE] = str(setup_vllm())
-        except subprocess.CalledProcessError as exc:
-            log(f"setting up {VLLM_VENV.name} failed ({exc}); the hf server tests need it")
+            env = {**base_environment(), **side.result()}
+        except (subprocess.CalledProcessError, SetupError) as exc:
+            log(f"setting up the test environments failed ({exc}); the tests need them")
             return 2
-    # the slowest tests, printed at the end: where CI's time goes (docs/performance.md)
-    argv_test = [str(python), "-m", "pytest", "--durations=40", *(rest or ["tests"])]
-    return subprocess.run(argv_test, cwd=REPO, env=env, check=False).returncode
+    pytest = [str(python), "-m", "pytest"]
+    if rest:  # the caller's selection, as given
+        return subprocess.run([*pytest, *rest], cwd=REPO, env=env, check=False).returncode
+    codes = [
+        subprocess.run([*pytest, *part, "tests"], cwd=REPO, env=env, check=False).returncode
+        for part in TEST_PARTS
+    ]
+    log(f"test parts ended with codes {codes}")
+    return next((code for code in codes if code != 0), 0)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,20 @@
 # budget rule of then took a mode's first run as long as the last run of any mode: fixed since,
 # a mode's first run is started), and random-b was stopped by `timeout` in its baseline.
 # report-*.json: each call's report (also in gpm-*.tgz); docs/validation.md reads them.
+# Step 3 (a later session, 765 s of device time in all, a fresh machine): repeat 3 of call 1's
+# cells, per-model without cooldown first, then per-model, then per-cell while the budget
+# lasts, the preview calibrated on repeats 1-2 (calibration-random-a.json, as call 2 meant
+# to). gpm-ew.tgz was then `git archive b18b1f9 workflow benchmarks config pyproject.toml`:
+# the code that made repeats 1-2 but for the watchdog and the docs of that commit.
+# Ran as `command.sh 3 380`.
 set -o pipefail
-STEP=${1:?1 or 2}
+STEP=${1:?1, 2 or 3}
 LIMIT=${2:-500}
-if [ "$STEP" = 1 ]; then
+CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
+if [ "$STEP" = 1 ] || [ "$STEP" = 3 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
-    && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew && cp .devtmp/smollm2.part-a /tmp/ || exit 1
+    && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
+  [ "$STEP" = 3 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
 D=/tmp/site/evalwatt-0.1.0.dist-info
@@ -58,6 +66,10 @@ if [ "$STEP" = 1 ]; then
     command -v transformers python3; nproc; } > $OUT/gpu.txt 2>&1
   cat $OUT/gpu.txt
   modes random-a $SYNTH $PACK --repeats 2
+elif [ "$STEP" = 3 ]; then
+  nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv > $OUT/gpu-3.txt 2>&1
+  modes random-c $SYNTH $PACK --first-repeat 3 --repeats 1 \
+    --modes per-model-nocool,per-model,per-cell --calibration $CAL
 else
   gpu_free
   mkdir -p /tmp/smollm2

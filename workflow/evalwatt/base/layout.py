@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from evalwatt.base.vocabulary import JOB_KINDS, JobKind
 
@@ -131,55 +132,52 @@ REPORT_PAGES = ("energy_table", "plan", "audit", "preview_check")
 REPORT = "report.html"
 
 
+class _InJob:
+    """A file or folder of a job's folder, named by its parts below the job's root: read on a
+    ``JobFiles``, it is that path (``files.timeline`` is ``files.root / TIMELINE``). Most of a
+    job's files differ only in their name, so ``JobFiles`` lists them as a table of these
+    rather than a property each."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, files: None, owner: type[JobFiles]) -> _InJob: ...
+
+    @overload
+    def __get__(self, files: JobFiles, owner: type[JobFiles]) -> Path: ...
+
+    def __get__(self, files: JobFiles | None, owner: type[JobFiles]) -> Path | _InJob:
+        return self if files is None else files.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class JobFiles:
     """What one job writes, in its own folder (its run dir)."""
 
     root: Path
 
-    @property
-    def timeline(self) -> Path:
-        return self.root / TIMELINE
-
-    @property
-    def server_log(self) -> Path:
-        return self.root / SERVER_LOG
+    timeline = _InJob(TIMELINE)
+    server_log = _InJob(SERVER_LOG)
+    server_tmp = _InJob(SERVER_TMP)
+    eval_dir = _InJob(EVAL_DIR)
+    inspect_data = _InJob("inspect-data")
+    """Inspect's own data folder (its traces, sample buffer): in the job, not in $HOME."""
+    scored_log = _InJob(EVAL_DIR, SCORED_LOG)
+    """A cell's answers scored in the job (unit tests, exact match)."""
+    judged_log = _InJob(EVAL_DIR, JUDGED_LOG)
+    """A cell's answers scored by a judge job, in the judge job's folder."""
+    sampler_status = _InJob(SAMPLER_STATUS)
+    result = _InJob(RESULT)
 
     def server_metrics(self, when: str) -> Path:
         """The server's raw /metrics text ``before`` or ``after`` the inference window."""
         return self.root / SERVER_METRICS[when]
 
     @property
-    def server_tmp(self) -> Path:
-        return self.root / SERVER_TMP
-
-    @property
     def run_cache(self) -> Path:
         """The run's cache, shared by its jobs: ``<run>/cache`` (a job: ``<run>/<kind>s/<id>``)."""
         return self.root.parent.parent / RUN_CACHE
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / EVAL_DIR
-
-    @property
-    def inspect_data(self) -> Path:
-        """Inspect's own data folder (its traces, sample buffer): in the job, not in $HOME."""
-        return self.root / "inspect-data"
-
-    @property
-    def scored_log(self) -> Path:
-        """A cell's answers scored in the job (unit tests, exact match)."""
-        return self.eval_dir / SCORED_LOG
-
-    @property
-    def judged_log(self) -> Path:
-        """A cell's answers scored by a judge job, in the judge job's folder."""
-        return self.eval_dir / JUDGED_LOG
-
-    @property
-    def sampler_status(self) -> Path:
-        return self.root / SAMPLER_STATUS
 
     def trace(self, source: str) -> Path:
         """The trace of one probe; part 0 where the sampler wrote several parts."""
@@ -198,10 +196,6 @@ class JobFiles:
         }
         found = [first] if first.exists() else []
         return found + [later[n] for n in sorted(later)]
-
-    @property
-    def result(self) -> Path:
-        return self.root / RESULT
 
     def accounting(self, source: str) -> Path:
         """The raw accounting record of one cluster source (``ACCOUNTING_FILES``)."""

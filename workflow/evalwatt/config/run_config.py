@@ -118,6 +118,11 @@ class Planner(Section):
     inspect_overhead_s: float = Field(10, ge=0)
     """Seconds of a cell outside generation: Inspect's import, task and dataset set-up,
     scoring in the job (the CPU demo measures about 6 s per cell)."""
+    job_overhead_s: float = Field(5, ge=0)
+    """Seconds every job spends loaded outside its loading, its cells' evaluations, cooldowns
+    and padding: Inspect's import before the first cell, a baseline's hold, the server's stop,
+    the results' writes (4-7 s per job on the H200 runs of docs/validation.md). A calibration
+    file replaces it with a run's measured mean per job kind."""
     reasoning_output_factor: float = Field(10, ge=1)
     """Multiplier on a benchmark's expected_output_tokens for a reasoning model (its thinking
     tokens), capped by the cell's max_tokens: ML.ENERGY v3 measured 6,988 output tokens on

@@ -42,9 +42,13 @@ class Contract(Record):
     FILE: ClassVar[str] = "contract file"
     """What the file is, in words, for error messages (e.g. "job result (result.json)")."""
 
+    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = ()
+    """Earlier versions this evalwatt still reads: only where every field added since has a
+    default that says what the old file did not record (``schema_version: Literal[1, 2]``)."""
+
     @classmethod
     def known_version(cls) -> int:
-        """The one ``schema_version`` this evalwatt reads and writes for this file."""
+        """The ``schema_version`` this evalwatt writes for this file."""
         return int(cls.model_fields["schema_version"].default)
 
 
@@ -55,10 +59,12 @@ def parse_contract(model: type[C], data: Any, origin: str) -> C:
     """Check the version of ``data``, then validate it; ``origin`` names it in errors."""
     version = data.get("schema_version") if isinstance(data, dict) else None
     known = model.known_version()
-    if version != known:
+    if version != known and version not in model.OLDER_VERSIONS:
+        readable = " and ".join(map(str, (*model.OLDER_VERSIONS, known)))
+        only = "" if model.OLDER_VERSIONS else " only"
         raise SchemaVersionError(
             f"{origin}: {model.FILE} has schema_version {version!r}; this evalwatt reads "
-            f"version {known} only. Rerun the step that writes it with this evalwatt."
+            f"version {readable}{only}. Rerun the step that writes it with this evalwatt."
         )
     try:
         return model.model_validate(data)

@@ -143,6 +143,11 @@ class CostAssumptions(Record):
     accounting_window_s: float
     pad_margin_s: float = Field(description="0 when there is no accounting window")
     inspect_overhead_s: float
+    job_overhead_s: dict[str, float] | None = Field(
+        None,
+        description="seconds each job kind spends loaded outside loading, evaluations, "
+        "cooldowns and padding; null in a plan written before the term existed",
+    )
     throughput_table: str
     calibration: str | None = Field(description="the calibration file read; null: none")
 
@@ -178,16 +183,23 @@ class ModelCalibration(Record):
 
 
 class Calibration(Contract):
-    """A run's measured rates, read by the next preview (``planner.calibration``)."""
+    """A run's measured rates, read by the next preview (``planner.calibration``). Version 2
+    adds ``job_overhead_s``; a version-1 file still reads (the planner's value stands in)."""
 
     FILE: ClassVar[str] = "calibration file (planner.calibration)"
+    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = (1,)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     run: str = Field(description="the run the rates were measured in")
     inspect_overhead_s: float | None = Field(
         description="mean seconds of a cell's evaluation window outside its generation window"
     )
     cooldown_s: float | None = Field(description="mean seconds of a packed cell's cooldown")
+    job_overhead_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="mean seconds a job of each kind spends loaded outside its loading, "
+        "evaluations, cooldowns and padding (version 2; absent from version 1: the planner's)",
+    )
     models: dict[str, ModelCalibration]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 PackKind = Literal["model", "judge-pass"]
@@ -37,6 +38,8 @@ class Pack:
     estimate_s: float
     """The planner's seconds for the whole job (load, reference idle, cells, cooldowns, pad)."""
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """Worked out once: a judge pass's cells are hundreds, sorted and hashed, and a dry run
+        asks its id for each of them."""
         return pack_id(self.group, self.cells)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, fields
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,12 @@ class Job:
     @property
     def scheduler_name(self) -> str:
         return f"ew-{self.kind}-{self.job_id}"[:JOB_NAME_MAX]
+
+    @cached_property
+    def spec_json(self) -> str:
+        """The spec as JSON (the render rule's parameter), dumped once: Snakemake asks a
+        job's parameters more than once, and a judge pass's spec lists hundreds of cells."""
+        return self.spec.model_dump_json()
 
 
 def _model_of(

@@ -37,13 +37,19 @@ class RunJobs:
     Snakemake asks the same job's params, threads, resources and conda environment several
     times while it builds and prints the DAG (seven calls per job in a dry run); resolving a
     job each time was most of evalwatt's cost in ``snakemake -n`` (benchmarks/plan_scale.py),
-    so each job is resolved once.
+    so each job is resolved once. So are the results' paths and where each cell's result and
+    judgement come from: a baseline's result is an input of each of its cells, a judge pass's
+    inputs are its hundreds of cells' results, and pathlib builds a path anew on each call.
     """
 
     config: Config
     plan: Plan
     layout: Layout
     _resolved: dict[tuple[str, str], Job] = field(default_factory=dict, repr=False)
+    _results: dict[tuple[JobKind, str], Path] = field(default_factory=dict, repr=False)
+    _packed_in: dict[tuple[JobKind, str], tuple[JobKind, str] | None] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def per_model(self) -> bool:
@@ -131,25 +137,37 @@ class RunJobs:
         run."""
         return self._pack_of_cell.get((kind, cell_id))
 
+    def result(self, kind: JobKind, job_id: str) -> Path:
+        """A job's result file (``Layout.run_result``), its path built once."""
+        key = (kind, job_id)
+        if key not in self._results:
+            self._results[key] = self.layout.run_result(kind, job_id)
+        return self._results[key]
+
     def cell_input(self, cell_id: str) -> Path:
-        """The file a cell's result comes with: its own result (a cell job's output, or one
-        already done), or the result of the model job that will write it."""
-        pack = self.pack_of("model", cell_id)
-        if pack is not None:
-            return self.layout.run_result("model", pack.id)
-        return self.layout.run_result("cell", cell_id)
+        """The file a cell's result comes with: the result of the packed job that will write
+        it or wrote it (while that job's result is there), else the cell's own. The same file
+        before and after the run, so that a second run finds nothing to do (Snakemake reruns a
+        job whose set of inputs changed)."""
+        return self.result(*(self.packed_in("cell", cell_id) or ("cell", cell_id)))
 
     def judged_input(self, cell_id: str) -> Path:
-        """The file a cell's judgement comes with: its own (done), or its judge pass's."""
-        pack = self.pack_of("judge-pass", cell_id)
-        if pack is not None:
-            return self.layout.run_result("judge-pass", pack.id)
-        return self.layout.run_result("judge", cell_id)
+        """The file a cell's judgement comes with: its judge pass's result (the pass to come,
+        or the one that wrote it), else the judgement's own; stable across runs as above."""
+        return self.result(*(self.packed_in("judge", cell_id) or ("judge", cell_id)))
 
     def packed_in(self, kind: JobKind, cell_id: str) -> tuple[JobKind, str] | None:
         """The packed job that will write a cell's result (``cell``) or judgement (``judge``),
         or the one that wrote it (the result's ``packed_in``) when that job's own result is
-        there: a job killed after some of its cells has no result, and no total to collect."""
+        there: a job killed after some of its cells has no result, and no total to collect.
+        Worked out once per cell, like the packs: the files do not change while Snakemake
+        builds its DAG."""
+        key = (kind, cell_id)
+        if key not in self._packed_in:
+            self._packed_in[key] = self._find_packed_in(kind, cell_id)
+        return self._packed_in[key]
+
+    def _find_packed_in(self, kind: JobKind, cell_id: str) -> tuple[JobKind, str] | None:
         job_kind: PackKind = "model" if kind == "cell" else "judge-pass"
         pack = self.pack_of(job_kind, cell_id)
         if pack is not None:
@@ -158,4 +176,4 @@ class RunJobs:
         if done is None or done.packed_in is None:
             return None
         job_id = Path(done.packed_in).name
-        return (job_kind, job_id) if self.layout.run_result(job_kind, job_id).exists() else None
+        return (job_kind, job_id) if self.result(job_kind, job_id).exists() else None

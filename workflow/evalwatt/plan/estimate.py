@@ -9,7 +9,9 @@ comes back with more time), and never more than the cluster's ``time_limit_min``
 The phases of a job: loading (server start + weights ÷ load rate), the in-job reference idle
 (per-model jobs), generation (each cell's samples × (prompt tokens ÷ prefill rate + output
 tokens ÷ tokens/s at its ``max_connections``)), idle (Inspect's set-up and scoring per cell, a
-cooldown before each packed cell) and padding (``PadSpec.sleep_s``: the jobs' own rule). A
+cooldown before each packed cell, and the job's own loaded seconds outside its cells:
+Inspect's import, a baseline's hold, the server's stop, the writes) and padding
+(``PadSpec.sleep_s``: the jobs' own rule). A
 cooldown is estimated at ``per_model.cooldown_max_s`` (its bound: time limits must hold) until
 a calibration file gives the measured mean.
 """
@@ -17,13 +19,14 @@ a calibration file gives the measured mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from evalwatt.base.vocabulary import JobKind
+from evalwatt.base.vocabulary import RUN_KINDS, JobKind
 from evalwatt.config.load import Config
 from evalwatt.contracts.plan import (
+    Calibration,
     Cell,
     CostAssumptions,
     CostPreview,
@@ -59,9 +62,17 @@ class Estimate:
 
 
 def _padded(
-    config: Config, load_s: float, reference_idle_s: float, generation_s: float, idle_s: float
+    config: Config,
+    kind: JobKind,
+    load_s: float,
+    reference_idle_s: float,
+    generation_s: float,
+    idle_s: float,
 ) -> Estimate:
-    """The phases, padded by the job's own rule (``PadSpec.sleep_s``) on their busy seconds."""
+    """The phases, with the job's own loaded seconds outside its cells (``job_overhead_s``)
+    counted as idle, padded by the job's own rule (``PadSpec.sleep_s``) on their busy
+    seconds."""
+    idle_s += job_overhead_seconds(config, kind)
     busy = load_s + reference_idle_s + generation_s + idle_s
     pad_s = config.cluster.pad().sleep_s(busy)
     return Estimate(load_s, reference_idle_s, generation_s, idle_s, pad_s)
@@ -92,19 +103,29 @@ def load_seconds(plan: Plan, config: Config, model: str) -> float:
     return planner.server_start_s + weights_gb / planner.load_gb_per_s
 
 
+def _measured_or(
+    config: Config, measured: Callable[[Calibration], float | None], assumed: float
+) -> float:
+    """A calibration's measured value where it has one, else the config's assumption."""
+    calibration = calibration_of(config)
+    value = measured(calibration) if calibration is not None else None
+    return assumed if value is None else value
+
+
 def overhead_seconds(config: Config) -> float:
     """Seconds of a cell's evaluation window outside its generation."""
-    calibration = calibration_of(config)
-    if calibration is not None and calibration.inspect_overhead_s is not None:
-        return calibration.inspect_overhead_s
-    return config.planner.inspect_overhead_s
+    return _measured_or(config, lambda c: c.inspect_overhead_s, config.planner.inspect_overhead_s)
+
+
+def job_overhead_seconds(config: Config, kind: JobKind) -> float:
+    """Seconds a job of ``kind`` spends loaded outside its loading, its cells' evaluations,
+    cooldowns and padding: a calibration's measured mean for that kind, else the planner's."""
+    return _measured_or(config, lambda c: c.job_overhead_s.get(kind), config.planner.job_overhead_s)
 
 
 def cooldown_seconds(config: Config) -> float:
-    calibration = calibration_of(config)
-    if calibration is not None and calibration.cooldown_s is not None:
-        return calibration.cooldown_s
-    return config.per_model.cooldown_max_s
+    """A packed cell's cooldown: measured, else its bound (time limits must hold)."""
+    return _measured_or(config, lambda c: c.cooldown_s, config.per_model.cooldown_max_s)
 
 
 def output_tokens(config: Config, cell: Cell) -> float:
@@ -168,12 +189,13 @@ def estimate(plan: Plan, config: Config, kind: JobKind, job_id: str) -> Estimate
     """The estimate of a cell job, a baseline (load-only) job, or one cell's judging (kind
     judge: the judge loaded for that cell alone). Packed jobs: ``estimate_cells``."""
     if kind == "baseline":
-        return _padded(config, load_seconds(plan, config, plan.baselines[job_id].model), 0, 0, 0)
+        model = plan.baselines[job_id].model
+        return _padded(config, "baseline", load_seconds(plan, config, model), 0, 0, 0)
     cell = plan.cells[job_id]
     if kind == "cell":
         load = load_seconds(plan, config, cell.model)
         gen = generation_seconds(plan, config, cell)
-        return _padded(config, load, 0.0, gen, overhead_seconds(config))
+        return _padded(config, "cell", load, 0.0, gen, overhead_seconds(config))
     if kind == "judge" and cell.judge:
         return estimate_cells(plan, config, config.judges[cell.judge].model, [cell], "judge-pass")
     raise ValueError(f"no per-job estimate for kind {kind!r} of {job_id}: use estimate_cells")
@@ -206,17 +228,21 @@ def _cell_costs(
 
 
 def _packed(
-    plan: Plan, config: Config, model: str, costs: Sequence[tuple[float, float]], kind: str
+    plan: Plan,
+    config: Config,
+    model: str,
+    costs: Sequence[tuple[float, float]],
+    kind: PackedKind,
 ) -> Estimate:
     return _packed_sums(config, load_seconds(plan, config, model), costs, kind)
 
 
 def _packed_sums(
-    config: Config, load_s: float, costs: Sequence[tuple[float, float]], kind: str
+    config: Config, load_s: float, costs: Sequence[tuple[float, float]], kind: PackedKind
 ) -> Estimate:
     reference_idle = config.per_model.reference_idle_s if kind == "model" else 0.0
     gen, idle = sum(c[0] for c in costs), sum(c[1] for c in costs)
-    return _padded(config, load_s, reference_idle, gen, idle)
+    return _padded(config, kind, load_s, reference_idle, gen, idle)
 
 
 def runtime_minutes(
@@ -409,6 +435,7 @@ def cost_preview(plan: Plan, config: Config) -> CostPreview:
             accounting_window_s=window_s,
             pad_margin_s=config.cluster.pad_margin_s if window_s > 0 else 0.0,
             inspect_overhead_s=overhead_seconds(config),
+            job_overhead_s={kind: job_overhead_seconds(config, kind) for kind in RUN_KINDS},
             throughput_table=planner.throughput_table or "config/throughput.yaml",
             calibration=planner.calibration,
         ),

@@ -6,7 +6,8 @@ the GPUs of its spec; its preview is the estimate of the same job (``evalwatt.pl
 the same cells, the same kind), under the config as it is now. The rates: a model's loading
 (``ready − load_start`` of the jobs that started its server), its effective output tokens per
 second by ``max_connections`` (output tokens ÷ generation window, prefill included), a judge's
-seconds per call, Inspect's seconds around the generation of a cell, a packed cell's cooldown.
+seconds per call, Inspect's seconds around the generation of a cell, a packed cell's cooldown,
+and each job kind's loaded seconds outside its cells (``outside_s``).
 
 Results of schema 4 and 5 are read (the fields used here did not change between them), so that
 a run made before per-model execution can calibrate the next one.
@@ -50,8 +51,9 @@ class MeasuredJob:
     model: str
     gpus: int
     marks: dict[str, float]
-    packed: bool
-    """Written by a model job or a judge pass for one of its cells: not a job of its own."""
+    packed_in: Path | None
+    """The folder of the model job or judge pass that wrote this result for one of its
+    cells; None for a job of its own."""
     cells: tuple[str, ...]
     """The cells a model job ran or a judge pass scored."""
     max_connections: int | None
@@ -65,8 +67,25 @@ class MeasuredJob:
         return _span(self.marks, Mark.JOB_START, Mark.JOB_END)
 
     @property
+    def packed(self) -> bool:
+        """Written by a packed job for one of its cells: not a job of its own."""
+        return self.packed_in is not None
+
+    @property
     def load_s(self) -> float | None:
         return None if self.packed else _span(self.marks, Mark.LOAD_START, Mark.READY)
+
+    @property
+    def windows_s(self) -> float:
+        """Seconds of the windows this result stamped for its own cell: its cooldown and its
+        evaluation (Inspect's, or the judge's); a packed cell's copy of its job's reference
+        idle is the job's, not counted here."""
+        pairs = [
+            (Mark.COOLDOWN_START, Mark.COOLDOWN_END),
+            (Mark.INFERENCE_START, Mark.INFERENCE_END),
+            (Mark.JUDGING_START, Mark.JUDGING_END),
+        ]
+        return sum(_span(self.marks, start, end) or 0.0 for start, end in pairs)
 
 
 def _span(marks: dict[str, float], start: str, end: str) -> float | None:
@@ -102,7 +121,7 @@ def read_measured(path: Path) -> MeasuredJob:
         model=spec["model"]["name"],
         gpus=int(spec["server"]["settings"]["gpus"]),
         marks=data["marks"],
-        packed=data.get("packed_in") is not None,
+        packed_in=Path(data["packed_in"]) if data.get("packed_in") else None,
         cells=_cell_ids(spec.get("pack")) or _cell_ids(spec.get("judging")),
         max_connections=work.get("max_connections"),
         output_tokens=(data.get("generation") or {}).get("output_tokens"),
@@ -208,6 +227,37 @@ def _mean(values: list[float]) -> float | None:
     return fmean(values) if values else None
 
 
+def outside_s(job: MeasuredJob, members: Iterable[MeasuredJob]) -> float | None:
+    """Seconds ``job`` (one of its own) spent loaded outside its loading, its reference idle,
+    its cells' cooldowns and evaluations (its own, or ``members``: the results it wrote for
+    its cells) and its padding: what ``planner.job_overhead_s`` estimates. None without the
+    marks to tell."""
+    wall, load = job.wall_s, job.load_s
+    if wall is None or load is None:
+        return None
+    reference = _span(job.marks, Mark.REFERENCE_IDLE_START, Mark.REFERENCE_IDLE_END) or 0.0
+    pad = _span(job.marks, Mark.PAD_START, Mark.PAD_END) or 0.0
+    inside = reference + job.windows_s + sum(m.windows_s for m in members)
+    return wall - load - pad - inside
+
+
+def _job_overheads(jobs: list[MeasuredJob]) -> dict[str, float]:
+    """The mean of ``outside_s`` by job kind, over the jobs that have it."""
+    members: dict[Path, list[MeasuredJob]] = defaultdict(list)
+    for job in jobs:
+        if job.packed_in is not None:
+            members[job.packed_in.resolve()].append(job)
+    found: dict[str, list[float]] = defaultdict(list)
+    for job in jobs:
+        if job.packed:
+            continue
+        seconds = outside_s(job, members.get(job.path.parent.resolve(), ()))
+        if seconds is not None:
+            # a judge job of its own (results of schema 4) is a judge pass of one cell
+            found["judge-pass" if job.kind == "judge" else job.kind].append(seconds)
+    return {kind: fmean(values) for kind, values in sorted(found.items())}
+
+
 def calibration(run: str, jobs: Iterable[MeasuredJob]) -> Calibration:
     """The run's measured rates, per model where they are a model's."""
     jobs = list(jobs)
@@ -248,7 +298,11 @@ def calibration(run: str, jobs: Iterable[MeasuredJob]) -> Calibration:
             cells=cells[model],
         )
     return Calibration(
-        run=run, inspect_overhead_s=_mean(overhead), cooldown_s=_mean(cooldown), models=models
+        run=run,
+        inspect_overhead_s=_mean(overhead),
+        cooldown_s=_mean(cooldown),
+        job_overhead_s=_job_overheads(jobs),
+        models=models,
     )
 
 
@@ -288,7 +342,10 @@ def check_markdown(run: str, checks: list[KindCheck], notes: list[str], cal: Cal
         *markdown(calibration_rows(cal)),
         "",
         f"Inspect around generation, per cell: {seconds(cal.inspect_overhead_s)}; "
-        f"cooldown per packed cell: {seconds(cal.cooldown_s)}.",
+        f"cooldown per packed cell: {seconds(cal.cooldown_s)}; "
+        "each job's loaded seconds outside its loading, cells and padding: "
+        + (", ".join(f"{k} {v:.1f} s" for k, v in cal.job_overhead_s.items()) or "–")
+        + ".",
     ]
     if notes:
         lines += ["", "## Not compared", "", *(f"- {n}" for n in notes)]

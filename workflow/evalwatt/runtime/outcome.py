@@ -10,9 +10,10 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from evalwatt.base.layout import JobFiles
-from evalwatt.base.vocabulary import Mark
+from evalwatt.base.vocabulary import JobStatus, Mark
 from evalwatt.contracts.result import EvalSummary, GenerationWindow, ServerMetrics, SteadyWindow
 from evalwatt.contracts.spec import EvaluationSpec, ModelSpec
 from evalwatt.runtime import inspect_steps
@@ -97,3 +98,36 @@ def problems_of(outcome: Outcome, exit_code: int | None) -> list[str]:
     if exit_code == -signal.SIGKILL:
         problems.append("the server ignored SIGTERM and was killed: its shutdown is not typical")
     return problems
+
+
+class OutcomeFields(TypedDict):
+    """The fields of a result (``contracts.result.JobResult``) that its outcome settles."""
+
+    status: JobStatus
+    problems: tuple[str, ...]
+    marks: dict[Mark, float]
+    generation: EvalSummary | None
+    scoring: EvalSummary | None
+    server_metrics: ServerMetrics | None
+    generation_window: GenerationWindow | None
+    steady_window: SteadyWindow | None
+
+
+def outcome_fields(
+    outcome: Outcome, marks: dict[Mark, float], exit_code: int | None
+) -> OutcomeFields:
+    """What a result records of its outcome: ok, or incomplete with the problems a reader must
+    know (``problems_of``), its timeline's ``marks``, and what Inspect and the server gave.
+    One rule for a one-cell job (runtime.runner) and each cell of a model job or judge pass
+    (runtime.packed), so that their results cannot drift apart."""
+    problems = problems_of(outcome, exit_code)
+    return OutcomeFields(
+        status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
+        problems=tuple(problems),
+        marks=marks,
+        generation=outcome.generation,
+        scoring=outcome.scoring,
+        server_metrics=outcome.server_metrics,
+        generation_window=outcome.generation_window,
+        steady_window=outcome.steady_window,
+    )

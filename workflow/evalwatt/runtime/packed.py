@@ -48,7 +48,13 @@ from evalwatt.runtime import inspect_steps
 from evalwatt.runtime.cooldown import JobGpus, cool_down, hold_reference_idle
 from evalwatt.runtime.job_host import host_fields, prepare_job_dir, set_aside_previous_attempt
 from evalwatt.runtime.offline import require_staged
-from evalwatt.runtime.outcome import Outcome, evaluate, problems_of, stamp_generation, stamp_steady
+from evalwatt.runtime.outcome import (
+    Outcome,
+    evaluate,
+    outcome_fields,
+    stamp_generation,
+    stamp_steady,
+)
 from evalwatt.runtime.serving import Serving, pad, served
 from evalwatt.runtime.timeline import Timeline
 from evalwatt.sampling.process import SamplerProcess
@@ -240,19 +246,11 @@ def _run_cell(job: _Job, cell: PackedCell, reference_w: tuple[float, ...] | None
                 inspect_steps.run_scoring(log, files.scored_log)
             )
             timeline.mark(Mark.SCORING_END)
-        problems = problems_of(outcome, None)
         job.finish_cell(
             files,
             kind="cell",
             job_id=cell.cell_id,
-            status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
-            problems=tuple(problems),
-            marks=timeline.marks,
-            generation=outcome.generation,
-            scoring=outcome.scoring,
-            server_metrics=outcome.server_metrics,
-            generation_window=outcome.generation_window,
-            steady_window=outcome.steady_window,
+            **outcome_fields(outcome, timeline.marks, None),
             cooldown=cooldown,
             temperatures_c=temperatures,
             spec=spec,
@@ -327,17 +325,11 @@ class _JudgeSteps:
                 calls_within=(Mark.JUDGING_START, Mark.JUDGING_END),
             )
             outcome.generation_window = stamp_generation(timeline, outcome)
-            problems = problems_of(outcome, None)
             self.job.finish_cell(
                 JobFiles(cell.run_dir),
                 kind="judge",
                 job_id=cell.cell_id,
-                status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
-                problems=tuple(problems),
-                marks=timeline.marks,
-                generation=None,
-                scoring=outcome.scoring,
-                generation_window=outcome.generation_window,
+                **outcome_fields(outcome, timeline.marks, None),
                 temperatures_c=self.temperatures[index],
                 spec=self.job.serving.spec.judged_cell_spec(cell),
             )

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evalwatt.base.layout import JOB_SCRIPT, JOB_SPEC, JobFiles
-from evalwatt.base.vocabulary import JobStatus, Mark
+from evalwatt.base.vocabulary import Mark
 from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.sampler import SamplerStatus
@@ -45,7 +45,7 @@ from evalwatt.runtime.offline import require_staged
 from evalwatt.runtime.outcome import (
     Outcome,
     evaluate,
-    problems_of,
+    outcome_fields,
     stamp_generation,
     stamp_steady,
 )
@@ -135,21 +135,13 @@ def run_job(spec: JobSpec) -> JobResult:
         timeline.mark(Mark.JOB_END)
     finally:
         sampler.stop()
-    problems = problems_of(outcome, serving.exit_code)
     result = JobResult(
         kind="judge" if spec.kind == "judge-pass" else spec.kind,
         job_id=spec.job_id,
         run=spec.run,
-        status=JobStatus.INCOMPLETE if problems else JobStatus.OK,
-        problems=tuple(problems),
-        marks=timeline.marks,
+        **outcome_fields(outcome, timeline.marks, serving.exit_code),
         pad_requested_s=pad_s,
         server=serving.record(),
-        generation=outcome.generation,
-        scoring=outcome.scoring,
-        server_metrics=outcome.server_metrics,
-        generation_window=outcome.generation_window,
-        steady_window=outcome.steady_window,
         sampler=SamplerStatus.model_validate_json(files.sampler_status.read_text("utf-8")),
         spec=spec,
         **host_fields(),

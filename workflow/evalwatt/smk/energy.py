@@ -34,7 +34,7 @@ def energy_inputs(config: Config, run: RunJobs, cell_id: str) -> dict[str, str]:
     if run.per_model:
         jobs += [packed] if (packed := run.packed_in("cell", cell_id)) else []
     else:
-        inputs["baseline"] = str(layout.run_result("baseline", cell.baseline))
+        inputs["baseline"] = str(run.result("baseline", cell.baseline))
         jobs += [("cell", cell_id), ("baseline", cell.baseline)]
     if cell.judge:
         inputs["judge"] = str(run.judged_input(cell_id))

@@ -33,7 +33,7 @@ def final_outputs(run: RunJobs) -> list[str]:
     """Everything a run must have, each job's result included: Snakemake does not rerun a job
     whose output was deleted while what it feeds is still there, unless it is a target."""
     layout = run.layout
-    results = [str(layout.run_result(kind, job_id)) for kind, job_id in run.jobs()]
+    results = [str(run.result(kind, job_id)) for kind, job_id in run.jobs()]
     energy = [str(layout.cell_energy(c)) for c in run.plan.cells]
     return [str(layout.plan()), *results, *energy, *final_files(layout).values()]
 

@@ -36,17 +36,16 @@ class JobRules:
     def inputs(self, wildcards: Any) -> dict[str, str | list[str]]:
         """A job's script; a judge pass also needs its cells' answers (each cell's result, or
         the job that writes it)."""
-        script = str(self.layout.job_script(wildcards.kind, wildcards.job))
-        inputs: dict[str, str | list[str]] = {"script": script}
+        job = self.job(wildcards)
+        inputs: dict[str, str | list[str]] = {"script": str(job.script)}
         if wildcards.kind != "judge-pass":
             return inputs
-        pack = self.job(wildcards).pack
-        cells = pack.cells if pack is not None else ()
+        cells = job.pack.cells if job.pack is not None else ()
         return {**inputs, "cells": [str(self.run.cell_input(c)) for c in cells]}
 
     def spec_text(self, wildcards: Any) -> str:
         """The spec as JSON: a rule parameter, so that a changed spec re-renders the job."""
-        return self.job(wildcards).spec.model_dump_json()
+        return self.job(wildcards).spec_json
 
     def cpus(self, wildcards: Any) -> int:
         return self.job(wildcards).resources.cpus

@@ -15,14 +15,8 @@ from evalwatt.contracts.contract import ContractError, read_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.matrix import Plan
-from evalwatt.report.figures.report import (
-    FigureSpec,
-    draw_report_figures,
-    write_markdown_pages,
-    write_plan_page,
-    write_preview_check_page,
-)
-from evalwatt.report.figures.report import figure_specs as specs
+from evalwatt.report.figure_specs import FigureSpec
+from evalwatt.report.figure_specs import figure_specs as specs
 from evalwatt.smk.common import rule_log
 from evalwatt.table.final import read_table
 
@@ -57,9 +51,7 @@ def figure_inputs(run: RunJobs) -> dict[str, str]:
     the model job's folder that a packed cell's result names)."""
     inputs = {"table": str(run.layout.final())}
     for kind, job_id in report_jobs(run.plan, run.per_model):
-        inputs[kind] = str(
-            run.cell_input(job_id) if kind == "cell" else run.layout.run_result(kind, job_id)
-        )
+        inputs[kind] = str(run.cell_input(job_id) if kind == "cell" else run.result(kind, job_id))
     return inputs
 
 
@@ -82,7 +74,10 @@ def figure_outputs(run: RunJobs, report: Any) -> dict[str, Any]:
 
 
 def write_figures(run: RunJobs, input: Any, output: Any, log: Sequence[str]) -> None:
-    """Draw every figure (or its not-drawn card) to the paths the rule declared."""
+    """Draw every figure (or its not-drawn card) to the paths the rule declared. matplotlib
+    is imported here, by the rule that draws, never while Snakemake builds the DAG."""
+    from evalwatt.report.figures.report import draw_report_figures
+
     all_specs = figure_specs(run.plan, run.per_model)
     outputs = dict(output.items())
     job_dirs = {
@@ -134,7 +129,14 @@ def report_page_outputs(layout: Layout, report: Any) -> dict[str, Any]:
 
 
 def write_report_pages(config: Config, input: Any, output: Any, log: Sequence[str]) -> None:
-    """The final table (both views), the plan with its cost preview and the audit, as HTML."""
+    """The final table (both views), the plan with its cost preview and the audit, as HTML
+    (the page writers live beside the figures, with matplotlib: imported here, as above)."""
+    from evalwatt.report.figures.report import (
+        write_markdown_pages,
+        write_plan_page,
+        write_preview_check_page,
+    )
+
     with rule_log(log[0], output):
         title = f"evalwatt run {config.run}"
         pages = [input.table, input.best]

@@ -4,7 +4,7 @@ table exists, and the pages (final table, plan and cost preview, audit summary) 
 Snakemake must know a rule's outputs before it runs, but a figure may have nothing to draw (no
 reasoning/non-reasoning pair in the table, one ``max_connections`` only). Such a figure is
 written as a card that says, in words, that it was not drawn and why: never an empty or made-up
-plot. ``figure_specs`` names every figure; ``draw_report_figures`` writes each one, drawn or
+plot. ``report.figure_specs`` names every figure; ``draw_report_figures`` writes each one, drawn or
 carded, to the path the rule declared.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,74 +25,14 @@ from evalwatt.contracts.plan import PlanFile
 from evalwatt.energy.trace import TraceError
 from evalwatt.plan import preview
 from evalwatt.plan.matrix import plan_run
+from evalwatt.report.figure_specs import FigureSpec
 from evalwatt.report.figures import make_figures, power_timeline, write_index
 from evalwatt.report.figures._common import FigureResult, new_figure, pick_family
-from evalwatt.report.figures.tables import _safe
 from evalwatt.report.preview_check import PreviewCheckError, run_check
 
 # The energy family of the table figures, and the in-job trace that holds the same energy.
 FAMILY_TRACE = {"gpu": "nvml", "cpu": "rapl", "cpu_est": "cpu-model"}
 TRACE_ORDER = ("nvml", "rapl", "cpu-model")
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """One figure of the report: its name (the file stem), its caption file under
-    workflow/report/, where the report lists it, and the one label that tells it apart."""
-
-    name: str
-    caption: str
-    category: str
-    subcategory: str
-    label: tuple[str, str]
-
-
-def figure_specs(benchmarks: Iterable[str], jobs: Iterable[tuple[str, str]]) -> list[FigureSpec]:
-    """Every figure of a run whose table has these benchmarks, and the power timelines of
-    these ``(kind, job_id)`` jobs; in the order ``make_figures`` returns them."""
-    table = "Figures: energy and score"
-    specs = [
-        FigureSpec(
-            f"score_vs_energy__{_safe(b)}",
-            "score_vs_energy.rst",
-            table,
-            "Score against energy, per benchmark",
-            ("benchmark", b),
-        )
-        for b in sorted(set(benchmarks))
-    ]
-    drivers = "What energy follows"
-    specs += [
-        FigureSpec("energy_vs_time_tokens", "energy_vs_time_tokens.rst", table, drivers,
-                   ("figure", "energy against generation time and output tokens")),
-        FigureSpec("energy_vs_params", "energy_vs_params.rst", table, drivers,
-                   ("figure", "energy (normalised per benchmark) against parameters")),
-    ]  # fmt: skip
-    paired = "Paired comparisons"
-    specs += [
-        FigureSpec(f"paired__{factor}", f"paired_{factor}.rst", table, paired, ("factor", words))
-        for factor, words in (
-            ("reasoning", "reasoning against not reasoning"),
-            ("quantized", "quantized against 16-bit weights"),
-            ("moe", "mixture of experts against dense"),
-            ("temperature", "temperature 0.7 against 0"),
-        )
-    ]
-    specs.append(
-        FigureSpec("max_connections", "max_connections.rst", table, drivers,
-                   ("figure", "max_connections against generation time and energy")),
-    )  # fmt: skip
-    specs += [
-        FigureSpec(
-            f"power_timeline__{kind}",
-            "power_timeline.rst",
-            "Figures: power per job",
-            "Power over one job, phases shaded",
-            ("job", f"{kind} {job_id}"),
-        )
-        for kind, job_id in jobs
-    ]
-    return specs
 
 
 def not_drawn(path: Path | str, title: str, reason: str) -> None:

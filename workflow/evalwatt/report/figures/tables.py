@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.lines import Line2D
 
+from evalwatt.report.figure_specs import safe_name
 from evalwatt.report.figures._common import (
     FAMILY_WORDS,
     PALETTE,
@@ -49,10 +50,6 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def _is_quantized(row: Row) -> bool:
     return row.get("weight_bits") is not None and row["weight_bits"] < 16
 
@@ -81,7 +78,7 @@ def score_vs_energy(rows: Sequence[Row], out_dir: Path, family: str) -> list[Fig
     for row in study_rows(rows):
         by_bench[row["benchmark"]].append(row)
     for bench in sorted(by_bench):
-        name = f"score_vs_energy__{_safe(bench)}"
+        name = f"score_vs_energy__{safe_name(bench)}"
         usable = [r for r in by_bench[bench] if r["score"] is not None and r[energy] is not None]
         caption = (
             f"{bench}: score (column score) against {FAMILY_WORDS[family]} per question "
