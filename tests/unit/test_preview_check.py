@@ -27,7 +27,7 @@ from packed_jobs import spec as make_spec
 
 from evalwatt.base.layout import Layout
 from evalwatt.config.load import from_dict
-from evalwatt.contracts.contract import read_contract, write_contract
+from evalwatt.contracts.contract import SchemaVersionError, read_contract, write_contract
 from evalwatt.contracts.plan import Calibration
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.plan.estimate import estimate
@@ -145,7 +145,7 @@ def test_each_job_kind_s_seconds_outside_its_cells_by_hand(tmp_path):
     make_judge_pass(tmp_path, "a", run.cells["a"] / "result.json")
     cal = calibration("unit", measured_jobs(Layout(tmp_path)))
     m = MODEL_MARKS
-    wall, load, pad = m["job_end"] - m["job_start"], m["ready"] - m["load_start"], 0.0
+    wall, load = m["job_end"] - m["job_start"], m["ready"] - m["load_start"]
     pad = m["pad_end"] - m["pad_start"]
     cell_a = (T_INF1 - T_INF0) + (T_INF0 - (T_READY + 7.5))
     cell_b = 3.4 + 0.5
@@ -169,7 +169,7 @@ def test_a_calibration_of_version_1_still_reads(tmp_path):
     path.write_text(json.dumps(old))
     assert read_contract(Calibration, path).job_overhead_s == {}
     path.write_text(json.dumps({**old, "schema_version": 3}))
-    with pytest.raises(Exception, match="reads version 1 and 2"):
+    with pytest.raises(SchemaVersionError, match="reads version 1 and 2"):
         read_contract(Calibration, path)
 
 

@@ -252,7 +252,8 @@ def _job_overheads(jobs: list[MeasuredJob]) -> dict[str, float]:
         if job.packed:
             continue
         seconds = outside_s(job, members.get(job.path.parent.resolve(), ()))
-        if seconds is not None:
+        # below 0 only with marks out of order: not a duration to calibrate on
+        if seconds is not None and seconds >= 0:
             # a judge job of its own (results of schema 4) is a judge pass of one cell
             found["judge-pass" if job.kind == "judge" else job.kind].append(seconds)
     return {kind: fmean(values) for kind, values in sorted(found.items())}
