@@ -48,8 +48,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         str(workdir),
         "--configfile",
         str(workdir / "config.yaml"),
-        "--cores",
-        "2",
+        "--profile",  # the demo's profile, as users run it (2 cores, rule bodies in threads)
+        str(REPO / "profiles" / "local"),
         *args,
     ]
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)

@@ -125,7 +125,7 @@ def run(
     before = tmp_leftovers()
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
     argv += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
-    argv += ["--cores", "2"]
+    argv += ["--profile", str(REPO / "profiles" / "local")]
     env = {**os.environ, **vllm_env}
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1500, env=env)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]

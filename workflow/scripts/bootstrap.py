@@ -58,7 +58,9 @@ STAMP = VENV / ".evalwatt-setup"
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 # The registry's sha256 of that sdist: the build starts from exactly the published source.
 LLAMA_CPP_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-LLAMA_CPP_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AMX=OFF -DGGML_AVX512=OFF"
+# LLAVA_BUILD=OFF: no multimodal library (mtmd, about a tenth of the compiling); evalwatt
+# serves text only, and llama_cpp loads that library only for image chat formats.
+LLAMA_CPP_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AMX=OFF -DGGML_AVX512=OFF -DLLAVA_BUILD=OFF"
 # A build cache only: rebuilt when absent, keyed by the sdist's hash and the build flags.
 WHEEL_CACHE = Path(
     os.environ.get("EVALWATT_WHEEL_CACHE")
@@ -167,9 +169,13 @@ def setup() -> Path:
         log(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
-    log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
-    run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(LOCK)])
-    run([*pip, "install", "-qq", "--no-deps", str(llama_cpp_wheel(python))])
+    # The llama.cpp build (compiling, in its own build environment) runs while the lock's
+    # packages download and unpack: on a new machine the build is most of the set-up.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        wheel = pool.submit(llama_cpp_wheel, python)
+        log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
+        run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(LOCK)])
+        run([*pip, "install", "-qq", "--no-deps", str(wheel.result())])
     with EDITABLE:
         run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: reading it means setting it for a moment, and Snakemake runs rule
+# bodies in threads (profiles: force-use-threads), where another thread could create a file
+# in that moment.
+_UMASK = _read_umask()
 
 
 @contextmanager
@@ -28,7 +34,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared with the team
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared with the team
     try:
         yield Path(tmp)
         os.replace(tmp, path)
