@@ -121,7 +121,15 @@ def test_a_cancelled_model_job_is_followed_by_one_job_for_its_missing_cells(
     root = tmp_path / "results" / RUN
     argv = [str(SNAKEMAKE), "--retries", "0", "--snakefile", str(REPO / "Snakefile")]
     argv += ["--profile", str(PROFILE), "--directory", str(tmp_path), "--configfile", str(config)]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C as in a terminal: a test run started in the background (a shell's `cmd &`)
+    # inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    first = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         _wait_for(lambda: len(_cell_results(root)) >= 2, "the model job's second cell")
         # the only job running then (the judge pass waits for it); sacct records a job's

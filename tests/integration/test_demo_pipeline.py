@@ -21,12 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from evalwatt.base.layout import Layout
 from evalwatt.base.vocabulary import JobStatus, Mark
+from evalwatt.config.load import from_dict
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.contracts.timeline import TimelineFile
+from evalwatt.plan.matrix import plan_run
+from evalwatt.report.preview_check import check, measured_jobs, run_check, write_calibration
 from evalwatt.table.final import SCHEMA_VERSION as TABLE_SCHEMA_VERSION
 from evalwatt.table.final import read_table
 
@@ -77,6 +81,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["benchmarks"]["humaneval"]["limit"] = 1
     config["benchmarks"]["humaneval"]["max_tokens"] = 48
     config["benchmarks"]["writingbench"]["task_args"] = {"sample_ids": [202], "checklist_items": 1}
+    config["benchmarks"]["writingbench"]["samples"] = 1  # the one sample id
     config["benchmarks"]["writingbench"]["max_tokens"] = 48
     config["judges"]["smollm2-judge"]["max_tokens"] = 24
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -196,6 +201,24 @@ def test_rendered_scripts_are_valid_shell(demo: Path) -> None:
         text = script.read_text()
         assert "#SBATCH --cpus-per-task=2" in text
         assert "--gpus" not in text  # a CPU model asks for no GPU
+
+
+def test_the_demo_run_calibrates_its_own_preview(demo: Path, tmp_path: Path) -> None:
+    """Once calibrated on the demo's own jobs (`evalwatt preview-check --write-calibration`),
+    the preview of each job kind is within 10 % of the GPU-seconds (here CPU-seconds) they
+    used."""
+    raw = yaml.safe_load((demo / "config.yaml").read_text())
+    raw["results_dir"] = str(demo / "results")
+    config = from_dict(raw, demo)
+    layout = Layout.of(demo / "results", "ci")
+    _, measured_cal = run_check(config, plan_run(config), layout)
+    write_calibration(tmp_path / "cal.json", measured_cal)
+    raw["planner"] = {"calibration": str(tmp_path / "cal.json")}
+    calibrated = from_dict(raw, demo)
+    checks, _ = check(plan_run(calibrated), calibrated, measured_jobs(layout))
+    assert {k.kind for k in checks} == {"baseline", "cell", "judge-pass"}
+    for k in checks:
+        assert k.measured_s == pytest.approx(k.preview_s, rel=0.10), k.kind
 
 
 def test_second_run_does_nothing_quickly(demo: Path) -> None:

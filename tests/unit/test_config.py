@@ -158,6 +158,17 @@ def test_judge_scorer_without_judge(small_config):
     assert "llm-judge needs a judge" in message
 
 
+def test_samples_that_are_not_the_sample_ids_are_refused(small_config):
+    bench = small_config["benchmarks"]["writingbench"]
+    bench.update(task_args={"sample_ids": [202, 194]}, samples=128)
+    message = _error(small_config)
+    assert "benchmarks.writingbench.samples = 128" in message
+    assert "task_args.sample_ids names 2 samples" in message
+    assert "allowed: samples 2" in message
+    bench["samples"] = 2
+    assert from_dict(small_config, Path(".")).benchmarks["writingbench"].samples_run == 2
+
+
 def test_judge_model_not_among_models(small_config):
     small_config["judges"]["qnext"]["model"] = "Llama-405B"
     message = _error(small_config)

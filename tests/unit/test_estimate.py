@@ -142,9 +142,10 @@ def test_the_judge_calls_by_hand(planned):
 
 def test_a_calibration_wins_where_it_measured(planned):
     calibration = {
-        "schema_version": 2,
+        "schema_version": 3,
         "run": "earlier",
         "inspect_overhead_s": 4.0,
+        "judge_overhead_s": 0.5,
         "cooldown_s": 3.0,
         "job_overhead_s": {"cell": 6.5},  # the other kinds: the planner's
         "models": {
@@ -166,6 +167,10 @@ def test_a_calibration_wins_where_it_measured(planned):
     )
     packed = estimate_cells(plan, config, "Qwen2.5-32B-Instruct", [plan.cells[CELL]])
     assert packed.idle_s == 4.0 + 3.0 + JOB_S  # Inspect, the measured cooldown, the job's own
+    # a judged cell's judgement: its measured 0.5 s around the calls, not a cell's Inspect 4 s
+    judged = [c for c in plan.cells.values() if c.judge]
+    judging = estimate_cells(plan, config, "Qwen3-Next-80B-A3B-Instruct", judged, "judge-pass")
+    assert judging.idle_s == pytest.approx(0.5 * len(judged) + JOB_S)
 
 
 def test_a_model_job_loads_once_and_pays_reference_idle_and_cooldowns(planned, small_config):

@@ -263,6 +263,7 @@ def test_cost_preview_by_hand(small_config):
         "accounting_window_s": 300.0,
         "pad_margin_s": 30.0,
         "inspect_overhead_s": 10.0,
+        "judge_overhead_s": 10.0,  # uncalibrated: Inspect's overhead around a cell
         "job_overhead_s": {"cell": 5.0, "baseline": 5.0, "model": 5.0, "judge-pass": 5.0},
         "throughput_table": "config/throughput.yaml",
         "calibration": None,

@@ -27,14 +27,23 @@
 # to). gpm-ew.tgz was then `git archive b18b1f9 workflow benchmarks config pyproject.toml`:
 # the code that made repeats 1-2 but for the watchdog and the docs of that commit.
 # Ran as `command.sh 3 380`.
+# Steps 4 and 5 (planned, not run yet: no device machine was lent in the session that wrote
+# them): the same comparison in the regime that matters. Repeats 1-3 ran at 133-150 W, where
+# `transformers serve` is bound by its Python scheduler and its throughput moved by up to 25 %
+# from run to run (docs/validation.md: the energy followed the generation time, at the same
+# power); issue 18's busy runs drew 64-68 % of the limit with an 8B shape, long prompts and
+# 128+ connections. 4: repeats 1 and 2 of both modes on a fresh machine; 5 (same machine,
+# next call): repeat 3, then all three analysed together (--merge). Carry .devtmp/site.tgz
+# and .devtmp/gpm-ew.tgz (`git archive HEAD workflow benchmarks config pyproject.toml`).
+# Run as `command.sh 4 560`, then `command.sh 5 560`.
 set -o pipefail
-STEP=${1:?1, 2 or 3}
+STEP=${1:?1, 2, 3, 4 or 5}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
-if [ "$STEP" = 1 ] || [ "$STEP" = 3 ]; then
+if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
-  [ "$STEP" = 3 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
+  [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
 D=/tmp/site/evalwatt-0.1.0.dist-info
@@ -56,6 +65,7 @@ modes() {  # label, gpu_modes.py arguments...
   tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
   sed -n '/^cell \/ mode/,$p' $OUT/$label.log | cut -c1-220
 }
+BUSY="--shape llama-8b --tokens 64,128 --max-connections 64,128 --samples 128 --prompt-words 250"
 SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
 PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
 nvidia-smi dmon -s pucm -d 1 -o T > $OUT/dmon-$STEP.txt 2>&1 &
@@ -66,6 +76,15 @@ if [ "$STEP" = 1 ]; then
     command -v transformers python3; nproc; } > $OUT/gpu.txt 2>&1
   cat $OUT/gpu.txt
   modes random-a $SYNTH $PACK --repeats 2
+elif [ "$STEP" = 4 ]; then
+  nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv > $OUT/gpu-4.txt 2>&1
+  modes busy-a $BUSY $PACK --repeats 2 --modes per-cell,per-model
+elif [ "$STEP" = 5 ]; then
+  modes busy-b $BUSY $PACK --first-repeat 3 --repeats 1 --modes per-model,per-cell \
+    --calibration /tmp/gpm-busy-a/calibration.json
+  (cd /tmp/ew && python3 benchmarks/gpu_modes.py --out /tmp/gpm-busy-merged --label busy-1-3 \
+    --merge /tmp/gpm-busy-a /tmp/gpm-busy-b) > $OUT/busy-merged.log 2>&1
+  sed -n '/^cell \/ mode/,$p' $OUT/busy-merged.log | cut -c1-220
 elif [ "$STEP" = 3 ]; then
   nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv > $OUT/gpu-3.txt 2>&1
   modes random-c $SYNTH $PACK --first-repeat 3 --repeats 1 \

@@ -142,6 +142,7 @@ def _benchmark_problems(config: Config) -> Iterator[str]:
                 f"{origin}: field benchmarks.{name}.judge = {judge!r}: unknown judge; "
                 f"allowed: {', '.join(sorted(judges)) or '(none defined)'}"
             )
+        yield from _sample_id_problems(origin, name, bench.task_args, bench.samples_run)
     names = config.model_names()
     for name, entry in judges.items():
         if entry.model not in names:
@@ -149,6 +150,18 @@ def _benchmark_problems(config: Config) -> Iterator[str]:
                 f"{origin}: field judges.{name}.model = {entry.model!r}: not a model of "
                 f"`models`; allowed: {', '.join(names)}"
             )
+
+
+def _sample_id_problems(origin: str, name: str, task_args: dict, samples_run: int) -> Iterator[str]:
+    """A task given its samples by id (``task_args.sample_ids``) evaluates those: the count
+    the preview, the time limits and the table use must be theirs."""
+    ids = task_args.get("sample_ids")
+    if isinstance(ids, list) and len(ids) != samples_run:
+        yield (
+            f"{origin}: field benchmarks.{name}.samples = {samples_run} (with its limit): "
+            f"task_args.sample_ids names {len(ids)} samples, which each cell evaluates (the "
+            f"preview and the time limits count `samples`); allowed: samples {len(ids)}"
+        )
 
 
 def _sampling_problems(config: Config) -> Iterator[str]:

@@ -60,7 +60,8 @@ def parse_contract(model: type[C], data: Any, origin: str) -> C:
     version = data.get("schema_version") if isinstance(data, dict) else None
     known = model.known_version()
     if version != known and version not in model.OLDER_VERSIONS:
-        readable = " and ".join(map(str, (*model.OLDER_VERSIONS, known)))
+        older = ", ".join(map(str, model.OLDER_VERSIONS))
+        readable = f"{older} and {known}" if older else str(known)
         only = "" if model.OLDER_VERSIONS else " only"
         raise SchemaVersionError(
             f"{origin}: {model.FILE} has schema_version {version!r}; this evalwatt reads "

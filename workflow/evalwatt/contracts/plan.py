@@ -143,6 +143,11 @@ class CostAssumptions(Record):
     accounting_window_s: float
     pad_margin_s: float = Field(description="0 when there is no accounting window")
     inspect_overhead_s: float
+    judge_overhead_s: float | None = Field(
+        None,
+        description="seconds of a judged cell's judgement outside its judge calls; null in a "
+        "plan written before the term existed",
+    )
     job_overhead_s: dict[str, float] | None = Field(
         None,
         description="seconds each job kind spends loaded outside loading, evaluations, "
@@ -184,15 +189,21 @@ class ModelCalibration(Record):
 
 class Calibration(Contract):
     """A run's measured rates, read by the next preview (``planner.calibration``). Version 2
-    adds ``job_overhead_s``; a version-1 file still reads (the planner's value stands in)."""
+    adds ``job_overhead_s``, version 3 ``judge_overhead_s``; older files still read (the
+    planner's values stand in for what they did not measure)."""
 
     FILE: ClassVar[str] = "calibration file (planner.calibration)"
-    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = (1,)
+    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     run: str = Field(description="the run the rates were measured in")
     inspect_overhead_s: float | None = Field(
         description="mean seconds of a cell's evaluation window outside its generation window"
+    )
+    judge_overhead_s: float | None = Field(
+        None,
+        description="mean seconds of a judged cell's judgement window outside its judge calls "
+        "(version 3; absent before: the planner's inspect_overhead_s)",
     )
     cooldown_s: float | None = Field(description="mean seconds of a packed cell's cooldown")
     job_overhead_s: dict[str, float] = Field(

@@ -117,6 +117,12 @@ def overhead_seconds(config: Config) -> float:
     return _measured_or(config, lambda c: c.inspect_overhead_s, config.planner.inspect_overhead_s)
 
 
+def judge_overhead_seconds(config: Config) -> float:
+    """Seconds of a judged cell's judgement outside its judge calls: measured, else Inspect's
+    overhead around a cell (an evaluation's, larger than a scoring's: time limits hold)."""
+    return _measured_or(config, lambda c: c.judge_overhead_s, config.planner.inspect_overhead_s)
+
+
 def job_overhead_seconds(config: Config, kind: JobKind) -> float:
     """Seconds a job of ``kind`` spends loaded outside its loading, its cells' evaluations,
     cooldowns and padding: a calibration's measured mean for that kind, else the planner's."""
@@ -221,7 +227,7 @@ def _cell_costs(
 ) -> list[tuple[float, float]]:
     """(generation, idle) seconds each cell adds to a packed job of ``kind``."""
     if kind == "judge-pass":
-        idle = overhead_seconds(config)
+        idle = judge_overhead_seconds(config)
         return [(judge_seconds(plan, config, cell), idle) for cell in cells]
     idle = overhead_seconds(config) + cooldown_seconds(config)
     return [(generation_seconds(plan, config, cell), idle) for cell in cells]
@@ -435,6 +441,7 @@ def cost_preview(plan: Plan, config: Config) -> CostPreview:
             accounting_window_s=window_s,
             pad_margin_s=config.cluster.pad_margin_s if window_s > 0 else 0.0,
             inspect_overhead_s=overhead_seconds(config),
+            judge_overhead_s=judge_overhead_seconds(config),
             job_overhead_s={kind: job_overhead_seconds(config, kind) for kind in RUN_KINDS},
             throughput_table=planner.throughput_table or "config/throughput.yaml",
             calibration=planner.calibration,

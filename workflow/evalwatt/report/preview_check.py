@@ -268,7 +268,7 @@ def calibration(run: str, jobs: Iterable[MeasuredJob]) -> Calibration:
         lambda: defaultdict(list)
     )
     cells: dict[str, int] = defaultdict(int)
-    overhead, cooldown = [], []
+    overhead, cooldown, judging = [], [], []
     for job in jobs:
         if job.load_s is not None:
             loads[job.model].append(job.load_s)
@@ -281,6 +281,9 @@ def calibration(run: str, jobs: Iterable[MeasuredJob]) -> Calibration:
                 overhead.append(inference - gen)
         if job.kind == "judge" and gen and c and job.model_calls:
             per_call[job.model][c].append((job.model_calls, gen))
+            judging_s = _span(job.marks, Mark.JUDGING_START, Mark.JUDGING_END)
+            if judging_s is not None:
+                judging.append(judging_s - gen)
         wait = _span(job.marks, Mark.COOLDOWN_START, Mark.COOLDOWN_END)
         if job.kind == "cell" and wait is not None:
             cooldown.append(wait)
@@ -301,6 +304,7 @@ def calibration(run: str, jobs: Iterable[MeasuredJob]) -> Calibration:
     return Calibration(
         run=run,
         inspect_overhead_s=_mean(overhead),
+        judge_overhead_s=_mean(judging),
         cooldown_s=_mean(cooldown),
         job_overhead_s=_job_overheads(jobs),
         models=models,
@@ -343,6 +347,7 @@ def check_markdown(run: str, checks: list[KindCheck], notes: list[str], cal: Cal
         *markdown(calibration_rows(cal)),
         "",
         f"Inspect around generation, per cell: {seconds(cal.inspect_overhead_s)}; "
+        f"a judgement outside its judge calls: {seconds(cal.judge_overhead_s)}; "
         f"cooldown per packed cell: {seconds(cal.cooldown_s)}; "
         "each job's loaded seconds outside its loading, cells and padding: "
         + (", ".join(f"{k} {v:.1f} s" for k, v in cal.job_overhead_s.items()) or "–")
