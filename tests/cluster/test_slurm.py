@@ -21,6 +21,7 @@ import psutil
 import pytest
 import yaml
 
+from evalwatt.base.vocabulary import Mark
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.table.final import read_table
@@ -112,7 +113,8 @@ def test_every_job_is_its_own_slurm_job_with_the_planned_gpus(demo_run) -> None:
     ]
     jobs = {r["JobIDRaw"]: r for r in _sacct(workdir)}
     assert len(jobs) == 4, jobs
-    window_s = yaml.safe_load(CI_CONFIG.read_text())["cluster"]["accounting_window_s"]
+    cluster = yaml.safe_load(CI_CONFIG.read_text())["cluster"]
+    window_s, margin_s = cluster["accounting_window_s"], cluster["pad_margin_s"]
     for name, result in results.items():
         row = jobs[result.scheduler_job_id or ""]
         assert row["State"] == "COMPLETED", (name, row)
@@ -122,6 +124,17 @@ def test_every_job_is_its_own_slurm_job_with_the_planned_gpus(demo_run) -> None:
         assert result.cuda_visible_devices, name  # the GPU Slurm allocated, recorded
         assert result.host == row["NodeList"], (name, row)
         assert row["Constraints"] == "h100&(a|b)", row  # as given, through the profile
+        if result.packed_in is None:  # a whole job (the judge pass pads, not its judgements)
+            _assert_padding_rule(name, result, window_s + margin_s)
+
+
+def _assert_padding_rule(name: str, result: JobResult, floor_s: float) -> None:
+    """Whether or not the job needed padding: it asked for what it still lacked of the window
+    and margin when its work ended, and slept it in full."""
+    busy_s = result.marks[Mark.PAD_START] - result.marks[Mark.JOB_START]
+    assert result.pad_requested_s == pytest.approx(max(0.0, floor_s - busy_s), abs=0.1), name
+    slept_s = result.marks[Mark.PAD_END] - result.marks[Mark.PAD_START]
+    assert slept_s >= result.pad_requested_s - 0.05, (name, slept_s)
 
 
 def test_an_or_constraint_runs_and_no_shell_runs_a_command_of_it(tmp_path: Path) -> None:

@@ -167,6 +167,17 @@ def test_samples_that_are_not_the_sample_ids_are_refused(small_config):
     assert "allowed: samples 2" in message
     bench["samples"] = 2
     assert from_dict(small_config, Path(".")).benchmarks["writingbench"].samples_run == 2
+    # `limit` applies after the ids, as Inspect applies it: 2 ids, the first one evaluated.
+    bench["limit"] = 1
+    assert from_dict(small_config, Path(".")).benchmarks["writingbench"].samples_run == 1
+
+
+def test_sample_ids_that_are_not_a_list_are_refused(small_config):
+    bench = small_config["benchmarks"]["writingbench"]
+    bench.update(task_args={"sample_ids": 202}, samples=1)
+    message = _error(small_config)
+    assert "benchmarks.writingbench.task_args.sample_ids = 202" in message
+    assert "allowed: a non-empty list" in message
 
 
 def test_judge_model_not_among_models(small_config):

@@ -169,8 +169,15 @@ def test_a_calibration_wins_where_it_measured(planned):
     assert packed.idle_s == 4.0 + 3.0 + JOB_S  # Inspect, the measured cooldown, the job's own
     # a judged cell's judgement: its measured 0.5 s around the calls, not a cell's Inspect 4 s
     judged = [c for c in plan.cells.values() if c.judge]
+    assert judged
     judging = estimate_cells(plan, config, "Qwen3-Next-80B-A3B-Instruct", judged, "judge-pass")
     assert judging.idle_s == pytest.approx(0.5 * len(judged) + JOB_S)
+    # A version 2 file did not measure the judgement: its cells' Inspect 4 s stands in, as it
+    # did when the file was written (not the planner's assumed 10 s).
+    older = {k: v for k, v in calibration.items() if k != "judge_overhead_s"}
+    config, plan = planned(calibration={**older, "schema_version": 2})
+    judging = estimate_cells(plan, config, "Qwen3-Next-80B-A3B-Instruct", judged, "judge-pass")
+    assert judging.idle_s == pytest.approx(4.0 * len(judged) + JOB_S)
 
 
 def test_a_model_job_loads_once_and_pays_reference_idle_and_cooldowns(planned, small_config):
@@ -192,6 +199,7 @@ def test_a_model_job_loads_once_and_pays_reference_idle_and_cooldowns(planned, s
 def test_a_judge_pass_loads_the_judge_once_for_all_its_cells(planned):
     config, plan = planned()
     judged = [c for c in plan.cells.values() if c.judge]
+    assert judged
     judge_pass = estimate_cells(plan, config, "Qwen3-Next-80B-A3B-Instruct", judged, "judge-pass")
     per_cell = [estimate(plan, config, "judge", c.id) for c in judged]
     assert judge_pass.load_s == pytest.approx(LOAD_JUDGE)

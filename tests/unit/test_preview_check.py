@@ -42,7 +42,6 @@ from evalwatt.report.preview_check import (
     write_calibration,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 STATUS = SamplerStatus(
     started_unix=0.0, stopped_unix=1.0, interval_s=0.1, rounds=10, late_rounds=0,
     max_late_s=0.0, median_late_s=0.0, traces={}, unavailable={"nvml": "not in this test"},

@@ -42,6 +42,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -139,23 +140,47 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
-def llama_cpp_wheel(python: Path) -> Path:
-    """Build llama-cpp-python once per flag set; pip's own cache ignores CMAKE_ARGS."""
-    key = hashlib.sha256(
-        f"{LLAMA_CPP} {LLAMA_CPP_SHA256} {LLAMA_CPP_CMAKE_ARGS} {sys.version_info[:2]}".encode()
-    )
-    folder = WHEEL_CACHE / key.hexdigest()[:16]
-    wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
-    if wheels:
-        return wheels[-1]
-    log(f"building {LLAMA_CPP} for the CPU (a few minutes, once; cached in {folder})")
-    folder.mkdir(parents=True, exist_ok=True)
-    pinned = folder / "requirement.txt"
-    pinned.write_text(f"{LLAMA_CPP} --hash=sha256:{LLAMA_CPP_SHA256}\n")
-    env = {**os.environ, "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS, "FORCE_CMAKE": "1"}
-    pip_wheel = [str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir"]
-    run([*pip_wheel, "--require-hashes", "-w", str(folder), "-r", str(pinned)], env=env)
-    return sorted(folder.glob("llama_cpp_python-*.whl"))[-1]
+class LlamaCppBuild:
+    """llama-cpp-python's wheel, built once per flag set (pip's own cache ignores CMAKE_ARGS).
+    The build runs as a process group of its own while the lock's packages install (on a new
+    machine it is most of the set-up), so that a failed install, or Ctrl-C, stops it at once
+    instead of waiting minutes for a compiler whose wheel nothing will use."""
+
+    def __init__(self, python: Path) -> None:
+        key = hashlib.sha256(
+            f"{LLAMA_CPP} {LLAMA_CPP_SHA256} {LLAMA_CPP_CMAKE_ARGS} {sys.version_info[:2]}".encode()
+        )
+        self.folder = WHEEL_CACHE / key.hexdigest()[:16]
+        self.process: subprocess.Popen[bytes] | None = None
+        if self.cached() is not None:
+            return
+        log(f"building {LLAMA_CPP} for the CPU (a few minutes, once; cached in {self.folder})")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        pinned = self.folder / "requirement.txt"
+        pinned.write_text(f"{LLAMA_CPP} --hash=sha256:{LLAMA_CPP_SHA256}\n")
+        env = {**os.environ, "CMAKE_ARGS": LLAMA_CPP_CMAKE_ARGS, "FORCE_CMAKE": "1"}
+        pip_wheel = [str(python), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir"]
+        argv = [*pip_wheel, "--require-hashes", "-w", str(self.folder), "-r", str(pinned)]
+        self.process = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def cached(self) -> Path | None:
+        wheels = sorted(self.folder.glob("llama_cpp_python-*.whl"))
+        return wheels[-1] if wheels else None
+
+    def wheel(self) -> Path:
+        """Wait for the build; its wheel."""
+        if self.process is not None and self.process.wait() != 0:
+            raise subprocess.CalledProcessError(self.process.returncode, self.process.args)
+        wheel = self.cached()
+        if wheel is None:
+            raise SystemExit(f"evalwatt setup: pip wheel left no llama.cpp wheel in {self.folder}")
+        return wheel
+
+    def stop(self) -> None:
+        """Stop a build still running: its whole group (pip, cmake, the compilers)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait()
 
 
 def setup() -> Path:
@@ -169,13 +194,14 @@ def setup() -> Path:
         log(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
-    # The llama.cpp build (compiling, in its own build environment) runs while the lock's
-    # packages download and unpack: on a new machine the build is most of the set-up.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        wheel = pool.submit(llama_cpp_wheel, python)
+    build = LlamaCppBuild(python)
+    try:
         log(f"installing the pinned environment ({LOCK.relative_to(REPO)})")
         run([*pip, "install", "-qq", "--no-deps", "--require-hashes", "-r", str(LOCK)])
-        run([*pip, "install", "-qq", "--no-deps", str(wheel.result())])
+        wheel = build.wheel()
+    finally:
+        build.stop()  # nothing left to stop unless the install failed or was interrupted
+    run([*pip, "install", "-qq", "--no-deps", str(wheel)])
     with EDITABLE:
         run([*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", str(REPO)])
     STAMP.write_text(wanted + "\n")

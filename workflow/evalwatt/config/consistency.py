@@ -142,7 +142,7 @@ def _benchmark_problems(config: Config) -> Iterator[str]:
                 f"{origin}: field benchmarks.{name}.judge = {judge!r}: unknown judge; "
                 f"allowed: {', '.join(sorted(judges)) or '(none defined)'}"
             )
-        yield from _sample_id_problems(origin, name, bench.task_args, bench.samples_run)
+        yield from _sample_id_problems(origin, name, bench.task_args, bench.samples)
     names = config.model_names()
     for name, entry in judges.items():
         if entry.model not in names:
@@ -152,15 +152,23 @@ def _benchmark_problems(config: Config) -> Iterator[str]:
             )
 
 
-def _sample_id_problems(origin: str, name: str, task_args: dict, samples_run: int) -> Iterator[str]:
-    """A task given its samples by id (``task_args.sample_ids``) evaluates those: the count
-    the preview, the time limits and the table use must be theirs."""
-    ids = task_args.get("sample_ids")
-    if isinstance(ids, list) and len(ids) != samples_run:
+def _sample_id_problems(origin: str, name: str, task_args: dict, samples: int) -> Iterator[str]:
+    """A task given its samples by id (``task_args.sample_ids``) has exactly those: ``samples``
+    (what the preview, the time limits and the table count, before ``limit``) must be their
+    count. ``limit`` still applies after them, as Inspect applies it."""
+    if "sample_ids" not in task_args:
+        return
+    ids = task_args["sample_ids"]
+    if not isinstance(ids, list) or not ids:
         yield (
-            f"{origin}: field benchmarks.{name}.samples = {samples_run} (with its limit): "
-            f"task_args.sample_ids names {len(ids)} samples, which each cell evaluates (the "
-            f"preview and the time limits count `samples`); allowed: samples {len(ids)}"
+            f"{origin}: field benchmarks.{name}.task_args.sample_ids = {ids!r}: not a list of "
+            "sample ids; allowed: a non-empty list, e.g. [202, 194]"
+        )
+    elif len(ids) != samples:
+        yield (
+            f"{origin}: field benchmarks.{name}.samples = {samples}: task_args.sample_ids "
+            f"names {len(ids)} samples, which are the task's whole dataset (the preview and "
+            f"the time limits count `samples`, then `limit`); allowed: samples {len(ids)}"
         )
 
 

@@ -117,7 +117,8 @@ class Planner(Section):
     models it measured. null: the table and the assumptions only."""
     inspect_overhead_s: float = Field(10, ge=0)
     """Seconds of a cell outside generation: Inspect's import, task and dataset set-up,
-    scoring in the job (the CPU demo measures about 6 s per cell)."""
+    scoring in the job (the CPU demo measures about 6 s per cell); also a judged cell's
+    judgement outside its judge calls, until a calibration measures it."""
     job_overhead_s: float = Field(5, ge=0)
     """Seconds every job spends loaded outside its loading, its cells' evaluations, cooldowns
     and padding: Inspect's import before the first cell, a baseline's hold, the server's stop,
@@ -164,7 +165,8 @@ class Benchmark(Section):
     task_args: dict[str, Any] = Field(default={})
     """Arguments passed to the task (Inspect's -T)."""
     samples: int = Field(ge=1)
-    """Number of samples in the full benchmark (for cost previews and the record)."""
+    """Number of samples in the full benchmark (for cost previews and the record); with
+    task_args.sample_ids, their count (a config where they differ is refused)."""
     limit: int | None = Field(None, ge=1)
     """Evaluate only the first N samples; null means all."""
     scorer: Scorer

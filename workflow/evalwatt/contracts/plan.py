@@ -203,7 +203,7 @@ class Calibration(Contract):
     judge_overhead_s: float | None = Field(
         None,
         description="mean seconds of a judged cell's judgement window outside its judge calls "
-        "(version 3; absent before: the planner's inspect_overhead_s)",
+        "(version 3; absent before: the file's inspect_overhead_s stands in)",
     )
     cooldown_s: float | None = Field(description="mean seconds of a packed cell's cooldown")
     job_overhead_s: dict[str, float] = Field(

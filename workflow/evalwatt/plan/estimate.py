@@ -118,9 +118,10 @@ def overhead_seconds(config: Config) -> float:
 
 
 def judge_overhead_seconds(config: Config) -> float:
-    """Seconds of a judged cell's judgement outside its judge calls: measured, else Inspect's
-    overhead around a cell (an evaluation's, larger than a scoring's: time limits hold)."""
-    return _measured_or(config, lambda c: c.judge_overhead_s, config.planner.inspect_overhead_s)
+    """Seconds of a judged cell's judgement outside its judge calls: measured, else a cell's
+    evaluation overhead, measured or assumed (an evaluation's, larger than a scoring's: time
+    limits hold, and a calibration of version 1 or 2 keeps the figure it was read with)."""
+    return _measured_or(config, lambda c: c.judge_overhead_s, overhead_seconds(config))
 
 
 def job_overhead_seconds(config: Config, kind: JobKind) -> float:
