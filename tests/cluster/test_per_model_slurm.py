@@ -114,6 +114,14 @@ def _wait_for(predicate, what: str, timeout_s: float = 600) -> None:
         time.sleep(0.5)
 
 
+def _is_cancelled_model_job(workdir: Path, job_id: str) -> bool:
+    """Whether sacct has job ``job_id`` as cancelled and as the model job (by its comment)."""
+    rows = [r for r in _sacct(workdir) if r["JobIDRaw"] == job_id]
+    return bool(rows) and all(
+        r["State"].startswith("CANCELLED") and r["Comment"].startswith(MODEL_COMMENT) for r in rows
+    )
+
+
 def test_a_cancelled_model_job_is_followed_by_one_job_for_its_missing_cells(
     tmp_path: Path,
 ) -> None:
@@ -136,9 +144,11 @@ def test_a_cancelled_model_job_is_followed_by_one_job_for_its_missing_cells(
         # comment only once it ended, so it is found by its folder and state
         (running,) = [r for r in _sacct(tmp_path) if r["State"] == "RUNNING"]
         subprocess.run(["scancel", running["JobIDRaw"]], check=True)
+        # slurmdbd records the state and the comment a moment apart: until both are there,
+        # the job is not yet known as the cancelled model job
         _wait_for(
-            lambda: _rows(tmp_path, MODEL_COMMENT)[0]["State"].startswith("CANCELLED"),
-            "Slurm to record the cancellation",
+            lambda: _is_cancelled_model_job(tmp_path, running["JobIDRaw"]),
+            "Slurm to record the cancellation of the model job",
             120,
         )
         # The executor plugin (2.8.0) compares sacct's state with its list of failed states

@@ -36,11 +36,21 @@
 # next call): repeat 3, then all three analysed together (--merge). Carry .devtmp/site.tgz
 # and .devtmp/gpm-ew.tgz (`git archive HEAD workflow benchmarks config pyproject.toml`).
 # Run as `command.sh 4 560`, then `command.sh 5 560`.
+# Steps 6 and 7 (what ran instead of 4 and 5, on 2026-12-05, 1,800 s of device time): the
+# busy regime halved so that three repeats of both modes fit (64 prompts of ~250 words,
+# answers of 32 and 64 tokens, 32 and 64 connections), with the warm-up request the job now
+# sends before `ready` (transformers serve builds its batching on its first request: in
+# repeats 1-3 that build fell inside the first cell's generation window, per-cell mode's
+# every cell). The three repeats run in one process started in the background by call 6
+# (setsid, so that it outlives the call), which call 7 waits for: no gap in the runs between
+# the two calls. Carry .devtmp/site.tgz and .devtmp/gpm-ew.tgz (`tar czf .devtmp/gpm-ew.tgz
+# --exclude=__pycache__ workflow benchmarks config pyproject.toml`, the tree as committed).
+# Run as `command.sh 6 585`, then `command.sh 7 585`.
 set -o pipefail
-STEP=${1:?1, 2, 3, 4 or 5}
+STEP=${1:?1, 2, 3, 4, 5, 6 or 7}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
-if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ]; then
+if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
@@ -65,9 +75,33 @@ modes() {  # label, gpu_modes.py arguments...
   tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
   sed -n '/^cell \/ mode/,$p' $OUT/$label.log | cut -c1-220
 }
+HALF="--shape llama-8b --tokens 32,64 --max-connections 32,64 --samples 64 --prompt-words 250"
 BUSY="--shape llama-8b --tokens 64,128 --max-connections 64,128 --samples 128 --prompt-words 250"
 SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
 PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
+wait_busy() {  # until the background run of step 6 ends, or LIMIT is near; then its files
+  while [ ! -f /tmp/busy.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  echo "busy: rc $(cat /tmp/busy.rc 2>/dev/null || echo '(still running)') at $SECONDS s"
+  cp /tmp/busy.log /tmp/dmon-busy.txt $OUT/
+  tar czf $OUT/gpm-busy.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-busy
+  sed -n '/^cell \/ mode/,$p' /tmp/busy.log | cut -c1-220
+}
+if [ "$STEP" = 6 ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv > $OUT/gpu-6.txt 2>&1
+  cat $OUT/gpu-6.txt
+  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-busy.txt 2>&1 < /dev/null &
+  echo $! > /tmp/dmon.pid
+  setsid bash -c "cd /tmp/ew && timeout 1150 python3 benchmarks/gpu_modes.py --out /tmp/gpm-busy \
+    --label busy --models /tmp/models --budget-s 1080 $HALF $PACK --repeats 3 \
+    > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" < /dev/null > /dev/null 2>&1 &
+  wait_busy
+  exit 0
+elif [ "$STEP" = 7 ]; then
+  [ -f /tmp/busy.log ] || { echo "no /tmp/busy.log: not the machine of step 6"; exit 3; }
+  wait_busy
+  [ -f /tmp/busy.rc ] && kill "$(cat /tmp/dmon.pid)"
+  exit 0
+fi
 nvidia-smi dmon -s pucm -d 1 -o T > $OUT/dmon-$STEP.txt 2>&1 &
 DMON=$!
 if [ "$STEP" = 1 ]; then

@@ -17,6 +17,14 @@ HfId = Annotated[str, Matching(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0
 Family = Annotated[str, Matching(r"^[a-z0-9._-]+$")]
 Date = Annotated[str, Matching(r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$")]
 Backend = Literal["vllm", "llama-cpp", "hf"]
+SAMPLING_AT_FIRST_REQUEST: frozenset[str] = frozenset({"hf"})
+"""Backends whose server takes its sampling settings (temperature, top_p) from the first
+request it gets and applies them to every later one. ``transformers serve`` with continuous
+batching does (5.17: ``init_cb`` builds the batching manager and its logits processors once,
+from the first request's generation config; later requests set only their ``max_tokens``). A
+server of theirs serves one sampling setting: the planner gives each its own model job
+(``evalwatt.plan.estimate.model_job_groups``), and the job's first request is a warm-up with
+that setting (``evalwatt.runtime.serving``)."""
 Quantization = Literal["none", "fp8", "awq", "gptq", "gguf"]
 
 

@@ -72,6 +72,13 @@ class Cell(Record):
     judge: str | None = Field(description="name of the judge that scores it; null: in-job")
     sampling: Sampling
 
+    @property
+    def sampling_key(self) -> tuple[float, float | None, int | None]:
+        """The settings a server that keeps its first request's sampling must share among the
+        cells it serves (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``); ``max_tokens`` is
+        per request everywhere."""
+        return (self.temperature, self.sampling.top_p, self.sampling.top_k)
+
 
 class PhaseHours(Record):
     """Hours of a run by phase, the way the energy is split. Judging is the judge passes': the

@@ -114,6 +114,19 @@ class EvaluationSpec(Record):
     max_tokens: int | None = Field(description="null: unset")
     score_in_job: bool = Field(description="scored in this job; false: by a judge job")
 
+    @property
+    def sampling_key(self) -> tuple[float, float | None, int | None]:
+        """As ``contracts.plan.Cell.sampling_key``: what one server of a backend that keeps
+        its first request's sampling serves at."""
+        return (self.temperature, self.top_p, self.top_k)
+
+    def request_sampling(self) -> dict[str, float]:
+        """The sampling fields of an OpenAI request as Inspect sends them for this cell."""
+        fields: dict[str, float] = {"temperature": self.temperature}
+        if self.top_p is not None:
+            fields["top_p"] = self.top_p
+        return fields
+
 
 class PackedCell(Record):
     """One cell of a model job: where it writes and what it evaluates."""
@@ -195,6 +208,19 @@ class JobSpec(Contract):
                     f"{field} settings belong to {kind} jobs, not to a {self.kind} job"
                 )
         return self
+
+    def first_request_sampling(self) -> dict[str, float]:
+        """The sampling fields of the job's first request to its server: its cell's, its
+        first packed cell's (a model job's cells share them where the backend keeps them,
+        ``config.model_entry.SAMPLING_AT_FIRST_REQUEST``), its judge's temperature; none for
+        a baseline (the server's defaults)."""
+        if self.evaluation is not None:
+            return self.evaluation.request_sampling()
+        if self.pack is not None:
+            return self.pack.cells[0].evaluation.request_sampling()
+        if self.judging is not None:
+            return {"temperature": self.judging.temperature}
+        return {}
 
     def packed_cell_spec(self, cell: PackedCell) -> JobSpec:
         """The spec a cell job of ``cell`` would have: this model job's model, server, pad

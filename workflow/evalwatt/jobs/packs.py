@@ -9,11 +9,13 @@ cell's result and was scored by the plan's judge with its settings. Only the cel
 packed: a model job killed after 3 of its 5 cells is followed by one job for the 2 missing
 cells, under another id (``pack.pack_id``), and the 3 results are never touched again.
 
-A model's cells not done go into jobs in the order (benchmark, temperature, max_connections),
-split where the planner's estimate of a job (load, reference idle, cells, cooldowns, pad) would
-exceed the time a job may ask for (``evalwatt.plan.estimate.pack_chunks``: the cost preview
-counts jobs by the same rule). The packs are worked out once per
-Snakemake run (``jobs.run.RunJobs``), from files only: no Slurm query, no model loaded.
+A model's cells not done (of one sampling setting, where its server keeps the first
+request's: ``evalwatt.plan.estimate.model_job_groups``) go into jobs in the order (benchmark,
+temperature, max_connections), split where the planner's estimate of a job (load, reference
+idle, cells, cooldowns, pad) would exceed the time a job may ask for
+(``evalwatt.plan.estimate.pack_chunks``: the cost preview counts jobs by the same rule). The
+packs are worked out once per Snakemake run (``jobs.run.RunJobs``), from files only: no Slurm
+query, no model loaded.
 """
 
 from __future__ import annotations
@@ -27,42 +29,41 @@ from evalwatt.config.load import Config
 from evalwatt.contracts.result import JobResult, finished_result
 from evalwatt.contracts.spec import JobSpec
 from evalwatt.jobs.pack import Pack, PackKind
-from evalwatt.plan.estimate import estimate_cells, pack_chunks
+from evalwatt.plan.estimate import (
+    PackGroup,
+    estimate_cells,
+    judge_pass_groups,
+    model_job_groups,
+    pack_chunks,
+)
 from evalwatt.plan.matrix import Plan
 
 
 def make_packs(
-    plan: Plan, config: Config, kind: PackKind, groups: dict[tuple[str, str], list[str]]
+    plan: Plan, config: Config, kind: PackKind, groups: Iterable[PackGroup]
 ) -> list[Pack]:
-    """The packs of each (group, served model)'s cells: in run order, split where a job's
-    estimate would pass the time a job may ask for (``evalwatt.plan.estimate.pack_chunks``,
-    the same rule the cost preview counts jobs with)."""
+    """The packs of each group's cells: in run order, split where a job's estimate would pass
+    the time a job may ask for (``evalwatt.plan.estimate.pack_chunks``, the same rule the cost
+    preview counts jobs with)."""
     packs = []
-    for (group, model), cell_ids in groups.items():
-        cells = [plan.cells[c] for c in cell_ids]
+    for group, model, cells in groups:
         for chunk, est in pack_chunks(plan, config, model, cells, kind):
             packs.append(Pack(kind, group, model, tuple(c.id for c in chunk), est.total_s))
     return packs
 
 
 def model_packs(plan: Plan, config: Config, pending: Iterable[str]) -> list[Pack]:
-    """Per-model jobs: the ``pending`` cells (not done) of each baseline id (a model under one
-    set of server settings), split by time."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for cell_id in pending:
-        cell = plan.cells[cell_id]
-        groups.setdefault((cell.baseline, cell.model), []).append(cell_id)
+    """Per-model jobs: the ``pending`` cells (not done) of each model under one set of server
+    settings (and one sampling setting where its server keeps the first request's:
+    ``evalwatt.plan.estimate.model_job_groups``), split by time."""
+    groups = model_job_groups(plan, (plan.cells[c] for c in pending))
     return make_packs(plan, config, "model", groups)
 
 
 def judge_passes(plan: Plan, config: Config, pending: Iterable[str]) -> list[Pack]:
     """Judge passes: the ``pending`` judged cells (judgement not done) of each judge, split by
     time; the judge model is loaded once per pass."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for cell_id in pending:
-        judge = plan.cells[cell_id].judge
-        if judge is not None:
-            groups.setdefault((judge, config.judges[judge].model), []).append(cell_id)
+    groups = judge_pass_groups(config, (plan.cells[c] for c in pending))
     return make_packs(plan, config, "judge-pass", groups)
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 
 from evalwatt.base.vocabulary import RUN_KINDS, JobKind
 from evalwatt.config.load import Config
+from evalwatt.config.model_entry import SAMPLING_AT_FIRST_REQUEST
 from evalwatt.contracts.plan import (
     Calibration,
     Cell,
@@ -335,16 +336,45 @@ def _gpus(plan: Plan, model: str) -> int:
     return max(plan.models[model].gpus, 0)
 
 
+PackGroup = tuple[str, str, list[Cell]]
+"""(group, served model, cells) of packed jobs: the group names them (a model job's baseline
+id, a judge pass's judge), the cells are split by time into jobs (``pack_chunks``)."""
+
+
+def model_job_groups(plan: Plan, cells: Iterable[Cell]) -> list[PackGroup]:
+    """The cells that model jobs may serve together: those of one model under one set of server
+    settings (its baseline id), and, where the backend's server keeps the sampling settings of
+    its first request (``SAMPLING_AT_FIRST_REQUEST``), of one sampling setting too: a model job
+    of cells at temperatures 0 and 0.7 would sample them all at the first one's. In the order
+    the cells come; the preview and the jobs group by this one rule."""
+    groups: dict[tuple[str, str, tuple[float, float | None, int | None] | None], list[Cell]] = {}
+    for cell in cells:
+        keeps_first = plan.models[cell.model].backend in SAMPLING_AT_FIRST_REQUEST
+        key = (cell.baseline, cell.model, cell.sampling_key if keeps_first else None)
+        groups.setdefault(key, []).append(cell)
+    return [(baseline, model, group) for (baseline, model, _), group in groups.items()]
+
+
+def judge_pass_groups(config: Config, cells: Iterable[Cell]) -> list[PackGroup]:
+    """The judged cells of each judge (one judge pass, split by time), in the order they
+    come; a judge's sampling is its own, the same for every cell it scores."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.judge is not None:
+            groups.setdefault(cell.judge, []).append(cell)
+    return [(judge, config.judges[judge].model, group) for judge, group in groups.items()]
+
+
 def _add_packs(
     plan: Plan,
     config: Config,
     hours: _Hours,
-    groups: Iterable[tuple[str, list[Cell]]],
+    groups: Iterable[PackGroup],
     kind: PackedKind,
 ) -> int:
-    """Add the packed jobs of each (served model, its cells); return their count."""
+    """Add the packed jobs of each group; return their count."""
     jobs = 0
-    for model, cells in groups:
+    for _, model, cells in groups:
         for _, est in pack_chunks(plan, config, model, cells, kind):
             if kind == "judge-pass":
                 hours.add_judge_pass(_gpus(plan, model), est)
@@ -356,11 +386,7 @@ def _add_packs(
 
 def _judge_passes(plan: Plan, config: Config, hours: _Hours) -> int:
     """Add every judge pass of the run (the same in both modes); return their count."""
-    by_judge: dict[str, list[Cell]] = {}
-    for cell in plan.cells.values():
-        if cell.judge:
-            by_judge.setdefault(cell.judge, []).append(cell)
-    groups = ((config.judges[judge].model, cells) for judge, cells in by_judge.items())
+    groups = judge_pass_groups(config, plan.cells.values())
     return _add_packs(plan, config, hours, groups, "judge-pass")
 
 
@@ -392,11 +418,10 @@ def per_cell_preview(plan: Plan, config: Config) -> ModePreview:
 
 
 def per_model_preview(plan: Plan, config: Config) -> ModePreview:
-    """One job per (model, server settings) and time chunk, the judge passes."""
-    hours, by_baseline = _Hours(), dict[str, list[Cell]]()
-    for cell in plan.cells.values():
-        by_baseline.setdefault(cell.baseline, []).append(cell)
-    groups = ((plan.baselines[base].model, cells) for base, cells in by_baseline.items())
+    """One job per (model, server settings) and time chunk (per sampling setting too where
+    the server keeps its first request's: ``model_job_groups``), the judge passes."""
+    hours = _Hours()
+    groups = model_job_groups(plan, plan.cells.values())
     model_jobs = _add_packs(plan, config, hours, groups, "model")
     passes = _judge_passes(plan, config, hours)
     jobs = JobCounts(cell=0, baseline=0, model=model_jobs, judge_pass=passes)

@@ -15,7 +15,10 @@ where vLLM cannot be installed (docs/validation.md). It differs from the others 
 that the job follows (``Backend.pinned_id``, ``Backend.lists_model``): the server is pinned to
 its weights by their path and refuses requests that name another model, so clients name the
 model by that id; and its ``/v1/models`` lists the Hugging Face cache, not the pinned model,
-which it loads before it listens, so readiness is ``/health`` answering.
+which it loads before it listens, so readiness is ``/health`` answering. Its continuous
+batching is built on the first request, with that request's sampling settings, kept for every
+later request: the job's first request is a one-token warm-up with its cells' settings, before
+``ready`` (``Backend.keeps_first_sampling``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalwatt.config.model_entry import SAMPLING_AT_FIRST_REQUEST
 from evalwatt.contracts.spec import ModelSpec, ServerSettings
 
 
@@ -224,6 +228,14 @@ class Backend:
     lists_model: bool = True
     """Whether ``/v1/models`` lists the served model once it is loaded (the readiness check);
     False: ready when ``/health`` answers (server.Server.wait_ready)."""
+
+    @property
+    def keeps_first_sampling(self) -> bool:
+        """Whether the server keeps the sampling settings of its first request for every later
+        one (``SAMPLING_AT_FIRST_REQUEST``): the job then sends a warm-up request with its
+        cells' settings before ``ready`` (runtime.serving), and a model job's cells share
+        them (the planner's groups)."""
+        return self.name in SAMPLING_AT_FIRST_REQUEST
 
     def server_argv(self, served_name: str, server: ServerSettings, python: str) -> list[str]:
         return self.argv(served_name, server, python) + list(server.server_args)

@@ -45,6 +45,7 @@ from evalwatt.contracts.result import JobResult, PackedOutcome, finished_result
 from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.contracts.spec import JobSpec, JudgedCell, PackedCell
 from evalwatt.runtime import inspect_steps
+from evalwatt.runtime.backends import backend
 from evalwatt.runtime.cooldown import JobGpus, cool_down, hold_reference_idle
 from evalwatt.runtime.job_host import host_fields, prepare_job_dir, set_aside_previous_attempt
 from evalwatt.runtime.offline import require_staged
@@ -207,6 +208,7 @@ def run_model_job(spec: JobSpec) -> JobResult:
     """Run a model job (module docstring); return (and write) its own result."""
     pack = spec.pack
     assert pack is not None
+    _require_one_sampling(spec)
     for cell in pack.cells:  # every cell's dataset staged, before anything starts
         require_staged(spec.packed_cell_spec(cell))
 
@@ -218,6 +220,22 @@ def run_model_job(spec: JobSpec) -> JobResult:
             _run_cell(job, cell, reference_w)
 
     return _run(spec, cells)
+
+
+def _require_one_sampling(spec: JobSpec) -> None:
+    """Refuse, before the server starts, a model job whose cells differ in sampling settings
+    on a server that keeps its first request's (the planner never packs them so): all but
+    the first setting would be measured and scored at the first one's."""
+    assert spec.pack is not None
+    if not backend(spec.model.backend).keeps_first_sampling:
+        return
+    settings = {c.evaluation.sampling_key for c in spec.pack.cells}
+    if len(settings) > 1:
+        raise ValueError(
+            f"model job {spec.job_id}: its cells have sampling settings (temperature, top_p, "
+            f"top_k) {sorted(settings, key=str)}, and backend {spec.model.backend}'s server "
+            "applies its first request's to every request: one setting per model job"
+        )
 
 
 def _run_cell(job: _Job, cell: PackedCell, reference_w: tuple[float, ...] | None) -> None:

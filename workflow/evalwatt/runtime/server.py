@@ -140,6 +140,31 @@ class Server:
                 raise self._fail(f"server not ready after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
+    def warm_up(self, served_name: str, sampling: Mapping[str, float], timeout_s: float) -> None:
+        """Send one chat request of one answer token with ``sampling`` and wait for its answer:
+        a server that builds its batching on its first request (``transformers serve``) does
+        it here, before ``ready``, not inside the first cell's generation window, and keeps
+        these sampling settings (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``)."""
+        body = {
+            "model": served_name,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 1,
+            **sampling,
+        }
+        request = urllib.request.Request(
+            f"{self.url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+                json.load(reply)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise self._fail(f"warm-up request refused: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise self._fail(f"warm-up request failed: {exc}") from exc
+
     def stop(self, grace_s: float = 60.0) -> int:
         """SIGTERM the server's process group, SIGKILL it after ``grace_s``; return the code."""
         if self.process.poll() is None:

@@ -1,9 +1,10 @@
 """The inference server of a job: started once, ready, stopped; and the job's padding.
 
 A cell job, a baseline, a model job and a judge pass all serve their model the same way:
-``load_start`` when the server starts, ``ready`` when it answers, ``exit`` once it has
-stopped (whatever happened in between), everything it writes in the job's folder or the run's
-cache (backends.ServerPaths).
+``load_start`` when the server starts, ``ready`` when it answers (a server that builds its
+batching on its first request has answered a one-token warm-up by then: that build is
+loading, not the first cell's generation), ``exit`` once it has stopped (whatever happened in
+between), everything it writes in the job's folder or the run's cache (backends.ServerPaths).
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ def served(spec: JobSpec, files: JobFiles, timeline: Timeline) -> Iterator[Servi
         server = Server.start(argv, "127.0.0.1", port, files.server_log, env=env)
         serving = Serving(spec, engine, server, argv, env, port)
         try:
+            started = time.monotonic()
             ready = server.wait_ready(
                 spec.ready_timeout_s, spec.model.served_name, listed=engine.lists_model
             )
+            if engine.keeps_first_sampling:
+                left_s = max(spec.ready_timeout_s - (time.monotonic() - started), 1.0)
+                server.warm_up(spec.model.served_name, spec.first_request_sampling(), left_s)
+                ready = time.time()
             timeline.mark(Mark.READY, ready)
             yield serving
         finally:
