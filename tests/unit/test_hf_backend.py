@@ -239,6 +239,7 @@ def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         served = _start(hf_python, pinned, folder / "served")
         try:
             served.wait_ready(300.0, pinned, listed=False)
+            served.warm_up(pinned, {"temperature": 1.5}, 300.0)  # as a job of cells at 1.5 does
             yield Started(served, pinned, missing, missing_path)
         finally:
             served.stop(grace_s=30)
@@ -264,6 +265,25 @@ def test_answers_run_to_max_tokens_with_their_usage(served):
         f"{server.url}/completions", {"model": pinned, "prompt": "hi", "max_tokens": 5}
     )
     assert code == 200 and reply["usage"]["completion_tokens"] == 5, reply
+
+
+def test_the_server_keeps_the_sampling_of_its_first_request(served):
+    """Why a job warms the server up with its cells' sampling and a model job serves one
+    sampling setting (config.model_entry.SAMPLING_AT_FIRST_REQUEST): after the warm-up at
+    temperature 1.5, requests at temperature 0 are still sampled at 1.5: three of them, of
+    8 tokens from a random model's near-uniform logits, are not the same answer. Were each
+    request's temperature applied, they would be (greedy); if a release of the library does
+    that, this fails, and one model job may serve several temperatures again."""
+    server, pinned = served
+    body = {"model": pinned, "messages": [{"role": "user", "content": "Say something."}]}
+    answers = []
+    for _ in range(3):
+        code, reply = _post(
+            f"{server.url}/chat/completions", {**body, "max_tokens": 8, "temperature": 0.0}
+        )
+        assert code == 200 and reply["usage"]["completion_tokens"] == 8, reply
+        answers.append(reply["choices"][0]["message"]["content"])
+    assert len(set(answers)) > 1, answers
 
 
 def test_a_request_for_another_model_is_refused(served):

@@ -126,8 +126,11 @@ def write_random_model(
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id, eos_token_id=None
+    model.generation_config = GenerationConfig(  # sampled, as instruct models ship theirs:
+        do_sample=True,  # a request's temperature decides (0: greedy, the server's rule)
+        bos_token_id=config.bos_token_id,
+        pad_token_id=config.pad_token_id,
+        eos_token_id=None,
     )
     model.save_pretrained(str(folder))
     write_tokenizer(folder)
