@@ -45,7 +45,8 @@
 # (setsid, so that it outlives the call), which call 7 waits for: no gap in the runs between
 # the two calls. Carry .devtmp/site.tgz and .devtmp/gpm-ew.tgz (`tar czf .devtmp/gpm-ew.tgz
 # --exclude=__pycache__ workflow benchmarks config pyproject.toml`, the tree as committed).
-# Run as `command.sh 6 585`, then `command.sh 7 585`.
+# Run as `command.sh 6 585 [RUN_S]`, then `command.sh 7 585` (RUN_S: the background run's
+# --budget-s, 1080 by default).
 set -o pipefail
 STEP=${1:?1, 2, 3, 4, 5, 6 or 7}
 LIMIT=${2:-500}
@@ -91,9 +92,10 @@ if [ "$STEP" = 6 ]; then
   cat $OUT/gpu-6.txt
   setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-busy.txt 2>&1 < /dev/null &
   echo $! > /tmp/dmon.pid
-  setsid bash -c "cd /tmp/ew && timeout 1150 python3 benchmarks/gpu_modes.py --out /tmp/gpm-busy \
-    --label busy --models /tmp/models --budget-s 1080 $HALF $PACK --repeats 3 \
-    > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" < /dev/null > /dev/null 2>&1 &
+  RUN_S=${3:-1080}  # the three repeats' budget over both calls (--budget-s)
+  setsid bash -c "cd /tmp/ew && timeout $((RUN_S + 70)) python3 benchmarks/gpu_modes.py \
+    --out /tmp/gpm-busy --label busy --models /tmp/models --budget-s $RUN_S $HALF $PACK \
+    --repeats 3 > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" < /dev/null > /dev/null 2>&1 &
   wait_busy
   exit 0
 elif [ "$STEP" = 7 ]; then
