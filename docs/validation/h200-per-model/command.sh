@@ -45,6 +45,8 @@
 # (setsid, so that it outlives the call), which call 7 waits for: no gap in the runs between
 # the two calls. Carry .devtmp/site.tgz and .devtmp/gpm-ew.tgz (`tar czf .devtmp/gpm-ew.tgz
 # --exclude=__pycache__ workflow benchmarks config pyproject.toml`, the tree as committed).
+# The modes alternate per-model, per-cell / per-cell, per-model / per-model, per-cell: if the
+# budget leaves a run out, it is the last, a per-cell one (the longer mode).
 # Run as `command.sh 6 585 [RUN_S]`, then `command.sh 7 585` (RUN_S: the background run's
 # --budget-s, 1080 by default).
 set -o pipefail
@@ -95,7 +97,8 @@ if [ "$STEP" = 6 ]; then
   RUN_S=${3:-1080}  # the three repeats' budget over both calls (--budget-s)
   setsid bash -c "cd /tmp/ew && timeout $((RUN_S + 70)) python3 benchmarks/gpu_modes.py \
     --out /tmp/gpm-busy --label busy --models /tmp/models --budget-s $RUN_S $HALF $PACK \
-    --repeats 3 > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" < /dev/null > /dev/null 2>&1 &
+    --repeats 3 --modes per-model,per-cell > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" \
+    < /dev/null > /dev/null 2>&1 &
   wait_busy
   exit 0
 elif [ "$STEP" = 7 ]; then
