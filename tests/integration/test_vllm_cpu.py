@@ -17,11 +17,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,6 +36,8 @@ from evalwatt.base.vocabulary import JobStatus, Mark
 from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.record import CellRecord
 from evalwatt.contracts.result import JobResult
+from evalwatt.runtime.inspect_steps import generate_config
+from evalwatt.runtime.server import Server, free_port
 from evalwatt.table.final import read_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,3 +244,55 @@ def test_broken_weights_fail_the_job_with_the_tail_of_vllms_log(
     marks = json.loads((folder / "timeline.json").read_text())["marks"]
     assert "exit" in marks and "ready" not in marks
     assert_nothing_left(sandbox, before)
+
+
+def _prefix_cache_tokens(server: Server) -> tuple[float, float]:
+    """vLLM's own counters: prompt tokens looked up in its prefix cache, and found there."""
+    with urllib.request.urlopen(server.url.removesuffix("/v1") + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+
+    def total(name: str) -> float:
+        pattern = rf"^vllm:{name}_total\{{[^}}]*\}} ([0-9.e+]+)"
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+    return total("prefix_cache_queries"), total("prefix_cache_hits")
+
+
+def test_a_cells_cache_salt_keeps_the_prefix_cache_to_that_cell(
+    run: Path, vllm_env, tmp_path
+) -> None:
+    """What the salt that generate_config gives each cell does on the real server: a prompt
+    sent again with the same cell's salt is read from vLLM's prefix cache, the same prompt
+    with another cell's salt is computed again (a model job's later cell of the same
+    benchmark costs what it costs on a fresh server: docs/validation.md, the busy regime).
+    docs/validation/vllm-cpu-cache-salt/ has the same check without salts."""
+    evaluation = read_contract(JobResult, run / "cells" / CELL / "result.json")
+    assert evaluation.spec.evaluation is not None
+    cells = [evaluation.spec.evaluation.model_copy(update={"max_connections": c}) for c in (2, 4)]
+    salts = [generate_config(c, "vllm")["extra_body"]["cache_salt"] for c in cells]
+    assert salts[0] != salts[1]
+    port = free_port()
+    argv = [f"{vllm_env['EVALWATT_VLLM_VENV']}/bin/vllm", "serve"]
+    argv += [vllm_env["EVALWATT_VLLM_DEMO_MODEL"], "--served-model-name", "m", "--port"]
+    argv += [str(port), "--host", "127.0.0.1", "--enforce-eager", "--max-model-len", "2048"]
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
+    server = Server.start(argv, "127.0.0.1", port, tmp_path / "server.log", env=env)
+    try:
+        server.wait_ready(600.0, "m")
+        prompt = [{"role": "user", "content": "Tell me about lighthouses. " * 60}]
+        found = []
+        for salt in (salts[0], salts[0], salts[1]):
+            queried, hit = _prefix_cache_tokens(server)
+            body = {"model": "m", "messages": prompt, "max_tokens": 2, "cache_salt": salt}
+            request = urllib.request.Request(
+                f"{server.url}/chat/completions",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(request, timeout=300).read()
+            queried_after, hit_after = _prefix_cache_tokens(server)
+            assert queried_after - queried > 400  # the whole prompt was looked up
+            found.append(hit_after - hit)
+    finally:
+        server.stop(grace_s=30)
+    assert found[0] == 0 and found[1] > 300 and found[2] == 0, found

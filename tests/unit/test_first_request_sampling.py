@@ -19,16 +19,20 @@ from pathlib import Path
 import pytest
 from test_job_runtime import _spec_dict
 
-from evalwatt.base.layout import Layout
+from evalwatt.base.layout import JobFiles, Layout
+from evalwatt.base.vocabulary import Mark
 from evalwatt.config.load import from_dict
-from evalwatt.contracts.spec import JobSpec
+from evalwatt.contracts.spec import EvaluationSpec, JobSpec
 from evalwatt.jobs.packs import judge_passes, model_packs
 from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.estimate import per_model_preview
 from evalwatt.plan.matrix import plan_run
-from evalwatt.runtime.packed import run_model_job
+from evalwatt.runtime.inspect_steps import generate_config
+from evalwatt.runtime.packed import _require_one_sampling, run_model_job
 from evalwatt.runtime.runner import run_job
 from evalwatt.runtime.server import Server, ServerError, free_port
+from evalwatt.runtime.serving import served
+from evalwatt.runtime.timeline import Timeline
 
 HF_MODEL = "Qwen2.5-32B-Instruct"
 
@@ -41,6 +45,7 @@ RECORDING_SERVER = textwrap.dedent(
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     port, record, refuse = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "refuse"
+    REPLY_S = 0.5
     time.sleep(0.3)
 
     class Handler(BaseHTTPRequestHandler):
@@ -52,6 +57,7 @@ RECORDING_SERVER = textwrap.dedent(
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with open(record, "a") as out:
                 out.write(json.dumps({"t": time.time(), "path": self.path, "body": body}) + "\\n")
+            time.sleep(REPLY_S)  # the batching's build: the answer comes later
             reply = {"choices": [{"message": {"role": "assistant", "content": "x"}}]}
             data = json.dumps({"detail": "no such model"} if refuse else reply).encode()
             self.send_response(400 if refuse else 200)
@@ -111,26 +117,45 @@ def test_the_preview_counts_the_jobs_the_run_submits(per_model_hf) -> None:
 
 def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
     config, plan = per_model_hf
-    run = RunJobs(config, plan, Layout.of(config.results_dir, config.run))
-    for kind, job_id in run.jobs():
-        spec = run.job(kind, job_id).spec
-        first = spec.first_request_sampling()
-        if kind == "model":
-            assert spec.pack is not None
-            assert first == {"temperature": spec.pack.cells[0].evaluation.temperature}
-        elif kind == "judge-pass":
-            assert first == {"temperature": config.judges["qnext"].temperature}
-    cell = next(c for c in plan.cells.values() if c.temperature == 0.7)
-    spec = RunJobs(config.replace(execution="per-cell"), plan, run.layout).job("cell", cell.id)
-    assert spec.spec.first_request_sampling() == {"temperature": 0.7}
-    with_top_p = spec.spec.evaluation.model_copy(update={"top_p": 0.9})  # type: ignore[union-attr]
-    assert with_top_p.request_sampling() == {"temperature": 0.7, "top_p": 0.9}
-    base = next(
-        i
-        for k, i in RunJobs(config.replace(execution="per-cell"), plan, run.layout).jobs()
-        if k == "baseline"
-    )
-    assert run.job("baseline", base).spec.first_request_sampling() == {}
+    layout = Layout.of(config.results_dir, config.run)
+    seen = set()
+    for execution in ("per-model", "per-cell"):
+        run = RunJobs(config.replace(execution=execution), plan, layout)
+        for kind, job_id in run.jobs():
+            spec = run.job(kind, job_id).spec
+            first, seen = spec.first_request_sampling(), seen | {kind}
+            if spec.pack is not None:
+                sent = [c.evaluation.request_sampling() for c in spec.pack.cells]
+                assert first == sent[0]
+                if spec.model.backend == "hf":  # what every cell of the job sends
+                    assert all(s == first for s in sent)
+            elif spec.evaluation is not None:
+                cell = plan.cells[job_id]
+                assert first == {"temperature": cell.temperature}
+            elif spec.judging is not None:
+                (judge,) = {plan.cells[c.cell_id].judge for c in spec.judging.cells}
+                assert first == {"temperature": config.judges[judge].temperature}
+            else:
+                assert kind == "baseline" and first == {}  # the server's defaults
+    assert seen == {"model", "judge-pass", "cell", "baseline"}
+    evaluation = next(iter(run.job("cell", c).spec for c in plan.cells)).evaluation
+    assert evaluation is not None
+    with_top_p = evaluation.model_copy(update={"top_p": 0.9})
+    assert with_top_p.request_sampling() == {"temperature": evaluation.temperature, "top_p": 0.9}
+
+
+def test_a_model_job_of_two_sampling_settings_on_vllm_is_run(per_model_hf) -> None:
+    """vLLM takes each request's sampling: the runtime lets its model jobs mix them."""
+    config, _ = per_model_hf
+    vllm = _on_vllm(config)
+    run = RunJobs(vllm, plan_run(vllm), Layout.of(config.results_dir, config.run))
+    (spec,) = [
+        run.job("model", i).spec
+        for k, i in run.jobs()
+        if k == "model" and run.job("model", i).spec.model.name == HF_MODEL
+    ]
+    assert spec.pack is not None and len({c.evaluation.temperature for c in spec.pack.cells}) == 2
+    _require_one_sampling(spec)  # no error
 
 
 def test_a_model_job_of_two_sampling_settings_on_hf_is_refused(per_model_hf) -> None:
@@ -170,7 +195,8 @@ def test_the_warm_up_is_answered_before_ready(tmp_path) -> None:
     body = post["body"]
     assert body["model"] == str(tmp_path / "hf_like.py")  # the pinned id, as Inspect sends it
     assert body["max_tokens"] == 1 and "temperature" not in body  # a baseline: server defaults
-    assert result.marks["load_start"] < post["t"] < result.marks["ready"]
+    assert result.marks["load_start"] < post["t"]
+    assert result.marks["ready"] - post["t"] >= 0.5  # ready once answered, not once sent
 
 
 def test_a_refused_warm_up_fails_the_job_with_the_servers_answer(tmp_path) -> None:
@@ -192,3 +218,60 @@ def test_the_warm_up_sends_the_sampling_it_is_given(tmp_path) -> None:
         server.stop(grace_s=5)
     (post,) = [json.loads(line) for line in record.read_text().splitlines()]
     assert post["body"]["temperature"] == 0.7 and post["body"]["top_p"] == 0.9
+
+
+def test_a_cell_job_warms_up_with_its_cells_sampling(tmp_path) -> None:
+    """From the job spec to the server: served() sends the cell's temperature and top_p."""
+    base, record = _hf_baseline(tmp_path)
+    evaluation = {
+        "benchmark": "synthetic",
+        "task": "evalwatt/synthetic_prompts",
+        "task_args": {"samples": 2},
+        "limit": None,
+        "max_connections": 2,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": None,
+        "max_tokens": 4,
+        "score_in_job": True,
+    }
+    spec = JobSpec.model_validate(
+        {**base.model_dump(mode="json"), "kind": "cell", "evaluation": evaluation}
+    )
+    files = JobFiles(spec.run_dir)
+    files.root.mkdir(parents=True)
+    timeline = Timeline(files.timeline)
+    with served(spec, files, timeline):
+        pass
+    (post,) = [json.loads(line) for line in record.read_text().splitlines()]
+    assert (post["body"]["temperature"], post["body"]["top_p"]) == (0.7, 0.9)
+    assert timeline.marks[Mark.READY] - post["t"] >= 0.5
+
+
+def test_each_cell_keeps_its_own_vllm_prefix_cache() -> None:
+    """vLLM requests carry the cell's cache salt: the same for every request of a cell, another
+    for another cell of the same model job; other servers get none (they refuse unknown
+    fields or ignore them)."""
+    evaluation = EvaluationSpec.model_validate(
+        {
+            "benchmark": "piqa",
+            "task": "inspect_evals/piqa",
+            "task_args": {},
+            "limit": 10,
+            "max_connections": 10,
+            "temperature": 0.0,
+            "top_p": None,
+            "top_k": 20,
+            "max_tokens": None,
+            "score_in_job": True,
+        }
+    )
+    other = evaluation.model_copy(update={"max_connections": 100})
+    first = generate_config(evaluation, "vllm")
+    assert first["extra_body"] == {"top_k": 20, "cache_salt": evaluation.cache_salt}
+    assert generate_config(evaluation, "vllm") == first  # every request of the cell
+    salt = generate_config(other, "vllm")["extra_body"]["cache_salt"]
+    assert salt != evaluation.cache_salt and len(salt) == 16
+    for server in ("hf", "llama-cpp"):
+        assert generate_config(evaluation, server)["extra_body"] == {"top_k": 20}
+    assert "extra_body" not in generate_config(evaluation.model_copy(update={"top_k": None}), "hf")

@@ -238,7 +238,8 @@ class JobSettings(Section):
 
     ready_timeout_s: float = Field(1800, gt=0)
     """How long to wait for the inference server to answer its readiness check (vLLM's
-    /v1/models, `transformers serve`'s /health) before failing the job."""
+    /v1/models, `transformers serve`'s /health, then its one-token warm-up) before failing
+    the job."""
     sample_interval_s: float = Field(0.1, ge=0.01, le=10)
     """Sampling period of the in-job energy sampler (NVML, RAPL, CPU time)."""
     cpu_watts_per_core: float = Field(10.0, gt=0)

@@ -6,6 +6,7 @@ submitted by hand and still do exactly what the plan said.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -119,6 +120,15 @@ class EvaluationSpec(Record):
         """As ``contracts.plan.Cell.sampling_key``: what one server of a backend that keeps
         its first request's sampling serves at."""
         return (self.temperature, self.top_p, self.top_k)
+
+    @property
+    def cache_salt(self) -> str:
+        """A salt of this evaluation's own (16 hex of a hash of its settings): requests that
+        carry it share a vLLM server's prefix cache with each other only, so a model job's
+        later cell does not reuse the prompts an earlier cell of the same benchmark left in
+        the cache (on the H200, without it, a prompt-heavy cell cost 33-61 % less after one of
+        the same prompts: docs/validation.md), as a cell job's fresh server never does."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     def request_sampling(self) -> dict[str, float]:
         """The sampling fields of an OpenAI request as Inspect sends them for this cell."""

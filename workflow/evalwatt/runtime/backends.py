@@ -225,6 +225,9 @@ class Backend:
     """For a server pinned to its weights (hf): (the weights' path on the node) -> the model id
     its command loads and its clients must send; None: the command gets the path, clients the
     served name."""
+    cache_salt: bool = False
+    """Whether requests may carry a ``cache_salt`` (vLLM >= 0.9) that keeps the server's prefix
+    cache apart per salt: each cell sends its own (``EvaluationSpec.cache_salt``)."""
     lists_model: bool = True
     """Whether ``/v1/models`` lists the served model once it is loaded (the readiness check);
     False: ready when ``/health`` answers (server.Server.wait_ready)."""
@@ -261,6 +264,7 @@ BACKENDS = {
         "envs/vllm.yaml",
         env=_vllm_env,
         prometheus_metrics=True,
+        cache_salt=True,
     ),
     "llama-cpp": Backend(
         "llama-cpp",

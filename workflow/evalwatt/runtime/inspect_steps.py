@@ -38,20 +38,24 @@ class JudgeModel:
     base_url: str
 
 
-def generate_config(evaluation: EvaluationSpec) -> dict[str, Any]:
-    """Inspect GenerateConfig arguments of a cell, with nothing left to a default."""
+def generate_config(evaluation: EvaluationSpec, server: str) -> dict[str, Any]:
+    """Inspect GenerateConfig arguments of a cell served by backend ``server``, with nothing
+    left to a default."""
     config: dict[str, Any] = {
         "max_connections": evaluation.max_connections,
         "adaptive_connections": False,
-        "temperature": evaluation.temperature,
+        **evaluation.request_sampling(),
     }
-    if evaluation.top_p is not None:
-        config["top_p"] = evaluation.top_p
     if evaluation.max_tokens is not None:
         config["max_tokens"] = evaluation.max_tokens
+    body: dict[str, Any] = {}
     if evaluation.top_k is not None:
         # OpenAI-compatible providers drop top_k; vLLM and llama.cpp read it from the body.
-        config["extra_body"] = {"top_k": evaluation.top_k}
+        body["top_k"] = evaluation.top_k
+    if backend(server).cache_salt:  # no prefix cache shared with another cell of the job
+        body["cache_salt"] = evaluation.cache_salt
+    if body:
+        config["extra_body"] = body
     return config
 
 
@@ -78,7 +82,7 @@ def run_generation(
         log_format="eval",
         score=False,
         display="plain",
-        **generate_config(evaluation),
+        **generate_config(evaluation, model.backend),
     )
     log = logs[0]
     if log.status != "success":

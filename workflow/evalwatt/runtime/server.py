@@ -123,7 +123,8 @@ class Server:
     ) -> float:
         """Block until the server lists ``served_name`` at /v1/models (``listed``) or answers
         /health; return the unix time it did (at most ``poll_s`` and one request after it
-        did: the ``ready`` mark, where loading ends)."""
+        did): the ``ready`` mark, where loading ends, unless the server still needs its
+        warm-up (``warm_up``)."""
         deadline = time.monotonic() + timeout_s
         while True:
             code = self.process.poll()
@@ -163,7 +164,10 @@ class Server:
             detail = exc.read().decode(errors="replace")[:500]
             raise self._fail(f"warm-up request refused: HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise self._fail(f"warm-up request failed: {exc}") from exc
+            raise self._fail(
+                f"warm-up request failed after up to {timeout_s:.0f} s (what was left of "
+                f"job.ready_timeout_s): {exc}"
+            ) from exc
 
     def stop(self, grace_s: float = 60.0) -> int:
         """SIGTERM the server's process group, SIGKILL it after ``grace_s``; return the code."""
