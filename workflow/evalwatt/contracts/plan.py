@@ -73,11 +73,12 @@ class Cell(Record):
     sampling: Sampling
 
     @property
-    def sampling_key(self) -> tuple[float, float | None, int | None]:
+    def sampling_key(self) -> tuple[float, float | None]:
         """The settings a server that keeps its first request's sampling must share among the
-        cells it serves (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``); ``max_tokens`` is
-        per request everywhere."""
-        return (self.temperature, self.sampling.top_p, self.sampling.top_k)
+        cells it serves (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``): temperature and
+        top_p, those it reads (``max_tokens`` is per request everywhere; ``transformers
+        serve`` reads no ``top_k``)."""
+        return (self.temperature, self.sampling.top_p)
 
 
 class PhaseHours(Record):

@@ -116,10 +116,10 @@ class EvaluationSpec(Record):
     score_in_job: bool = Field(description="scored in this job; false: by a judge job")
 
     @property
-    def sampling_key(self) -> tuple[float, float | None, int | None]:
+    def sampling_key(self) -> tuple[float, float | None]:
         """As ``contracts.plan.Cell.sampling_key``: what one server of a backend that keeps
         its first request's sampling serves at."""
-        return (self.temperature, self.top_p, self.top_k)
+        return (self.temperature, self.top_p)
 
     @property
     def cache_salt(self) -> str:

@@ -347,7 +347,7 @@ def model_job_groups(plan: Plan, cells: Iterable[Cell]) -> list[PackGroup]:
     its first request (``SAMPLING_AT_FIRST_REQUEST``), of one sampling setting too: a model job
     of cells at temperatures 0 and 0.7 would sample them all at the first one's. In the order
     the cells come; the preview and the jobs group by this one rule."""
-    groups: dict[tuple[str, str, tuple[float, float | None, int | None] | None], list[Cell]] = {}
+    groups: dict[tuple[str, str, tuple[float, float | None] | None], list[Cell]] = {}
     for cell in cells:
         keeps_first = plan.models[cell.model].backend in SAMPLING_AT_FIRST_REQUEST
         key = (cell.baseline, cell.model, cell.sampling_key if keeps_first else None)

@@ -232,8 +232,8 @@ def _require_one_sampling(spec: JobSpec) -> None:
     settings = {c.evaluation.sampling_key for c in spec.pack.cells}
     if len(settings) > 1:
         raise ValueError(
-            f"model job {spec.job_id}: its cells have sampling settings (temperature, top_p, "
-            f"top_k) {sorted(settings, key=str)}, and backend {spec.model.backend}'s server "
+            f"model job {spec.job_id}: its cells have sampling settings (temperature, top_p) "
+            f"{sorted(settings, key=str)}, and backend {spec.model.backend}'s server "
             "applies its first request's to every request: one setting per model job"
         )
 
