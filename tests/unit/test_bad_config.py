@@ -266,6 +266,16 @@ CASES = [
         edit=_set("sampling", {"llama+reasoning": {"top_p": 0.9}}),
     ),
     Case(
+        "top-k-for-an-hf-model",
+        "small",
+        ("{config}", "field sampling.qwen2.5.top_k = 20", "transformers serve", "allowed:"),
+        edit=lambda data: [
+            _set("models.0.backend", "hf")(data),
+            _set("models.0.total_params_b", 7.0)(data),
+            _set("sampling", {"qwen2.5": {"top_k": 20}})(data),
+        ],
+    ),
+    Case(
         "tp-in-server-args",
         "small",
         ("{config}", "models.0.server_args.0", "'--tensor-parallel-size'", "planned GPU count"),

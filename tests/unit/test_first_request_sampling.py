@@ -249,29 +249,29 @@ def test_a_cell_job_warms_up_with_its_cells_sampling(tmp_path) -> None:
 
 
 def test_each_cell_keeps_its_own_vllm_prefix_cache() -> None:
-    """vLLM requests carry the cell's cache salt: the same for every request of a cell, another
-    for another cell of the same model job; other servers get none (they refuse unknown
-    fields or ignore them)."""
-    evaluation = EvaluationSpec.model_validate(
-        {
-            "benchmark": "piqa",
-            "task": "inspect_evals/piqa",
-            "task_args": {},
-            "limit": 10,
-            "max_connections": 10,
-            "temperature": 0.0,
-            "top_p": None,
-            "top_k": 20,
-            "max_tokens": None,
-            "score_in_job": True,
-        }
-    )
-    other = evaluation.model_copy(update={"max_connections": 100})
+    """vLLM requests carry the cell's cache salt: one per cell, worked out from its settings
+    alone (the same in every process), another for another cell of the same model job; other
+    servers get none (transformers serve refuses fields it does not know: HTTP 422)."""
+    data = {
+        "benchmark": "piqa",
+        "task": "inspect_evals/piqa",
+        "task_args": {"b": 1, "a": [2, 3]},
+        "limit": 10,
+        "max_connections": 10,
+        "temperature": 0.0,
+        "top_p": None,
+        "top_k": 20,
+        "max_tokens": None,
+        "score_in_job": True,
+    }
+    evaluation = EvaluationSpec.model_validate(data)
+    reordered = EvaluationSpec.model_validate({**data, "task_args": {"a": [2, 3], "b": 1}})
+    assert reordered.cache_salt == evaluation.cache_salt  # canonical, not dict order
     first = generate_config(evaluation, "vllm")
     assert first["extra_body"] == {"top_k": 20, "cache_salt": evaluation.cache_salt}
-    assert generate_config(evaluation, "vllm") == first  # every request of the cell
-    salt = generate_config(other, "vllm")["extra_body"]["cache_salt"]
-    assert salt != evaluation.cache_salt and len(salt) == 16
-    for server in ("hf", "llama-cpp"):
-        assert generate_config(evaluation, server)["extra_body"] == {"top_k": 20}
-    assert "extra_body" not in generate_config(evaluation.model_copy(update={"top_k": None}), "hf")
+    for other in ({"max_connections": 100}, {"temperature": 0.7}, {"benchmark": "piqa-2"}):
+        salt = generate_config(evaluation.model_copy(update=other), "vllm")["extra_body"]
+        assert salt["cache_salt"] != evaluation.cache_salt and len(salt["cache_salt"]) == 16
+    assert generate_config(evaluation, "llama-cpp")["extra_body"] == {"top_k": 20}
+    untopped = evaluation.model_copy(update={"top_k": None})
+    assert "extra_body" not in generate_config(untopped, "hf")

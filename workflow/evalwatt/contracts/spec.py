@@ -7,6 +7,7 @@ submitted by hand and still do exactly what the plan said.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -128,7 +129,8 @@ class EvaluationSpec(Record):
         later cell does not reuse the prompts an earlier cell of the same benchmark left in
         the cache (on the H200, without it, a prompt-heavy cell cost 33-61 % less after one of
         the same prompts: docs/validation.md), as a cell job's fresh server never does."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        settings = json.dumps(self.model_dump(mode="json"), sort_keys=True)  # canonical
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def request_sampling(self) -> dict[str, float]:
         """The sampling fields of an OpenAI request as Inspect sends them for this cell."""
