@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -38,8 +40,8 @@ from evalwatt.config.load import from_dict
 from evalwatt.contracts.spec import EvaluationSpec, ModelSpec, ServerSettings
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
-from evalwatt.runtime import inspect_steps
-from evalwatt.runtime.backends import ServerPaths, backend, hf_model_id
+from evalwatt.runtime import hf_serve, inspect_steps
+from evalwatt.runtime.backends import HF_SERVE_MODULE, ServerPaths, backend, hf_model_id
 from evalwatt.runtime.server import Server, ServerError, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +79,9 @@ def test_the_rendered_job_runs_transformers_serve(small_config):
         config, plan_run(config), Layout.of("/evalwatt-unit/r", config.run), "cell", CELL
     )
     assert list(job.spec.server.argv) == [
-        "/opt/py/bin/transformers",
+        PY,
+        "-m",
+        "evalwatt.runtime.hf_serve",
         "serve",
         "{model_path}",
         "--continuous-batching",
@@ -93,7 +97,48 @@ def test_the_rendered_job_runs_transformers_serve(small_config):
 def test_the_command_on_a_cpu_and_extra_arguments():
     argv = backend("hf").server_argv("m", _settings("cpu", ("--dtype", "bfloat16")), PY)
     assert argv[-4:] == ["--device", "cpu", "--dtype", "bfloat16"]
-    assert backend("hf").server_argv("m", _settings(), "python3")[0] == "transformers"
+    assert backend("hf").server_argv("m", _settings(), "python3")[:4] == [
+        "python3",
+        "-m",
+        HF_SERVE_MODULE,
+        "serve",
+    ]
+
+
+@dataclass
+class FakeBatchingConfig:
+    allow_block_sharing: bool = True
+    num_blocks: int | None = None
+
+
+class FakeGenerationState:
+    def __init__(self, continuous_batching: bool = False, cb_config: Any = None) -> None:
+        self.cb_config = cb_config
+
+
+def test_the_server_turns_block_sharing_off_in_the_cli_config_or_the_default_one(capsys):
+    utils = SimpleNamespace(GenerationState=FakeGenerationState)
+    state = hf_serve.without_block_sharing(utils, FakeBatchingConfig, "5.19.0")
+    given = state(continuous_batching=True, cb_config=FakeBatchingConfig(num_blocks=64))
+    assert given.cb_config == FakeBatchingConfig(allow_block_sharing=False, num_blocks=64)
+    assert state(continuous_batching=True).cb_config == FakeBatchingConfig(False)
+    assert "transformers 5.19.0, allow_block_sharing=False" in capsys.readouterr().err
+
+
+def test_a_transformers_without_the_setting_or_the_hook_is_refused_at_start():
+    @dataclass
+    class Older:
+        num_blocks: int | None = None
+
+    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"5\.10\.0.*allow_block_sh"):
+        hf_serve._checked(SimpleNamespace(GenerationState=FakeGenerationState), Older, "5.10.0")
+
+    class NoHook:
+        def __init__(self, continuous_batching: bool = False) -> None: ...
+
+    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"6\.0\.0.*cb_config"):
+        hf_serve._checked(SimpleNamespace(GenerationState=NoHook), FakeBatchingConfig, "6.0.0")
+    hf_serve._checked(SimpleNamespace(GenerationState=FakeGenerationState), FakeBatchingConfig, "")
 
 
 def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
@@ -184,7 +229,16 @@ def hf_python() -> str:
     return python
 
 
-def _start(hf_python: str, weights: str, folder: Path) -> Server:
+# The library's continuous batching logs at DEBUG when a request reuses blocks cached for an
+# earlier one ("Found a prefix match of N tokens"); its logger stays at WARNING unless a
+# sitecustomize on the servers' path lowers it (this module's servers only).
+DEBUG_BATCHING = 'import logging\nlogging.getLogger("ContinuousBatchingLogger").setLevel("DEBUG")\n'
+
+
+def _start(hf_python: str, weights: str, folder: Path, *, library_cli: bool = False) -> Server:
+    """The job's server command (evalwatt's runtime/hf_serve.py), or with ``library_cli`` the
+    library's own ``transformers`` with the same arguments. Its PYTHONPATH has evalwatt, which
+    the job's Python has installed and .venv-vllm's has not, and the debug sitecustomize."""
     engine = backend("hf")
     settings = _settings("cpu", CPU_CACHE)
     port = free_port()
@@ -192,8 +246,13 @@ def _start(hf_python: str, weights: str, folder: Path) -> Server:
         w.replace("{port}", str(port)).replace("{model_path}", hf_model_id(weights))
         for w in engine.server_argv("tiny", settings, hf_python)
     ]
+    if library_cli:
+        argv = [str(Path(hf_python).parent / "transformers"), *argv[3:]]
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    (folder / "site").mkdir(exist_ok=True)
+    (folder / "site" / "sitecustomize.py").write_text(DEBUG_BATCHING)
     env = engine.server_env(settings, ServerPaths(folder / "tmp", folder / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join([str(folder / "site"), str(REPO / "workflow")])
     return Server.start(argv, "127.0.0.1", port, folder / "server.log", env=env)
 
 
@@ -223,13 +282,16 @@ class Started:
     pinned: str
     missing: Server
     missing_path: str
+    library: Server
+    """The library's own ``transformers serve`` of the same model, for contrast."""
 
 
 @pytest.fixture(scope="module")
 def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
-    """Both servers of this module, started together (each start imports torch and the library
+    """The servers of this module, started together (each start imports torch and the library
     for ~10 s on 2 cores: CI's time): one for a model that does not exist, started first so
-    that it fails while the tiny random model is written, then one serving that model."""
+    that it fails while the tiny random model is written, then two serving that model, the
+    job's and the library's own."""
     folder = tmp_path_factory.mktemp("hf")
     missing_path = str(folder / "no-such-model")
     missing = _start(hf_python, missing_path, folder / "missing")
@@ -237,11 +299,14 @@ def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         write_tiny_model(hf_python, folder / "tiny-random")
         pinned = str(folder / "tiny-random")
         served = _start(hf_python, pinned, folder / "served")
+        library = _start(hf_python, pinned, folder / "library", library_cli=True)
         try:
             served.wait_ready(300.0, pinned, listed=False)
             served.warm_up(pinned, {"temperature": 1.5}, 300.0)  # as a job of cells at 1.5 does
-            yield Started(served, pinned, missing, missing_path)
+            library.wait_ready(300.0, pinned, listed=False)
+            yield Started(served, pinned, missing, missing_path, library)
         finally:
+            library.stop(grace_s=30)
             served.stop(grace_s=30)
     finally:
         missing.stop(grace_s=5)
@@ -315,6 +380,22 @@ def test_inspect_generates_through_its_provider(served, tmp_path):
     log = inspect_steps.run_generation(evaluation, model, server.url, tmp_path)
     summary = inspect_steps.summarize_log(log)
     assert (summary.samples_completed, summary.output_tokens) == (4, 24)
+
+
+def test_no_request_reuses_the_blocks_cached_for_another(started):
+    """Why the job serves through runtime/hf_serve.py: given the same prompt twice, the
+    library's own server prefills the second only past the blocks it kept from the first (its
+    batching log says so), which would make a model job's later cell of the same prompts
+    cheaper than in its own job; the job's server prefills it in full."""
+    prompt = " ".join(f"word{i}" for i in range(40))  # ~300 byte tokens: 9 blocks of 32
+    body = {"model": started.pinned, "messages": [{"role": "user", "content": prompt}]}
+    for server in (started.library, started.served):
+        for _ in range(2):
+            code, reply = _post(f"{server.url}/chat/completions", {**body, "max_tokens": 2})
+            assert code == 200 and reply["usage"]["prompt_tokens"] > 256, reply
+    assert re.search(r"Found (a )?prefix match", started.library.log_path.read_text())
+    log = started.served.log_path.read_text()
+    assert "allow_block_sharing=False" in log and "prefix match" not in log
 
 
 def test_a_missing_model_fails_at_once_with_the_library_error(started):

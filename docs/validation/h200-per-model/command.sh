@@ -49,11 +49,18 @@
 # budget leaves a run out, it is the last, a per-cell one (the longer mode).
 # Run as `command.sh 6 585 [RUN_S]`, then `command.sh 7 585` (RUN_S: the background run's
 # --budget-s, 1080 by default).
+# Steps 8 and 9 (planned, not run yet: no device machine was lent in the session that wrote
+# them): steps 6 and 7 again with the hf server evalwatt runs since (runtime/hf_serve.py:
+# `transformers serve` with its prefix cache's block sharing off), which is what 6-7's later
+# cells missed by (33-61 %, the cache); per-model without cooldown is the third mode, so that
+# the cooldown's effect on spread and temperature is measured at this power. Carry the same
+# .devtmp/site.tgz and a new .devtmp/gpm-ew.tgz of the tree as committed. Outputs: busy2.
+# Run as `command.sh 8 585 [RUN_S]`, then `command.sh 9 585` (RUN_S 1080 by default).
 set -o pipefail
-STEP=${1:?1, 2, 3, 4, 5, 6 or 7}
+STEP=${1:?1 to 9}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
-if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ]; then
+if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
@@ -82,29 +89,32 @@ HALF="--shape llama-8b --tokens 32,64 --max-connections 32,64 --samples 64 --pro
 BUSY="--shape llama-8b --tokens 64,128 --max-connections 64,128 --samples 128 --prompt-words 250"
 SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
 PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
-wait_busy() {  # until the background run of step 6 ends, or LIMIT is near; then its files
-  while [ ! -f /tmp/busy.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
-  echo "busy: rc $(cat /tmp/busy.rc 2>/dev/null || echo '(still running)') at $SECONDS s"
-  cp /tmp/busy.log /tmp/dmon-busy.txt $OUT/
-  tar czf $OUT/gpm-busy.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-busy
-  sed -n '/^cell \/ mode/,$p' /tmp/busy.log | cut -c1-220
+BG=busy MODES=per-model,per-cell  # the background run of steps 6-7; 8-9: busy2, three modes
+if [ "$STEP" = 8 ] || [ "$STEP" = 9 ]; then BG=busy2 MODES=per-model,per-cell,per-model-nocool; fi
+wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; then its files
+  while [ ! -f /tmp/$BG.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  echo "$BG: rc $(cat /tmp/$BG.rc 2>/dev/null || echo '(still running)') at $SECONDS s"
+  cp /tmp/$BG.log /tmp/dmon-$BG.txt $OUT/
+  tar czf $OUT/gpm-$BG.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$BG
+  sed -n '/^cell \/ mode/,$p' /tmp/$BG.log | cut -c1-220
 }
-if [ "$STEP" = 6 ]; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv > $OUT/gpu-6.txt 2>&1
-  cat $OUT/gpu-6.txt
-  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-busy.txt 2>&1 < /dev/null &
+if [ "$STEP" = 6 ] || [ "$STEP" = 8 ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv > $OUT/gpu-$STEP.txt 2>&1
+  cat $OUT/gpu-$STEP.txt
+  [ "$STEP" = 6 ] || python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-$BG.txt 2>&1 < /dev/null &
   echo $! > /tmp/dmon.pid
   RUN_S=${3:-1080}  # the three repeats' budget over both calls (--budget-s)
   setsid bash -c "cd /tmp/ew && timeout $((RUN_S + 70)) python3 benchmarks/gpu_modes.py \
-    --out /tmp/gpm-busy --label busy --models /tmp/models --budget-s $RUN_S $HALF $PACK \
-    --repeats 3 --modes per-model,per-cell > /tmp/busy.log 2>&1; echo \$? > /tmp/busy.rc" \
+    --out /tmp/gpm-$BG --label $BG --models /tmp/models --budget-s $RUN_S $HALF $PACK \
+    --repeats 3 --modes $MODES > /tmp/$BG.log 2>&1; echo \$? > /tmp/$BG.rc" \
     < /dev/null > /dev/null 2>&1 &
   wait_busy
   exit 0
-elif [ "$STEP" = 7 ]; then
-  [ -f /tmp/busy.log ] || { echo "no /tmp/busy.log: not the machine of step 6"; exit 3; }
+elif [ "$STEP" = 7 ] || [ "$STEP" = 9 ]; then
+  [ -f /tmp/$BG.log ] || { echo "no /tmp/$BG.log: not the machine of step $((STEP - 1))"; exit 3; }
   wait_busy
-  [ -f /tmp/busy.rc ] && kill "$(cat /tmp/dmon.pid)"
+  [ -f /tmp/$BG.rc ] && kill "$(cat /tmp/dmon.pid)"
   exit 0
 fi
 nvidia-smi dmon -s pucm -d 1 -o T > $OUT/dmon-$STEP.txt 2>&1 &

@@ -18,7 +18,9 @@ model by that id; and its ``/v1/models`` lists the Hugging Face cache, not the p
 which it loads before it listens, so readiness is ``/health`` answering. Its continuous
 batching is built on the first request, with that request's sampling settings, kept for every
 later request: the job's first request is a one-token warm-up with its cells' settings, before
-``ready`` (``Backend.keeps_first_sampling``).
+``ready`` (``Backend.keeps_first_sampling``). Its prefix cache shares KV blocks between
+requests, with no salt to keep cells apart as vLLM's has (``Backend.cache_salt``): the server
+runs through ``runtime/hf_serve.py``, the library's CLI with that sharing off.
 """
 
 from __future__ import annotations
@@ -156,15 +158,22 @@ def _llama_cpp_argv(served_name: str, server: ServerSettings, python: str) -> li
     return argv
 
 
+HF_SERVE_MODULE = "evalwatt.runtime.hf_serve"
+
+
 def _hf_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
     """``transformers serve`` pinned to the weights (the positional model: loaded before the
     server listens, never unloaded), with continuous batching and paged attention, so that
     Inspect's ``max_connections`` sets the batch as on vLLM. ``{model_path}`` is the pinned id
     (``hf_model_id``). On a GPU, ``auto`` places the model on the GPUs Slurm allocated: one,
     or its layers spread over several (the library does no tensor parallelism). The library has
-    no context-length flag: ``context_tokens`` is the model's own."""
+    no context-length flag: ``context_tokens`` is the model's own. The job's Python runs it
+    through ``runtime/hf_serve.py`` (the library's CLI, its prefix cache's block sharing off,
+    so that a cell's energy does not depend on the cells served before it)."""
     return [
-        _executable(server, python, "transformers"),
+        python,
+        "-m",
+        HF_SERVE_MODULE,
         "serve",
         "{model_path}",
         "--continuous-batching",
