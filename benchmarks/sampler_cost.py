@@ -44,6 +44,16 @@ MAX_CPU_PCT = {0.1: 0.5}
 MIN_PRESENT_PCT = 99.5
 
 
+# A window whose wall-clock length differs from its monotonic one by more than this is
+# measured again, at most MEASURE_TRIES times in all.
+CLOCK_STEP_S = 0.25
+MEASURE_TRIES = 3
+
+
+class ClockStepped(RuntimeError):
+    """The wall clock stepped during a measurement's window."""
+
+
 @dataclass(frozen=True)
 class Cost:
     interval_s: float
@@ -68,17 +78,23 @@ def measure(
 ) -> Cost:
     sampler = SamplerProcess(out, interval_s=interval_s, counter_period_s=counter_period_s)
     proc = psutil.Process(sampler.process.pid)
-    before, t0 = proc.cpu_times(), time.monotonic()
+    before, t0, wall0 = proc.cpu_times(), time.monotonic(), time.time()
     time.sleep(seconds)
-    after, t1 = proc.cpu_times(), time.monotonic()
+    after, t1, wall1 = proc.cpu_times(), time.monotonic(), time.time()
     sampler.stop()
+    # The trace's times are the wall clock's, as a job's are; so is the window, read here
+    # around the sleep. A wall clock that stepped meanwhile (a VM's, synced) moves the window
+    # away from the samples: the measurement says so instead of counting samples as missing.
+    stepped_s = (wall1 - wall0) - (t1 - t0)
+    if abs(stepped_s) > CLOCK_STEP_S:
+        raise ClockStepped(f"the wall clock stepped by {stepped_s:+.2f} s during the window")
     cpu_s = (after.user + after.system) - (before.user + before.system)
     status = json.loads((out / SAMPLER_STATUS).read_text(encoding="utf-8"))
     counter = "nvml" if "nvml" in status["traces"] else next(iter(status["traces"]))
     trace = read_trace(out / TRACE_FILES[counter])
     every_s = float(status["traces"][counter]["interval_s"])
     counter_every = int(status["traces"][counter].get("counter_every_rounds") or 1)
-    start, end = sampler.ready_unix, sampler.ready_unix + (t1 - t0)
+    start, end = wall0, wall1
     # every row of a probe with power is a power sample; a CPU probe without power (RAPL,
     # the CPU model) counts its rows
     present = [
@@ -100,6 +116,18 @@ def measure(
     )
 
 
+def measure_steady(
+    interval_s: float, seconds: float, out: Path, counter_period_s: float | None
+) -> Cost:
+    """``measure``, again in a fresh folder when the wall clock stepped during its window."""
+    for attempt in range(1, MEASURE_TRIES + 1):
+        try:
+            return measure(interval_s, seconds, out / str(attempt), counter_period_s)
+        except ClockStepped as stepped:
+            print(f"interval {interval_s:g} s, try {attempt}: {stepped}; measured again")
+    raise SystemExit(f"interval {interval_s:g} s: the wall clock stepped in every try")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -114,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for interval in args.interval or [0.1, 0.02]:
             out = Path(tmp) / f"i{interval}"
-            cost = measure(interval, args.seconds, out, args.counter_period_s)
+            cost = measure_steady(interval, args.seconds, out, args.counter_period_s)
             costs.append(cost)
             print(
                 f"interval {interval:g} s ({1 / interval:g} Hz) over {cost.seconds:.1f} s: "
