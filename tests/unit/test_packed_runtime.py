@@ -36,6 +36,7 @@ CHAT_SERVER = textwrap.dedent(
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     name, port = sys.argv[1], int(sys.argv[2])
+    record = os.environ.get("CHAT_RECORD")  # a file to append each request's body to
     print("PID", os.getpid(), flush=True)
 
     class Handler(BaseHTTPRequestHandler):
@@ -54,6 +55,9 @@ CHAT_SERVER = textwrap.dedent(
 
         def do_POST(self):
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if record:
+                with open(record, "a") as out:
+                    out.write(json.dumps(request) + "\\n")
             words = len(str(request["messages"][-1]["content"]).split())
             time.sleep(0.01 * words if words <= 100 else 0.02)  # a judge's prompt: quick
             self._send({
@@ -339,6 +343,38 @@ def test_a_judge_pass_scores_each_cell_with_one_judge(tmp_path, chat_server):
         assert _energy_j(judged, (Mark.JUDGING_START, Mark.JUDGING_END)) > 0
     again = run_job(spec)
     assert [c.status for c in again.cells] == ["skipped_done"] * 3
+
+
+def test_a_vllm_judge_pass_salts_each_cells_requests_apart(tmp_path, chat_server, monkeypatch):
+    """On vLLM, a pass's requests for a cell carry that cell's own cache salt, so that the
+    judge's prefix cache is not shared between cells (JudgedCell.cache_salt)."""
+    cells = CELLS[:2]
+    run_job(_model_spec(tmp_path, chat_server, [(cid, _writingbench(1)) for cid in cells]))
+    record = tmp_path / "judge_posts.jsonl"
+    monkeypatch.setenv("CHAT_RECORD", str(record))
+    spec = _base(tmp_path, chat_server, "judge-pass", "fake-judge__pass", "judge-passes")
+    spec["model"]["backend"] = spec["server"]["settings"]["backend"] = "vllm"
+    spec["server"]["settings"]["quantization"] = "none"
+    spec["judging"] = {
+        "temperature": 0.0,
+        "max_connections": 1,
+        "max_tokens": 8,
+        "cells": [
+            {
+                "cell_id": cid,
+                "cell_result": str(tmp_path / "cells" / cid / "result.json"),
+                "run_dir": str(tmp_path / "judges" / cid),
+            }
+            for cid in cells
+        ],
+    }
+    spec = JobSpec.model_validate(spec)
+    job = run_job(spec)
+    assert [c.status for c in job.cells] == ["ok"] * 2, job.cells
+    salts = [json.loads(line).get("cache_salt") for line in record.read_text().splitlines()]
+    expected = [cell.cache_salt for cell in spec.judging.cells]
+    assert len(set(expected)) == 2
+    assert salts == [expected[0]] * 2 + [expected[1]] * 2  # each cell's 2 judge calls, in turn
 
 
 def test_a_judge_pass_of_one_cell_in_its_folder_is_a_judge_job(tmp_path, chat_server):

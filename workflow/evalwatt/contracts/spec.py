@@ -178,6 +178,14 @@ class JudgedCell(Record):
         description="the cell's judged folder (judges/<cell>/), absolute: its result and log"
     )
 
+    @property
+    def cache_salt(self) -> str:
+        """The salt of the judge's requests for this cell (16 hex of a hash of its id), as a
+        cell's own (``EvaluationSpec.cache_salt``): a pass judges its cells one after another
+        on one server, and two cells of a benchmark send it the same grading template and
+        questions; salted apart, a cell's judging costs what it costs first in the pass."""
+        return hashlib.sha256(f"judge {self.cell_id}".encode()).hexdigest()[:16]
+
 
 class JudgingSpec(Record):
     """What a judge pass scores, and how the judge generates."""

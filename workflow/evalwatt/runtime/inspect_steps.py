@@ -91,18 +91,22 @@ def run_generation(
     return Path(log.location)
 
 
-def _grader_roles(judge: JudgeModel) -> dict[str, Any]:
-    """The judge bound to the ``grader`` role, created once. Its server URL is also given to
+def _grader_roles(judge: JudgeModel, cache_salt: str | None = None) -> dict[str, Any]:
+    """The judge bound to the ``grader`` role, for one log. Its server URL is also given to
     its Inspect provider's environment variable for tasks that build the judge from a task
-    argument (``judge_model=vllm/...``)."""
+    argument (``judge_model=vllm/...``). On a server that takes a ``cache_salt`` (vLLM), the
+    requests carry ``cache_salt``: a judged cell's own (``JudgedCell.cache_salt``) in a pass."""
     from inspect_ai.model import GenerateConfig, get_model
 
-    os.environ[backend(judge.model.backend).base_url_variable] = judge.base_url
+    engine = backend(judge.model.backend)
+    os.environ[engine.base_url_variable] = judge.base_url
+    salted = cache_salt is not None and engine.cache_salt
     config = GenerateConfig(
         temperature=judge.judging.temperature,
         max_connections=judge.judging.max_connections,
         adaptive_connections=False,
         max_tokens=judge.judging.max_tokens,
+        extra_body={"cache_salt": cache_salt} if salted else None,
     )
     return {
         "grader": get_model(_inspect_model(judge.model), base_url=judge.base_url, config=config)
@@ -140,11 +144,22 @@ class ScoringSteps(Protocol):
         """Its scored log written (``scored``), or why it could not be (``error``)."""
 
 
-def score_logs(logs: Sequence[tuple[Path, Path]], judge: JudgeModel, steps: ScoringSteps) -> None:
-    """Score each ``(log, scored log)`` in turn with one judge model, created once, in one
-    event loop (a model's HTTP client belongs to the loop it was made in), as ``run_scoring``
-    scores one. A log that cannot be scored is passed to ``steps.ended`` with its error and
-    the next one is scored."""
+@dataclass(frozen=True)
+class ToScore:
+    """One log a judge pass scores."""
+
+    log: Path
+    scored: Path
+    """Where its scored log is written."""
+    cache_salt: str
+    """The judge's requests' salt for it (``JudgedCell.cache_salt``; vLLM only)."""
+
+
+def score_logs(logs: Sequence[ToScore], judge: JudgeModel, steps: ScoringSteps) -> None:
+    """Score each log in turn with one judge server, in one event loop (a model's HTTP
+    client belongs to the loop it was made in), as ``run_scoring`` scores one, the judge
+    bound with the log's own cache salt. A log that cannot be scored is passed to
+    ``steps.ended`` with its error and the next one is scored."""
     import anyio
     from inspect_ai import score_async
     from inspect_ai._eval.score import resolve_scorers
@@ -158,20 +173,20 @@ def score_logs(logs: Sequence[tuple[Path, Path]], judge: JudgeModel, steps: Scor
     init_display_type("none")
 
     async def each() -> None:
-        roles = _grader_roles(judge)
-        for index, (log_path, out_path) in enumerate(logs):
+        for index, target in enumerate(logs):
             steps.started(index)
             try:
-                log = await read_eval_log_async(str(log_path))
+                roles = _grader_roles(judge, target.cache_salt)
+                log = await read_eval_log_async(str(target.log))
                 _qualify_scorer_names(log)
                 scored = await score_async(
                     log, resolve_scorers(log), model_roles=roles, action="overwrite"
                 )
-                await write_eval_log_async(scored, str(out_path))
+                await write_eval_log_async(scored, str(target.scored))
             except Exception as exc:  # this cell's judging failed; the pass goes on
                 steps.ended(index, None, exc)
                 continue
-            steps.ended(index, out_path, None)
+            steps.ended(index, target.scored, None)
 
     anyio.run(each)
 

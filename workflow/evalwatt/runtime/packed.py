@@ -303,9 +303,9 @@ class _JudgeSteps:
     timelines: dict[int, Timeline] = field(default_factory=dict)
     temperatures: dict[int, Temperatures] = field(default_factory=dict)
 
-    def plan(self) -> list[tuple[Path, Path]]:
-        """(cell's log, judged log) of every cell to score; the others' outcomes recorded
-        (done with the same spec, or no log to score)."""
+    def plan(self) -> list[inspect_steps.ToScore]:
+        """(cell's log, judged log, salt) of every cell to score; the others' outcomes
+        recorded (done with the same spec, or no log to score)."""
         spec = self.job.serving.spec
         assert spec.judging is not None
         for cell in spec.judging.cells:
@@ -321,7 +321,10 @@ class _JudgeSteps:
                 self.job.failed(cell.cell_id, exc)
                 continue
             self.todo.append((cell, answers.log))
-        return [(log, JobFiles(cell.run_dir).judged_log) for cell, log in self.todo]
+        return [
+            inspect_steps.ToScore(log, JobFiles(cell.run_dir).judged_log, cell.cache_salt)
+            for cell, log in self.todo
+        ]
 
     def started(self, index: int) -> None:
         cell, _ = self.todo[index]
