@@ -144,6 +144,35 @@ def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
     assert with_top_p.request_sampling() == {"temperature": evaluation.temperature, "top_p": 0.9}
 
 
+def test_the_planner_and_the_runtime_group_by_the_same_sampling(small_config, tmp_path) -> None:
+    """``Cell.sampling_key`` (the planner's groups, the preview's count) and
+    ``EvaluationSpec.sampling_key`` (the runtime's refusal) are two records of one setting:
+    every cell's job spec, in either mode, carries the key its plan cell has, top_p
+    included."""
+    small_config["models"][0].update(backend="hf", total_params_b=7.0)
+    small_config.update(execution="per-model", results_dir=str(tmp_path / "results"))
+    small_config["sampling"] = {small_config["models"][0]["family"]: {"top_p": 0.8}}
+    config = from_dict(small_config, Path("."))
+    plan = plan_run(config)
+    layout = Layout.of(config.results_dir, config.run)
+    keys = set()
+    for execution in ("per-model", "per-cell"):
+        run = RunJobs(config.replace(execution=execution), plan, layout)
+        for kind, job_id in run.jobs():
+            spec = run.job(kind, job_id).spec
+            evaluations = (
+                [(c.cell_id, c.evaluation) for c in spec.pack.cells]
+                if spec.pack is not None
+                else [(job_id, spec.evaluation)]
+                if spec.evaluation is not None
+                else []
+            )
+            for cell_id, evaluation in evaluations:
+                assert evaluation.sampling_key == plan.cells[cell_id].sampling_key, cell_id
+                keys.add(evaluation.sampling_key)
+    assert {(0.0, 0.8), (0.7, 0.8), (0.0, None), (0.7, None)} <= keys
+
+
 def test_a_model_job_of_two_sampling_settings_on_vllm_is_run(per_model_hf) -> None:
     """vLLM takes each request's sampling: the runtime lets its model jobs mix them."""
     config, _ = per_model_hf
