@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,30 +116,36 @@ def test_the_preview_counts_the_jobs_the_run_submits(per_model_hf) -> None:
     assert per_model_preview(vllm_plan, vllm).jobs.model == preview.jobs.model - 1
 
 
-def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
-    config, plan = per_model_hf
+def _job_specs(config, plan) -> Iterator[tuple[str, str, JobSpec]]:
+    """(kind, job id, spec) of every job of both execution modes."""
     layout = Layout.of(config.results_dir, config.run)
-    seen = set()
     for execution in ("per-model", "per-cell"):
         run = RunJobs(config.replace(execution=execution), plan, layout)
         for kind, job_id in run.jobs():
-            spec = run.job(kind, job_id).spec
-            first, seen = spec.first_request_sampling(), seen | {kind}
-            if spec.pack is not None:
-                sent = [c.evaluation.request_sampling() for c in spec.pack.cells]
-                assert first == sent[0]
-                if spec.model.backend == "hf":  # what every cell of the job sends
-                    assert all(s == first for s in sent)
-            elif spec.evaluation is not None:
-                cell = plan.cells[job_id]
-                assert first == {"temperature": cell.temperature}
-            elif spec.judging is not None:
-                (judge,) = {plan.cells[c.cell_id].judge for c in spec.judging.cells}
-                assert first == {"temperature": config.judges[judge].temperature}
-            else:
-                assert kind == "baseline" and first == {}  # the server's defaults
+            yield kind, job_id, run.job(kind, job_id).spec
+
+
+def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
+    config, plan = per_model_hf
+    seen = set()
+    for kind, job_id, spec in _job_specs(config, plan):
+        first, seen = spec.first_request_sampling(), seen | {kind}
+        if spec.pack is not None:
+            sent = [c.evaluation.request_sampling() for c in spec.pack.cells]
+            assert first == sent[0]
+            if spec.model.backend == "hf":  # what every cell of the job sends
+                assert all(s == first for s in sent)
+        elif spec.evaluation is not None:
+            cell = plan.cells[job_id]
+            assert first == {"temperature": cell.temperature}
+        elif spec.judging is not None:
+            (judge,) = {plan.cells[c.cell_id].judge for c in spec.judging.cells}
+            assert first == {"temperature": config.judges[judge].temperature}
+        else:
+            assert kind == "baseline" and first == {}  # the server's defaults
     assert seen == {"model", "judge-pass", "cell", "baseline"}
-    evaluation = next(iter(run.job("cell", c).spec for c in plan.cells)).evaluation
+    cell_job = next(spec for kind, _, spec in _job_specs(config, plan) if kind == "cell")
+    evaluation = cell_job.evaluation
     assert evaluation is not None
     with_top_p = evaluation.model_copy(update={"top_p": 0.9})
     assert with_top_p.request_sampling() == {"temperature": evaluation.temperature, "top_p": 0.9}
@@ -154,22 +161,14 @@ def test_the_planner_and_the_runtime_group_by_the_same_sampling(small_config, tm
     small_config["sampling"] = {small_config["models"][0]["family"]: {"top_p": 0.8}}
     config = from_dict(small_config, Path("."))
     plan = plan_run(config)
-    layout = Layout.of(config.results_dir, config.run)
     keys = set()
-    for execution in ("per-model", "per-cell"):
-        run = RunJobs(config.replace(execution=execution), plan, layout)
-        for kind, job_id in run.jobs():
-            spec = run.job(kind, job_id).spec
-            evaluations = (
-                [(c.cell_id, c.evaluation) for c in spec.pack.cells]
-                if spec.pack is not None
-                else [(job_id, spec.evaluation)]
-                if spec.evaluation is not None
-                else []
-            )
-            for cell_id, evaluation in evaluations:
-                assert evaluation.sampling_key == plan.cells[cell_id].sampling_key, cell_id
-                keys.add(evaluation.sampling_key)
+    for _, job_id, spec in _job_specs(config, plan):
+        evaluations = [(c.cell_id, c.evaluation) for c in spec.pack.cells] if spec.pack else []
+        if spec.evaluation is not None:
+            evaluations.append((job_id, spec.evaluation))
+        for cell_id, evaluation in evaluations:
+            assert evaluation.sampling_key == plan.cells[cell_id].sampling_key, cell_id
+            keys.add(evaluation.sampling_key)
     assert {(0.0, 0.8), (0.7, 0.8), (0.0, None), (0.7, None)} <= keys
 
 

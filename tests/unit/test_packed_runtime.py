@@ -163,6 +163,24 @@ def _model_spec(tmp_path: Path, server: Path, cells: list | None = None) -> JobS
     return JobSpec.model_validate(spec)
 
 
+def _judging(tmp_path: Path, cells, max_connections: int) -> dict:
+    """A judge pass's work: the model job's results of ``cells`` under tmp_path/cells, each
+    judged into tmp_path/judges/<cell>."""
+    return {
+        "temperature": 0.0,
+        "max_connections": max_connections,
+        "max_tokens": 8,
+        "cells": [
+            {
+                "cell_id": cid,
+                "cell_result": str(tmp_path / "cells" / cid / "result.json"),
+                "run_dir": str(tmp_path / "judges" / cid),
+            }
+            for cid in cells
+        ],
+    }
+
+
 def _energy_j(cell: JobResult, window: tuple[Mark, Mark]) -> float:
     """A packed cell's CPU-time-model energy over one of its windows, from the finished trace
     parts its job's sampler lists (sampler.json in ``packed_in``)."""
@@ -314,19 +332,7 @@ def test_a_judge_pass_scores_each_cell_with_one_judge(tmp_path, chat_server):
     written = [(cid, _writingbench(c)) for cid, c in zip(CELLS, (1, 2, 2), strict=True)]
     run_job(_model_spec(tmp_path, chat_server, written))
     spec = _base(tmp_path, chat_server, "judge-pass", "fake-judge__pass", "judge-passes")
-    spec["judging"] = {
-        "temperature": 0.0,
-        "max_connections": 2,
-        "max_tokens": 8,
-        "cells": [
-            {
-                "cell_id": cid,
-                "cell_result": str(tmp_path / "cells" / cid / "result.json"),
-                "run_dir": str(tmp_path / "judges" / cid),
-            }
-            for cid in CELLS
-        ],
-    }
+    spec["judging"] = _judging(tmp_path, CELLS, max_connections=2)
     spec = JobSpec.model_validate(spec)
     job = run_job(spec)
     assert job.kind == "judge-pass" and [c.status for c in job.cells] == ["ok"] * 3
@@ -355,19 +361,7 @@ def test_a_vllm_judge_pass_salts_each_cells_requests_apart(tmp_path, chat_server
     spec = _base(tmp_path, chat_server, "judge-pass", "fake-judge__pass", "judge-passes")
     spec["model"]["backend"] = spec["server"]["settings"]["backend"] = "vllm"
     spec["server"]["settings"]["quantization"] = "none"
-    spec["judging"] = {
-        "temperature": 0.0,
-        "max_connections": 1,
-        "max_tokens": 8,
-        "cells": [
-            {
-                "cell_id": cid,
-                "cell_result": str(tmp_path / "cells" / cid / "result.json"),
-                "run_dir": str(tmp_path / "judges" / cid),
-            }
-            for cid in cells
-        ],
-    }
+    spec["judging"] = _judging(tmp_path, cells, max_connections=1)
     spec = JobSpec.model_validate(spec)
     job = run_job(spec)
     assert [c.status for c in job.cells] == ["ok"] * 2, job.cells
@@ -383,18 +377,7 @@ def test_a_judge_pass_of_one_cell_in_its_folder_is_a_judge_job(tmp_path, chat_se
     cid = CELLS[0]
     run_job(_model_spec(tmp_path, chat_server, [(cid, _writingbench(1))]))
     spec = _base(tmp_path, chat_server, "judge-pass", cid, "judges")
-    spec["judging"] = {
-        "temperature": 0.0,
-        "max_connections": 2,
-        "max_tokens": 8,
-        "cells": [
-            {
-                "cell_id": cid,
-                "cell_result": str(tmp_path / "cells" / cid / "result.json"),
-                "run_dir": str(tmp_path / "judges" / cid),
-            }
-        ],
-    }
+    spec["judging"] = _judging(tmp_path, [cid], max_connections=2)
     result = run_job(JobSpec.model_validate(spec))
     assert result.kind == "judge" and result.packed_in is None and result.sampler is not None
     assert result.cells == () and result.server.exit_code is not None
