@@ -73,7 +73,6 @@ from evalwatt.jobs.render import render_script  # noqa: E402
 from evalwatt.jobs.run import RunJobs  # noqa: E402
 from evalwatt.plan.matrix import Plan, plan_run  # noqa: E402
 from evalwatt.report import preview_check  # noqa: E402
-from evalwatt.runtime.backends import HF_SERVE_MODULE  # noqa: E402
 from evalwatt.table.cells import build_record  # noqa: E402
 
 # Goals (issue 17). A figure that could not be taken is "not checked", never passed.
@@ -199,28 +198,18 @@ ThreadingHTTPServer((host, port), Handler).serve_forever()
 def job_python(args: argparse.Namespace) -> str | None:
     """The jobs' Python, which also runs the hf server (``python -m evalwatt.runtime.hf_serve
     serve ...``, runtime/backends.py). None: this Python, which has transformers (the GPU
-    machine). Else a wrapper that runs the jobs with this Python and the server with
-    ``--hf-python`` (a CPU run: the job's packages in .venv, the server's in .venv-vllm, with
-    evalwatt on its path) or, in ``--short`` mode without it, the stand-in FAKE_SERVE."""
+    machine). Else a wrapper (gpu_truth.two_pythons) that runs the jobs with this Python and
+    the server with ``--hf-python`` (a CPU run: the job's packages in .venv, the server's in
+    .venv-vllm) or, in ``--short`` mode without it, the stand-in FAKE_SERVE."""
     if args.hf_python is None and not args.short:
         return None
     folder = args.out / "bin"
-    folder.mkdir(parents=True, exist_ok=True)
     if args.hf_python is not None:
-        package = Path(__file__).resolve().parents[1] / "workflow"
-        server = f'PYTHONPATH={package}${{PYTHONPATH:+:$PYTHONPATH}} exec {args.hf_python} "$@"'
-    else:
-        fake = folder / "fake_serve.py"
-        fake.write_text(FAKE_SERVE)
-        server = f'shift 2; exec {sys.executable} {fake} "$@"'
-    wrapper = folder / "python"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = -m ] && [ "$2" = {HF_SERVE_MODULE} ]; then {server}; fi\n'
-        f'exec {sys.executable} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return str(wrapper)
+        return truth.two_pythons(folder, truth.hf_server(args.hf_python))
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "fake_serve.py"
+    fake.write_text(FAKE_SERVE)
+    return truth.two_pythons(folder, [sys.executable, str(fake)])
 
 
 def fake_model(out: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ Raw traces, timelines, results and the report are kept under ``--out``.
         --shape llama-8b --tokens 256 --samples 256 --max-connections 128 --windows 90
 
 ``--models DIR`` keeps the random weights for the next run (two regimes of one model in one
-device call: docs/validation/h200-transformers-serve/busy/command.sh); ``--job-python`` lets a
+device call: docs/validation/h200-transformers-serve/busy/command.sh); ``--hf-python`` lets a
 CPU dry run take the job's packages and ``transformers serve`` from two environments.
 """
 
@@ -41,6 +41,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,7 @@ from evalwatt.energy.trace_files import read_trace
 from evalwatt.jobs.render import render_script
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
+from evalwatt.runtime.backends import HF_SERVE_MODULE
 from evalwatt.runtime.random_weights import SHAPES, WRITTEN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,8 +308,8 @@ def config_for(
         "benchmarks": benchmarks,
         "sweeps": {"temperature": [0.0], "max_connections": [args.max_connections]},
     }
-    if args.job_python:  # a CPU dry run: the job's packages and transformers serve's apart
-        raw["job"]["python"] = args.job_python
+    if args.hf_python:  # a CPU dry run: the job's packages and transformers serve's apart
+        raw["job"]["python"] = two_pythons(out / "bin", hf_server(args.hf_python))
     return check_environment(from_dict(raw, out, origin=f"gpu_truth window {window_s}"))
 
 
@@ -530,8 +532,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--models", type=Path, help="where random weights are written and reused (default: --out)"
     )
     parser.add_argument(
-        "--job-python",
-        help="the jobs' Python; `transformers` next to it serves (default: this Python)",
+        "--hf-python",
+        help="a Python with transformers' serving packages that runs the server while this one "
+        "runs the jobs (a CPU dry run; default: this Python runs both)",
     )
     parser.add_argument(
         "--server-arg",
@@ -557,6 +560,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep this other GPU (index or UUID) busy during the jobs: it must not be counted",
     )
     return parser.parse_args(argv)
+
+
+def two_pythons(folder: Path, server: list[str]) -> str:
+    """The jobs' Python for a run whose server needs another environment (a CPU dry run: the
+    job's packages in .venv, transformers' in .venv-vllm): a script that runs the jobs with
+    this Python and the hf server's command (``python -m evalwatt.runtime.hf_serve ...``,
+    runtime/backends.py) with ``server`` and the command's arguments after the module."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "python"
+    run_server = " ".join(shlex.quote(word) for word in server)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = -m ] && [ "$2" = {HF_SERVE_MODULE} ]; then\n'
+        f'  shift 2; exec {run_server} "$@"\n'
+        "fi\n"
+        f'exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def hf_server(python: str) -> list[str]:
+    """``--hf-python``'s command for the hf server: evalwatt's module, with workflow/ on its
+    path (that environment has transformers, not evalwatt)."""
+    return ["env", f"PYTHONPATH={REPO / 'workflow'}", python, "-m", HF_SERVE_MODULE]
 
 
 def model_and_benchmarks(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -127,9 +127,10 @@ def _job_specs(config, plan) -> Iterator[tuple[str, str, JobSpec]]:
 
 def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
     config, plan = per_model_hf
-    seen = set()
+    seen, evaluation = set(), None
     for kind, job_id, spec in _job_specs(config, plan):
         first, seen = spec.first_request_sampling(), seen | {kind}
+        evaluation = evaluation or spec.evaluation
         if spec.pack is not None:
             sent = [c.evaluation.request_sampling() for c in spec.pack.cells]
             assert first == sent[0]
@@ -144,8 +145,6 @@ def test_each_job_kind_sends_its_own_sampling_first(per_model_hf) -> None:
         else:
             assert kind == "baseline" and first == {}  # the server's defaults
     assert seen == {"model", "judge-pass", "cell", "baseline"}
-    cell_job = next(spec for kind, _, spec in _job_specs(config, plan) if kind == "cell")
-    evaluation = cell_job.evaluation
     assert evaluation is not None
     with_top_p = evaluation.model_copy(update={"top_p": 0.9})
     assert with_top_p.request_sampling() == {"temperature": evaluation.temperature, "top_p": 0.9}

@@ -7,7 +7,8 @@ to and that its clients must send, its variables, and readiness by ``/health`` (
 With torch and transformers' serving packages: the real server on the CPU with a tiny random
 Llama (evalwatt.runtime.random_weights): ready once loaded, answers of exactly ``max_tokens``
 with their ``usage``, through Inspect's provider too, a request for another model refused, a
-clean stop on SIGTERM, and a missing model failing at once with the library's error. The
+clean stop on SIGTERM, a missing model failing at once with the library's error, and no
+request reusing the blocks of another (against the library's own server, which does). The
 Python that runs it is ``EVALWATT_HF_PYTHON`` (``bootstrap.py test`` sets it to
 ``.venv-vllm``'s, which has transformers 5.19 and its serving packages), else
 ``.venv-vllm/bin/python``; without one these tests skip, except in CI (``CI`` set) or when
@@ -30,7 +31,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -105,24 +105,32 @@ def test_the_command_on_a_cpu_and_extra_arguments():
     ]
 
 
-@dataclass
-class FakeBatchingConfig:
-    allow_block_sharing: bool = True
-    num_blocks: int | None = None
+def _batching_config_class() -> type:
+    """Shaped like transformers' ContinuousBatchingConfig: a dataclass with the setting on by
+    default and a ``__post_init__`` (made anew per test: the hook changes the class)."""
+
+    @dataclass
+    class BatchingConfig:
+        allow_block_sharing: bool = True
+        num_blocks: int | None = None
+
+        def __post_init__(self) -> None:
+            self.num_blocks = self.num_blocks or 16  # the library's own checks and defaults
+
+    return BatchingConfig
 
 
-class FakeGenerationState:
-    def __init__(self, continuous_batching: bool = False, cb_config: Any = None) -> None:
-        self.cb_config = cb_config
-
-
-def test_the_server_turns_block_sharing_off_in_the_cli_config_or_the_default_one(capsys):
-    utils = SimpleNamespace(GenerationState=FakeGenerationState)
-    state = hf_serve.without_block_sharing(utils, FakeBatchingConfig, "5.19.0")
-    given = state(continuous_batching=True, cb_config=FakeBatchingConfig(num_blocks=64))
-    assert given.cb_config == FakeBatchingConfig(allow_block_sharing=False, num_blocks=64)
-    assert state(continuous_batching=True).cb_config == FakeBatchingConfig(False)
-    assert "transformers 5.19.0, allow_block_sharing=False" in capsys.readouterr().err
+def test_every_batching_config_made_has_block_sharing_off(capsys):
+    config_class = _batching_config_class()
+    hf_serve.turn_off_block_sharing(config_class, "5.19.0")
+    flags = config_class(num_blocks=64)  # as the CLI makes it from --cb-num-blocks
+    assert (flags.allow_block_sharing, flags.num_blocks) == (False, 64)
+    default = config_class()  # as the library makes it without --cb-* flags
+    assert (default.allow_block_sharing, default.num_blocks) == (False, 16)
+    assert not config_class(allow_block_sharing=True).allow_block_sharing
+    assert "transformers 5.19.0, continuous batching with allow_block_sharing=False" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_transformers_without_the_setting_or_the_hook_is_refused_at_start():
@@ -130,15 +138,17 @@ def test_a_transformers_without_the_setting_or_the_hook_is_refused_at_start():
     class Older:
         num_blocks: int | None = None
 
-    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"5\.10\.0.*allow_block_sh"):
-        hf_serve._checked(SimpleNamespace(GenerationState=FakeGenerationState), Older, "5.10.0")
+        def __post_init__(self) -> None: ...
 
+    @dataclass
     class NoHook:
-        def __init__(self, continuous_batching: bool = False) -> None: ...
+        allow_block_sharing: bool = True
 
-    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"6\.0\.0.*cb_config"):
-        hf_serve._checked(SimpleNamespace(GenerationState=NoHook), FakeBatchingConfig, "6.0.0")
-    hf_serve._checked(SimpleNamespace(GenerationState=FakeGenerationState), FakeBatchingConfig, "")
+    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"5\.10\.0.*no allow_block_sh"):
+        hf_serve.turn_off_block_sharing(Older, "5.10.0")
+    with pytest.raises(hf_serve.UnsupportedTransformers, match=r"6\.0\.0.*no __post_init__"):
+        hf_serve.turn_off_block_sharing(NoHook, "6.0.0")
+    assert NoHook().allow_block_sharing  # left as it was
 
 
 def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
@@ -282,16 +292,13 @@ class Started:
     pinned: str
     missing: Server
     missing_path: str
-    library: Server
-    """The library's own ``transformers serve`` of the same model, for contrast."""
 
 
 @pytest.fixture(scope="module")
 def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
-    """The servers of this module, started together (each start imports torch and the library
+    """Both servers of this module, started together (each start imports torch and the library
     for ~10 s on 2 cores: CI's time): one for a model that does not exist, started first so
-    that it fails while the tiny random model is written, then two serving that model, the
-    job's and the library's own."""
+    that it fails while the tiny random model is written, then one serving that model."""
     folder = tmp_path_factory.mktemp("hf")
     missing_path = str(folder / "no-such-model")
     missing = _start(hf_python, missing_path, folder / "missing")
@@ -299,17 +306,27 @@ def started(hf_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         write_tiny_model(hf_python, folder / "tiny-random")
         pinned = str(folder / "tiny-random")
         served = _start(hf_python, pinned, folder / "served")
-        library = _start(hf_python, pinned, folder / "library", library_cli=True)
         try:
             served.wait_ready(300.0, pinned, listed=False)
             served.warm_up(pinned, {"temperature": 1.5}, 300.0)  # as a job of cells at 1.5 does
-            library.wait_ready(300.0, pinned, listed=False)
-            yield Started(served, pinned, missing, missing_path, library)
+            yield Started(served, pinned, missing, missing_path)
         finally:
-            library.stop(grace_s=30)
             served.stop(grace_s=30)
     finally:
         missing.stop(grace_s=5)
+
+
+@pytest.fixture(scope="module")
+def library(
+    hf_python: str, started: Started, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The library's own ``transformers serve`` of the same model, for contrast."""
+    server = _start(hf_python, started.pinned, tmp_path_factory.mktemp("hf-lib"), library_cli=True)
+    try:
+        server.wait_ready(300.0, started.pinned, listed=False)
+        yield server
+    finally:
+        server.stop(grace_s=30)
 
 
 @pytest.fixture
@@ -382,18 +399,18 @@ def test_inspect_generates_through_its_provider(served, tmp_path):
     assert (summary.samples_completed, summary.output_tokens) == (4, 24)
 
 
-def test_no_request_reuses_the_blocks_cached_for_another(started):
+def test_no_request_reuses_the_blocks_cached_for_another(started, library):
     """Why the job serves through runtime/hf_serve.py: given the same prompt twice, the
     library's own server prefills the second only past the blocks it kept from the first (its
     batching log says so), which would make a model job's later cell of the same prompts
     cheaper than in its own job; the job's server prefills it in full."""
     prompt = " ".join(f"word{i}" for i in range(40))  # ~300 byte tokens: 9 blocks of 32
     body = {"model": started.pinned, "messages": [{"role": "user", "content": prompt}]}
-    for server in (started.library, started.served):
+    for server in (library, started.served):
         for _ in range(2):
             code, reply = _post(f"{server.url}/chat/completions", {**body, "max_tokens": 2})
             assert code == 200 and reply["usage"]["prompt_tokens"] > 256, reply
-    assert re.search(r"Found (a )?prefix match", started.library.log_path.read_text())
+    assert re.search(r"Found (a )?prefix match", library.log_path.read_text())
     log = started.served.log_path.read_text()
     assert "allow_block_sharing=False" in log and "prefix match" not in log
 

@@ -55,7 +55,11 @@
 # cells missed by (33-61 %, the cache); per-model without cooldown is the third mode, so that
 # the cooldown's effect on spread and temperature is measured at this power. Carry the same
 # .devtmp/site.tgz and a new .devtmp/gpm-ew.tgz of the tree as committed. Outputs: busy2.
-# Run as `command.sh 8 585 [RUN_S]`, then `command.sh 9 585` (RUN_S 1080 by default).
+# Without the cache, per-model runs last longer than in 6-7, and the third mode adds three:
+# about 1,100 s in all, so --budget-s leaves out the last run of repeat 3 (gpu_modes.py starts
+# no run it expects to end later). Run as `command.sh 8 585 1040`, then `command.sh 9 585`
+# (RUN_S, the background run's --budget-s: 1040, as steps 6-7 ran; its timeout, RUN_S + 70,
+# must end inside the two calls' waits).
 set -o pipefail
 STEP=${1:?1 to 9}
 LIMIT=${2:-500}
@@ -101,7 +105,7 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
 if [ "$STEP" = 6 ] || [ "$STEP" = 8 ]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv > $OUT/gpu-$STEP.txt 2>&1
   cat $OUT/gpu-$STEP.txt
-  [ "$STEP" = 6 ] || python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+  [ "$STEP" = 6 ] || python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a $OUT/gpu-$STEP.txt
   setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-$BG.txt 2>&1 < /dev/null &
   echo $! > /tmp/dmon.pid
   RUN_S=${3:-1080}  # the three repeats' budget over both calls (--budget-s)

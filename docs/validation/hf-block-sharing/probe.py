@@ -3,7 +3,7 @@
 import json, sys, time, urllib.request
 
 url, model = sys.argv[1], sys.argv[2]
-prompt = " ".join(f"word{i}" for i in range(150))  # ~1000 bytes: 3+ blocks of 256 byte-tokens
+prompt = " ".join(f"word{i}" for i in range(150))  # ~1,100 byte tokens with the template: 34 blocks of 32
 for i in range(2):
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}
     req = urllib.request.Request(

@@ -33,13 +33,13 @@ from evalwatt.config.model_entry import SAMPLING_AT_FIRST_REQUEST
 from evalwatt.contracts.spec import ModelSpec, ServerSettings
 
 
-def _executable(server: ServerSettings, python: str, name: str) -> str:
-    """``vllm.executable`` of the config; by default the command ``name`` next to the job's
+def _vllm_executable(server: ServerSettings, python: str) -> str:
+    """``vllm.executable`` of the config; by default the ``vllm`` next to the job's
     interpreter, the one of the job's environment. vLLM's CPU build lives in an environment of
     its own (.venv-vllm: torch 2.13+cpu must not meet the job's packages), hence the setting."""
     if server.executable:
         return server.executable
-    return str(Path(python).parent / name) if Path(python).is_absolute() else name
+    return str(Path(python).parent / "vllm") if Path(python).is_absolute() else "vllm"
 
 
 def _vllm_device_argv(server: ServerSettings) -> list[str]:
@@ -56,7 +56,7 @@ def _vllm_device_argv(server: ServerSettings) -> list[str]:
 
 def _vllm_argv(served_name: str, server: ServerSettings, python: str) -> list[str]:
     argv = [
-        _executable(server, python, "vllm"),
+        _vllm_executable(server, python),
         "serve",
         "{model_path}",
         "--served-model-name",

@@ -18,13 +18,19 @@ the only way for a cell's energy not to depend on the job's other cells is to sh
 in both execution modes. The cost: prompts of one cell that share a long prefix (few-shot
 examples) are prefilled in full, as they are for every cell.
 
-This module must not import evalwatt (it runs in the server's Python, beside the job's) and
-imports transformers only in ``main``: importing it costs nothing elsewhere.
+How: every ``ContinuousBatchingConfig`` of the server's process, the one the CLI builds from its
+``--cb-*`` flags as the default one the library builds without them, gets the setting off when
+it is made (its dataclass's ``__post_init__``); a release without that setting or that hook
+fails at start, naming its version, rather than serve with sharing on.
+
+The job's Python runs it (the job's environment has evalwatt and, for this backend,
+transformers' serving packages: ``pip install .[hf]``). It imports nothing of evalwatt, so that
+a Python that only has ``workflow/`` on its path runs it too (.venv-vllm in the tests and
+benchmarks/gpu_modes.py), and transformers only in ``main``.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 from typing import Any
 
@@ -32,57 +38,53 @@ SHARING_SETTING = "allow_block_sharing"
 
 
 class UnsupportedTransformers(SystemExit):
-    """This transformers has no way to turn block sharing off through its CLI's state."""
+    """This Python's transformers cannot serve with block sharing off."""
 
 
-def _checked(utils: Any, config_class: Any, version: str) -> None:
-    """Fail at start, naming the version, rather than serve with sharing on."""
+def turn_off_block_sharing(config_class: Any, version: str) -> None:
+    """Make every ``config_class`` made from now on have sharing off, and check that it does.
+    The dataclass's generated ``__init__`` calls the ``__post_init__`` the class had when it
+    was made, looked up on the instance: wrapping the class's attribute reaches every call."""
     fields = getattr(config_class, "__dataclass_fields__", {})
-    state = getattr(utils, "GenerationState", None)
-    if SHARING_SETTING not in fields:
+    original = getattr(config_class, "__post_init__", None)
+    if SHARING_SETTING not in fields or original is None:
+        missing = SHARING_SETTING if SHARING_SETTING not in fields else "__post_init__"
         raise UnsupportedTransformers(
             f"evalwatt.runtime.hf_serve: transformers {version}: ContinuousBatchingConfig has "
-            f"no {SHARING_SETTING}; evalwatt needs transformers >= 5.17 (docs/vllm.md)"
+            f"no {missing}, through which evalwatt turns block sharing off (written for 5.17 "
+            "to 5.19; docs/vllm.md)"
         )
-    if state is None or "cb_config" not in inspect.signature(state).parameters:
+
+    def __post_init__(self: Any) -> None:
+        original(self)
+        setattr(self, SHARING_SETTING, False)
+        print(
+            f"evalwatt.runtime.hf_serve: transformers {version}, continuous batching with "
+            f"{SHARING_SETTING}={getattr(self, SHARING_SETTING)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    config_class.__post_init__ = __post_init__
+    if getattr(config_class(), SHARING_SETTING) is not False:
         raise UnsupportedTransformers(
-            f"evalwatt.runtime.hf_serve: transformers {version}: its serving CLI has no "
-            "GenerationState(cb_config=...), through which evalwatt turns block sharing off "
-            "(written for 5.17 to 5.19; docs/vllm.md)"
+            f"evalwatt.runtime.hf_serve: transformers {version}: a ContinuousBatchingConfig "
+            f"still has {SHARING_SETTING} on after evalwatt's hook (docs/vllm.md)"
         )
-
-
-def without_block_sharing(utils: Any, config_class: Any, version: str) -> type:
-    """The CLI's generation state, whose continuous batching config has sharing off: the one
-    the CLI built from its ``--cb-*`` flags, or the library's default one. It says so in the
-    server's log (the job's server.log)."""
-
-    class GenerationState(utils.GenerationState):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            config = kwargs.get("cb_config") or config_class()
-            setattr(config, SHARING_SETTING, False)
-            kwargs["cb_config"] = config
-            super().__init__(*args, **kwargs)
-            print(
-                f"evalwatt.runtime.hf_serve: transformers {version}, "
-                f"{SHARING_SETTING}={getattr(config, SHARING_SETTING)}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    return GenerationState
 
 
 def main(argv: list[str] | None = None) -> None:
-    import transformers
-    from transformers import ContinuousBatchingConfig
-    from transformers.cli import transformers as cli
-    from transformers.cli.serving import utils
-
-    version = transformers.__version__
-    _checked(utils, ContinuousBatchingConfig, version)
-    # Serve.__init__ imports GenerationState from this module when it runs: it gets this one.
-    utils.GenerationState = without_block_sharing(utils, ContinuousBatchingConfig, version)
+    try:
+        import transformers
+        from transformers import ContinuousBatchingConfig
+        from transformers.cli import transformers as cli
+    except ImportError as exc:
+        raise SystemExit(
+            f"evalwatt.runtime.hf_serve: {sys.executable} cannot import transformers' server "
+            f"({exc}): the hf backend serves with the job's Python (job.python), which needs "
+            "`pip install .[hf]` (docs/vllm.md)"
+        ) from exc
+    turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
     sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
     cli.main()
 
