@@ -387,6 +387,21 @@ def test_study_sampling_settings(peren, model, benchmark, expected):
     assert cell.sampling.model_dump() == expected
 
 
+def test_an_hf_model_is_checked_against_the_profile_it_is_sampled_with(small_config):
+    """The top_k refusal for an hf model reads the profile the plan applies: a reasoning
+    model's non-empty ``<family>+reasoning`` profile, not its family's top_k."""
+    model = small_config["models"][0]
+    model.update(backend="hf", total_params_b=7.0, reasoning=True)
+    family = model["family"]
+    small_config["sampling"] = {family: {"top_k": 20}, f"{family}+reasoning": {"top_p": 0.9}}
+    config = from_dict(small_config, Path("."))
+    cells = [c for c in plan_run(config).cells.values() if c.model == model["name"]]
+    assert cells and all(c.sampling.top_k is None and c.sampling.top_p == 0.9 for c in cells)
+    small_config["sampling"][f"{family}+reasoning"] = {}  # empty: the family's applies
+    with pytest.raises(ConfigError, match=rf"sampling\.{family}\.top_k = 20"):
+        from_dict(small_config, Path("."))
+
+
 def test_multimodal_benchmark_for_a_text_model_is_an_error(small_config):
     small_config["benchmarks"]["piqa"]["multimodal"] = True
     config = from_dict(small_config, Path("."))

@@ -200,20 +200,17 @@ def _sampling_problems(config: Config) -> Iterator[str]:
 def _hf_top_k_problems(config: Config) -> Iterator[str]:
     """``transformers serve`` (backend hf) answers a request that carries ``top_k`` with HTTP
     422 "Unexpected fields" (5.19): every cell of an hf model whose sampling profile sets it
-    would fail, so the profile is refused here (the plan reads the same keys)."""
+    would fail, so the profile the plan applies to it (``Config.sampling_profile``) is refused
+    here."""
     for model in config.models:
-        if model.backend != "hf":
-            continue
-        keys = (model.family + "+reasoning", model.family) if model.reasoning else (model.family,)
-        for key in keys:
-            profile = config.sampling.get(key)
-            if profile is not None and profile.top_k is not None:
-                yield (
-                    f"{config.origin}: field sampling.{key}.top_k = {profile.top_k}: model "
-                    f"{model.name} is served by transformers serve (backend hf), which refuses "
-                    "a request with top_k; allowed: no top_k for its family, or backend vllm"
-                )
-                break
+        found = config.sampling_profile(model) if model.backend == "hf" else None
+        if found is not None and found[1].top_k is not None:
+            key, profile = found
+            yield (
+                f"{config.origin}: field sampling.{key}.top_k = {profile.top_k}: model "
+                f"{model.name} is served by transformers serve (backend hf), which refuses "
+                "a request with top_k; allowed: no top_k for its family, or backend vllm"
+            )
 
 
 def _time_problems(config: Config) -> Iterator[str]:

@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 from evalwatt.base.errors import UserError
 from evalwatt.base.model_path import written_path
 from evalwatt.config.model_entry import ModelEntry
-from evalwatt.config.run_config import RunConfig
+from evalwatt.config.run_config import RunConfig, SamplingProfile
 from evalwatt.contracts.plan import Check
 
 __all__ = ["Check", "Config", "ConfigError"]
@@ -93,6 +93,17 @@ class Config(RunConfig):
         if path is None:  # the rules refuse it on load: a Config built past them
             raise ConfigError(f"model {model.name}: no `path` and no `model_root` in the config")
         return path
+
+    def sampling_profile(self, model: ModelEntry) -> tuple[str, SamplingProfile] | None:
+        """The ``sampling`` profile that applies to ``model`` and its key: ``<family>+reasoning``
+        for a reasoning model, else (or when that one is absent or empty) ``<family>``; None
+        when neither sets anything (the server's defaults)."""
+        keys = (model.family + "+reasoning", model.family) if model.reasoning else (model.family,)
+        for key in keys:
+            profile = self.sampling.get(key)
+            if profile is not None and profile.model_fields_set:
+                return key, profile
+        return None
 
     def where(self, model: str) -> str:
         """The file (and line, for a sheet row) where ``model`` is written."""

@@ -77,7 +77,7 @@ class Cell(Record):
         """The settings a server that keeps its first request's sampling must share among the
         cells it serves (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``): temperature and
         top_p, those it reads (``max_tokens`` is per request everywhere; ``transformers
-        serve`` reads no ``top_k``)."""
+        serve`` refuses ``top_k``, which the config refuses for its models)."""
         return (self.temperature, self.sampling.top_p)
 
 

@@ -162,11 +162,10 @@ def _forced(
 
 def sampling_for(model: ModelEntry, benchmark: Benchmark, config: Config) -> Sampling:
     """Top-p, top-k and max tokens of a (model, benchmark); None means the server's default."""
-    keys = (model.family + "+reasoning", model.family) if model.reasoning else (model.family,)
-    written = (config.sampling.get(key) for key in keys)
-    profile = next((p for p in written if p is not None and p.model_fields_set), None)
-    if profile is None:  # no profile, or an empty one: the server's defaults
+    found = config.sampling_profile(model)
+    if found is None:  # no profile, or an empty one: the server's defaults
         return Sampling(top_p=None, top_k=None, max_tokens=benchmark.max_tokens)
+    _, profile = found
     return Sampling(
         top_p=profile.top_p,
         top_k=profile.top_k,
