@@ -60,6 +60,7 @@
 # no run it expects to end later). Run as `command.sh 8 585 1040`, then `command.sh 9 585`
 # (RUN_S, the background run's --budget-s: 1040, as steps 6-7 ran; its timeout, RUN_S + 70,
 # must end inside the two calls' waits).
+# `command.sh 8 585 RUN_S MODES` takes the modes too (the device time left decides).
 set -o pipefail
 STEP=${1:?1 to 9}
 LIMIT=${2:-500}
@@ -94,7 +95,7 @@ BUSY="--shape llama-8b --tokens 64,128 --max-connections 64,128 --samples 128 --
 SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
 PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
 BG=busy MODES=per-model,per-cell  # the background run of steps 6-7; 8-9: busy2, three modes
-if [ "$STEP" = 8 ] || [ "$STEP" = 9 ]; then BG=busy2 MODES=per-model,per-cell,per-model-nocool; fi
+if [ "$STEP" = 8 ] || [ "$STEP" = 9 ]; then BG=busy2 MODES=${4:-per-model,per-cell,per-model-nocool}; fi
 wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; then its files
   while [ ! -f /tmp/$BG.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
   echo "$BG: rc $(cat /tmp/$BG.rc 2>/dev/null || echo '(still running)') at $SECONDS s"
