@@ -61,6 +61,9 @@
 # (RUN_S, the background run's --budget-s: 1040, as steps 6-7 ran; its timeout, RUN_S + 70,
 # must end inside the two calls' waits).
 # `command.sh 8 585 RUN_S MODES` takes the modes too (the device time left decides).
+# Ran (2026-12-05, third session, on an H100: the pool started no H200) as `command.sh 8 585
+# 750 per-model,per-cell`, then `command.sh 9 215`: thirteen refused or failed starts had left
+# 914 s of device time, so no run without cooldown, and --budget-s left out per-cell repeat 3.
 set -o pipefail
 STEP=${1:?1 to 9}
 LIMIT=${2:-500}
