@@ -1,5 +1,7 @@
 """Each generation window of the busy2 run from its kept traces: duration, mean power, SM
-clock and utilisation (NVML, 10 Hz, the job's own sampler), power by quarter of the window.
+clock and utilisation (NVML, 10 Hz, the job's own sampler), power by quarter of the window;
+then, from each cell's Inspect log, when its requests were sent and answered (seconds after
+the window's start): whether the client or the server made a window longer.
 
 Run from the repository root, after `tar xzf docs/validation/h200-per-model/busy2/gpm-busy2.tgz
 -C /`: `.venv/bin/python docs/validation/h200-per-model/busy2/windows.py` (windows.txt).
@@ -11,6 +13,7 @@ from pathlib import Path
 from statistics import fmean
 
 import pyarrow.parquet as pq
+from inspect_ai.log import read_eval_log
 
 ROOT = "/tmp/gpm-busy2/results"
 
@@ -31,23 +34,45 @@ def cell_name(folder: str) -> str:
     return f"{parts[1].rsplit('_', 1)[1]} {parts[3]}"
 
 
-def main() -> None:
+def cells() -> list[tuple[str, str, dict[str, float]]]:
+    """(run folder, cell folder, the cell's marks) of every cell, run by run."""
+    return [
+        (run, cell, json.loads(Path(f"{cell}/timeline.json").read_text())["marks"])
+        for run in sorted(glob.glob(f"{ROOT}/*-r*"))
+        for cell in sorted(glob.glob(f"{run}/cells/*"))
+    ]
+
+
+def requests() -> None:
+    print("run / cell: requests sent from .. to, first / median / last answer (s after start)")
+    for run, cell, marks in cells():
+        log = read_eval_log(glob.glob(f"{cell}/eval/2*.eval")[0])
+        calls = [e for s in log.samples or [] for e in s.events if e.event == "model"]
+        g0 = marks["generation_start"]
+        sent = sorted(e.timestamp.timestamp() - g0 for e in calls)
+        done = sorted(e.completed.timestamp() - g0 for e in calls if e.completed)
+        print(
+            f"{run.rsplit('/', 1)[1]:13s} {cell_name(cell)}: {sent[0]:5.2f} .. {sent[-1]:5.2f}, "
+            f"{done[0]:5.2f} / {done[len(done) // 2]:5.2f} / {done[-1]:5.2f}"
+        )
+
+
+def windows() -> None:
     print("run / cell: generation s, mean W, SM MHz, util %, W by quarter")
-    for run in sorted(glob.glob(f"{ROOT}/*-r*")):
-        for cell in sorted(glob.glob(f"{run}/cells/*")):
-            marks = json.loads(Path(f"{cell}/timeline.json").read_text())["marks"]
-            packed = glob.glob(f"{run}/models/*/trace-gpu*.parquet")
-            rows = trace(packed or [f"{cell}/trace-gpu.parquet"])
-            a, b = marks["generation_start"], marks["generation_end"]
-            w = [r for r in rows if a <= r["t_unix"] <= b]
-            q = max(1, len(w) // 4)
-            quarters = [round(mean(w[i * q : (i + 1) * q], "power_mw") / 1000) for i in range(4)]
-            print(
-                f"{run.rsplit('/', 1)[1]:13s} {cell_name(cell)}: {b - a:6.2f} s "
-                f"{mean(w, 'power_mw') / 1000:6.1f} W {mean(w, 'sm_mhz'):5.0f} MHz "
-                f"{mean(w, 'util_gpu'):5.1f} % {quarters}"
-            )
+    for run, cell, marks in cells():
+        packed = glob.glob(f"{run}/models/*/trace-gpu*.parquet")
+        rows = trace(packed or [f"{cell}/trace-gpu.parquet"])
+        a, b = marks["generation_start"], marks["generation_end"]
+        w = [r for r in rows if a <= r["t_unix"] <= b]
+        q = max(1, len(w) // 4)
+        quarters = [round(mean(w[i * q : (i + 1) * q], "power_mw") / 1000) for i in range(4)]
+        print(
+            f"{run.rsplit('/', 1)[1]:13s} {cell_name(cell)}: {b - a:6.2f} s "
+            f"{mean(w, 'power_mw') / 1000:6.1f} W {mean(w, 'sm_mhz'):5.0f} MHz "
+            f"{mean(w, 'util_gpu'):5.1f} % {quarters}"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    windows()
+    requests()
