@@ -701,7 +701,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "without it: a stand-in server, no weights",
     )
     parser.add_argument("--server-arg", action="append", default=[])
-    parser.add_argument("--tokens", default="128,256", help="the two answer lengths")
+    parser.add_argument(
+        "--tokens",
+        default="128,256",
+        help="the answer lengths; one given twice is a second benchmark of the same questions "
+        "(synth_t64_2): a model job then runs that cell twice, on a fresh server and after it",
+    )
     parser.add_argument("--max-connections", default="16,64", help="the two max_connections")
     parser.add_argument("--samples", type=int, default=128, help="synthetic prompts per cell")
     parser.add_argument("--prompt-words", type=int, default=12)

@@ -230,9 +230,21 @@ def real_model(out: Path, weights: Path, python: str) -> dict[str, Any]:
     }
 
 
+def named(prefix: str, tokens: list[int]) -> list[tuple[str, int]]:
+    """(benchmark name, answer length) of each answer length: ``{prefix}_t{n}``, and
+    ``{prefix}_t{n}_{k}`` for its k-th repetition, a benchmark of the same questions under
+    another name (a model job then runs the same cell twice: on a fresh server, then on one
+    that has served it)."""
+    names = []
+    for i, n in enumerate(tokens):
+        k = tokens[: i + 1].count(n)
+        names.append((f"{prefix}_t{n}" + (f"_{k}" if k > 1 else ""), n))
+    return names
+
+
 def synthetic_benchmarks(tokens: list[int], samples: int, words: int) -> dict[str, Any]:
     return {
-        f"synth_t{n}": {
+        name: {
             "task": "evalwatt/synthetic_prompts",
             "task_args": {"samples": samples, "words": words},
             "samples": samples,
@@ -240,13 +252,13 @@ def synthetic_benchmarks(tokens: list[int], samples: int, words: int) -> dict[st
             "max_tokens": n,
             "expected_s_per_sample": 0.1,
         }
-        for n in tokens
+        for name, n in named("synth", tokens)
     }
 
 
 def humaneval_benchmarks(tokens: list[int], limit: int | None) -> dict[str, Any]:
     return {
-        f"humaneval_t{n}": {
+        name: {
             "task": "evalwatt/humaneval_offline",
             "task_args": {"timeout_s": 10, "memory_mb": 1024},
             "samples": 164,
@@ -255,7 +267,7 @@ def humaneval_benchmarks(tokens: list[int], limit: int | None) -> dict[str, Any]
             "max_tokens": n,
             "expected_s_per_sample": 0.5,
         }
-        for n in tokens
+        for name, n in named("humaneval", tokens)
     }
 
 

@@ -143,3 +143,28 @@ def test_gpu_modes_short_mode_runs_both_modes_end_to_end(tmp_path: Path) -> None
     assert len(counter) == 8 and all(g["passed"] is None for g in counter)
     assert (out / "calibration.json").is_file()
     assert "outside generation GPU-s" in printed.stdout
+
+
+def test_gpu_modes_repeated_answer_length_runs_the_same_cell_twice_in_a_model_job(
+    tmp_path: Path,
+) -> None:
+    """``--tokens 8,8``: the second 8 is a benchmark of its own over the same questions, so a
+    model job runs the same cell on a fresh server and then on one that has served it (what
+    tells a fresh server's first-use cost from a cell's position: docs/validation.md)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import gpu_modes
+
+    args = gpu_modes.parse_args(
+        ["--out", str(tmp_path), "--tokens", "8,16,8", "--max-connections", "2", "--samples", "4"]
+    )
+    benchmarks = gpu_modes.benchmarks_of(args)
+    assert list(benchmarks) == ["synth_t8", "synth_t16", "synth_t8_2"]
+    assert benchmarks["synth_t8_2"] == benchmarks["synth_t8"]  # the same questions and length
+    setup = {"model": gpu_modes.fake_model(tmp_path), "benchmarks": benchmarks}
+    config = gpu_modes.config_for(args, "per-model", 1, setup, None, checked=False)
+    layout = gpu_modes.Layout.of(tmp_path, config.run)
+    jobs = gpu_modes.RunJobs(config, gpu_modes.plan_run(config), layout)
+    (model_job,) = [jobs.job(kind, job_id) for kind, job_id in jobs.jobs()]
+    assert model_job.spec.pack is not None
+    ran = [c.evaluation.benchmark for c in model_job.spec.pack.cells]
+    assert ran == ["synth_t16", "synth_t8", "synth_t8_2"]  # the repetition right after its twin
