@@ -29,7 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 sys.path.insert(0, str(REPO / "tests" / "unit"))
+sys.path.insert(0, str(BENCHMARKS))
 
+import gpu_modes  # noqa: E402
 import test_glmm  # noqa: E402
 
 glmm_python = test_glmm.glmm_python
@@ -151,9 +153,6 @@ def test_gpu_modes_repeated_answer_length_runs_the_same_cell_twice_in_a_model_jo
     """``--tokens 8,8``: the second 8 is a benchmark of its own over the same questions, so a
     model job runs the same cell on a fresh server and then on one that has served it (what
     tells a fresh server's first-use cost from a cell's position: docs/validation.md)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    import gpu_modes
-
     args = gpu_modes.parse_args(
         ["--out", str(tmp_path), "--tokens", "8,16,8", "--max-connections", "2", "--samples", "4"]
     )
