@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -149,6 +150,22 @@ def test_a_transformers_without_the_setting_or_the_hook_is_refused_at_start():
     with pytest.raises(hf_serve.UnsupportedTransformers, match=r"6\.0\.0.*no __post_init__"):
         hf_serve.turn_off_block_sharing(NoHook, "6.0.0")
     assert NoHook().allow_block_sharing  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(None, "INFO"), ("WARNING", "INFO"), ("DEBUG", "DEBUG")]
+)
+def test_the_server_log_records_the_batching_decisions(before, after):
+    """INFO (graphs used or not, each capture, the cache's size) reaches the server log; a
+    test's DEBUG is not raised back to INFO."""
+    logger = logging.getLogger(hf_serve.BATCHING_LOGGER)
+    kept = logger.level
+    try:
+        logger.setLevel(before or logging.NOTSET)
+        hf_serve.log_batching_decisions()
+        assert logging.getLevelName(logger.getEffectiveLevel()) == after
+    finally:
+        logger.setLevel(kept)
 
 
 def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
