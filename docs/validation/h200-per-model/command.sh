@@ -72,15 +72,26 @@
 # two fresh ones; 3 repeats of both modes in one call on a fresh machine (about 500 s). Carry
 # .devtmp/site.tgz and a .devtmp/gpm-ew.tgz of the tree as committed. Run as
 # `command.sh 10 585`.
+# Steps 11 and 12 (2026-12-05, fourth session; what replaced 10): transformers 5.17 serves these
+# runs with paged sdpa attention (no flash attention on the device machines), for which its
+# batching turns CUDA graphs off, so 10's candidate cause (graphs captured lazily) cannot be
+# it; the server log now records that decision (runtime/hf_serve.py, batching logger at INFO).
+# One background run over two calls, bg11.sh (read it for the parts): the same cell three
+# times in a model job (is the speed-up the served server's or the cell's place?), the
+# cooldown's effect at this power, and the demo's real weights in both modes. Carry
+# .devtmp/site.tgz, a .devtmp/gpm-ew.tgz of the tree as committed and, in call 11,
+# .devtmp/smollm2.part-a (the GGUF's first 42,000,000 bytes), in call 12 .devtmp/smollm2.part-b
+# (the rest). Run as `command.sh 11 585 RUN_S` (RUN_S 1050 by default), then
+# `command.sh 12 585`.
 set -o pipefail
-STEP=${1:?1 to 10}
+STEP=${1:?1 to 12}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
 if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ] \
-  || [ "$STEP" = 10 ]; then
+  || [ "$STEP" = 10 ] || [ "$STEP" = 11 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
-  [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
+  [ "$STEP" != 1 ] && [ "$STEP" != 11 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
 D=/tmp/site/evalwatt-0.1.0.dist-info
@@ -116,6 +127,36 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
   tar czf $OUT/gpm-$BG.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$BG
   sed -n '/^cell \/ mode/,$p' /tmp/$BG.log | cut -c1-220
 }
+bg11_files() {  # what bg11.sh has made so far, into $OUT (at most 8 files come back)
+  cp /tmp/bg11.log $OUT/ 2>/dev/null
+  for label in twin-pm twin-pc half real half-b; do
+    [ -d /tmp/gpm-$label ] || continue
+    cp /tmp/bg11-$label.log /tmp/gpm-$label/ 2>/dev/null
+    tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
+  done
+  sed -n '/^cell \/ mode/,/^mode:/p' /tmp/bg11-*.log | cut -c1-220
+}
+if [ "$STEP" = 11 ]; then
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+  } > /tmp/gpu-11.txt 2>&1
+  cat /tmp/gpu-11.txt
+  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-bg11.txt 2>&1 < /dev/null &
+  echo $! > /tmp/dmon.pid
+  setsid bash -c "cd /tmp/ew && bash $PWD/docs/validation/h200-per-model/bg11.sh ${3:-1050} \
+    > /tmp/bg11.log 2>&1; echo \$? > /tmp/bg11.rc" < /dev/null > /dev/null 2>&1 &
+  while [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  cat /tmp/bg11.log; bg11_files
+  exit 0
+elif [ "$STEP" = 12 ]; then
+  [ -f /tmp/bg11.log ] || { echo "no /tmp/bg11.log: not the machine of step 11"; exit 3; }
+  cp .devtmp/smollm2.part-b /tmp/smollm2.part-b.tmp && mv /tmp/smollm2.part-b.tmp /tmp/smollm2.part-b
+  while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"
+  cp /tmp/gpu-11.txt /tmp/dmon-bg11.txt $OUT/
+  cat /tmp/bg11.log; bg11_files
+  exit 0
+fi
 if [ "$STEP" = 6 ] || [ "$STEP" = 8 ]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv > $OUT/gpu-$STEP.txt 2>&1
   cat $OUT/gpu-$STEP.txt
