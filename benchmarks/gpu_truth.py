@@ -300,7 +300,7 @@ def config_for(
     gpus = max(gpus_visible(), 1)
     out: Path = args.out
     server_args = [*args.server_arg, *([] if gpus_visible() else CPU_CACHE_ARGS)]
-    raw = {
+    raw: dict[str, Any] = {
         "run": f"w{int(window_s)}",
         "results_dir": str(out / "results"),
         "cluster": {
@@ -441,6 +441,9 @@ def regime(result: JobResult, trace: Path, phase_j: float | None, window: Any) -
 
 def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
     result = read_contract(JobResult, cell_dir / "result.json")
+    if result.sampler is None:  # the job's sampler never reported: nothing here to compare
+        raise SystemExit(f"{cell_dir}: the job's result has no sampler status (sampler.json)")
+    sampler = result.sampler
     marks = {str(k): v for k, v in result.marks.items()}
     sources, _ = job_sources(cell_dir)
     base_sources, _ = job_sources(base_dir)
@@ -476,7 +479,7 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         "evaluation_s": marks["inference_end"] - marks["inference_start"],
         "devices_summed": sorted(headline.per_device_j),
         "sampler_devices": [d.uuid for d in _nvml_devices(result)],
-        "counter_reads_on_mark": result.sampler.counter_reads_on_mark,
+        "counter_reads_on_mark": sampler.counter_reads_on_mark,
         "phase_resolved_j": phase,
         "reference_counter_j": direct,
         "phase_vs_counter_pct": pct(phase, direct),
@@ -490,7 +493,7 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
 
 
 def _nvml_devices(result: JobResult) -> list[Any]:
-    info = result.sampler.traces.get("nvml")
+    info = result.sampler.traces.get("nvml") if result.sampler is not None else None
     return list(info.devices or ()) if info is not None else []
 
 

@@ -365,12 +365,12 @@ def main() -> int:
     (args.out / "marks.json").write_text(
         json.dumps({"marks": marks, "direct_mj": direct}, indent=1)
     )
-    status = read_json(args.out / "sampler.json")
+    sampler_status = read_json(args.out / "sampler.json")
     trace, trace_missing = None, None
     try:
         trace = read_trace(args.out / "trace-gpu.parquet")
     except (OSError, TraceError) as exc:
-        unavailable = (status or {}).get("unavailable", {}).get("nvml")
+        unavailable = (sampler_status or {}).get("unavailable", {}).get("nvml")
         trace_missing = f"no GPU trace: {unavailable or exc}"
     windows = window_figures(trace, marks, direct, trace_missing)
     matmuls = child["matmuls_8192_bf16"] if child else "missing"
@@ -379,15 +379,19 @@ def main() -> int:
         f"sampler interval {args.interval_s} s; matmuls {matmuls}",
         *table(windows),
     ]
-    if status is not None:
-        rounds = status.get("rounds")
-        period = (status["stopped_unix"] - status["started_unix"]) / rounds if rounds else None
+    if sampler_status is not None:
+        rounds = sampler_status.get("rounds")
+        period = (
+            (sampler_status["stopped_unix"] - sampler_status["started_unix"]) / rounds
+            if rounds
+            else None
+        )
         lines.append(
-            f"sampler: {rounds} rounds, {status.get('late_rounds')} late, "
-            f"max late {_number(status.get('max_late_s'), 0, '.4f')} s, "
+            f"sampler: {rounds} rounds, {sampler_status.get('late_rounds')} late, "
+            f"max late {_number(sampler_status.get('max_late_s'), 0, '.4f')} s, "
             f"achieved period {_number(period, 0, '.4f')} s"
         )
-    report, exit_status = verdict(expectations(windows, status))
+    report, exit_status = verdict(expectations(windows, sampler_status))
     text = "\n".join([*lines, "", report])
     print(text)
     (args.out / "report.txt").write_text(text + "\n")
