@@ -82,7 +82,8 @@
 # .devtmp/site.tgz, a .devtmp/gpm-ew.tgz of the tree as committed and, in call 11,
 # .devtmp/smollm2.part-a (the GGUF's first 42,000,000 bytes), in call 12 .devtmp/smollm2.part-b
 # (the rest). Run as `command.sh 11 585 RUN_S` (RUN_S 1050 by default), then
-# `command.sh 12 585`.
+# `command.sh 12 585`. With less device time, one call: `command.sh 11 585 530` and no
+# GGUF carried (bg11.sh's parts before `real` that fit in RUN_S).
 set -o pipefail
 STEP=${1:?1 to 12}
 LIMIT=${2:-500}
@@ -91,7 +92,9 @@ if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [
   || [ "$STEP" = 10 ] || [ "$STEP" = 11 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
-  [ "$STEP" != 1 ] && [ "$STEP" != 11 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
+  [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
+  # step 11: the GGUF's first part when carried (one call only, RUN_S <= 560: not needed)
+  [ "$STEP" != 11 ] || [ ! -f .devtmp/smollm2.part-a ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
 D=/tmp/site/evalwatt-0.1.0.dist-info
