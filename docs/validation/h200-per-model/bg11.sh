@@ -8,10 +8,10 @@
 #            that has served that cell once, twice. Does the speed-up of a model job's later
 #            cells come from the server having served (then it stops after the first copy) or
 #            from the cell's place in the job (then it goes on)?
-#   twin-pc: the same three cells in per-cell mode, once: three fresh servers (and the
-#            baseline), the fresh-server spread;
 #   half:    steps 8-9's four cells, per-model without cooldown then with it (repeat 1): the
 #            cooldown's effect at this power, on one machine;
+#   twin-pc: the three copies of the cell in per-cell mode, once: three fresh servers (and
+#            the baseline), the fresh-server spread;
 #   real:    the demo's real weights (SmolLM2-135M-Instruct, from the GGUF that call 12
 #            carries in its second part), HumanEval 32 questions, both modes once;
 #   half-b:  repeat 2 of half, the modes in the other order.
@@ -31,8 +31,8 @@ part() {  # label, seconds it needs, gpu_modes.py arguments...
   for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill "$pid"; done
 }
 part twin-pm 200 $TWIN3 $PACK --repeats 2 --modes per-model
-part twin-pc 190 $TWIN3 $PACK --repeats 1 --modes per-cell
-part half 190 $HALF $PACK --repeats 1 --modes per-model-nocool,per-model
+part half 185 $HALF $PACK --repeats 1 --modes per-model-nocool,per-model
+part twin-pc 175 $TWIN3 $PACK --repeats 1 --modes per-cell
 while [ ! -f /tmp/smollm2.part-b ] && [ $SECONDS -lt $((END - 300)) ]; do sleep 2; done
 if [ -f /tmp/smollm2.part-b ]; then
   mkdir -p /tmp/smollm2
