@@ -1,21 +1,22 @@
-"""Each generation window of the busy2 run from its kept traces: duration, mean power, SM
-clock and utilisation (NVML, 10 Hz, the job's own sampler), power by quarter of the window;
-then, from each cell's Inspect log, when its requests were sent and answered (seconds after
-the window's start): whether the client or the server made a window longer.
+"""Each generation window of gpu_modes.py runs from their kept traces: duration, mean power,
+SM clock and utilisation (NVML, 10 Hz, the job's own sampler), power by quarter of the
+window; then, from each cell's Inspect log, when its requests were sent and answered (seconds
+after the window's start): whether the client or the server made a window longer.
 
-Run from the repository root, after `tar xzf docs/validation/h200-per-model/busy2/gpm-busy2.tgz
--C /`: `.venv/bin/python docs/validation/h200-per-model/busy2/windows.py` (windows.txt).
+Run from the repository root with the gpu_modes.py --out folders, once their tgz files are
+unpacked (`tar xzf F -C /` puts each back at /tmp/gpm-LABEL), e.g. busy2/windows.txt:
+`.venv/bin/python docs/validation/h200-per-model/windows.py /tmp/gpm-busy2`. A cell's name
+keeps its copy number (t64_2: the second copy of the t64 cell, `gpu_modes.py --tokens 64,64`).
 """
 
 import glob
 import json
+import sys
 from pathlib import Path
 from statistics import fmean
 
 import pyarrow.parquet as pq
 from inspect_ai.log import read_eval_log
-
-ROOT = "/tmp/gpm-busy2/results"
 
 
 def trace(paths: list[str]) -> list[dict]:
@@ -29,16 +30,24 @@ def mean(rows: list[dict], key: str) -> float:
 
 
 def cell_name(folder: str) -> str:
-    """``llama-8b-random__synth_t32__t0__c64`` -> ``t32 c64`` (answer tokens, connections)."""
+    """``llama-8b-random__synth_t64_2__t0__c64`` -> ``t64_2 c64`` (answer tokens and copy,
+    connections); ``SmolLM2-135M-Instruct__humaneval_t64__t0__c16`` -> ``t64 c16``."""
     parts = folder.rsplit("/", 1)[1].split("__")
-    return f"{parts[1].rsplit('_', 1)[1]} {parts[3]}"
+    return f"{parts[1].split('_', 1)[1]} {parts[3]}"
+
+
+def run_name(run: str) -> str:
+    """``/tmp/gpm-twin-pm/results/per-model-r1`` -> ``twin-pm per-model-r1``."""
+    out, _, name = run.rsplit("/", 2)
+    return f"{Path(out).name.removeprefix('gpm-')} {name}"
 
 
 def cells() -> list[tuple[str, str, dict[str, float]]]:
     """(run folder, cell folder, the cell's marks) of every cell, run by run."""
     return [
         (run, cell, json.loads(Path(f"{cell}/timeline.json").read_text())["marks"])
-        for run in sorted(glob.glob(f"{ROOT}/*-r*"))
+        for out in sys.argv[1:]
+        for run in sorted(glob.glob(f"{out}/results/*-r*"))
         for cell in sorted(glob.glob(f"{run}/cells/*"))
     ]
 
@@ -52,7 +61,7 @@ def requests() -> None:
         sent = sorted(e.timestamp.timestamp() - g0 for e in calls)
         done = sorted(e.completed.timestamp() - g0 for e in calls if e.completed)
         print(
-            f"{run.rsplit('/', 1)[1]:13s} {cell_name(cell)}: {sent[0]:5.2f} .. {sent[-1]:5.2f}, "
+            f"{run_name(run):22s} {cell_name(cell)}: {sent[0]:5.2f} .. {sent[-1]:5.2f}, "
             f"{done[0]:5.2f} / {done[len(done) // 2]:5.2f} / {done[-1]:5.2f}"
         )
 
@@ -67,7 +76,7 @@ def windows() -> None:
         q = max(1, len(w) // 4)
         quarters = [round(mean(w[i * q : (i + 1) * q], "power_mw") / 1000) for i in range(4)]
         print(
-            f"{run.rsplit('/', 1)[1]:13s} {cell_name(cell)}: {b - a:6.2f} s "
+            f"{run_name(run):22s} {cell_name(cell)}: {b - a:6.2f} s "
             f"{mean(w, 'power_mw') / 1000:6.1f} W {mean(w, 'sm_mhz'):5.0f} MHz "
             f"{mean(w, 'util_gpu'):5.1f} % {quarters}"
         )
