@@ -146,9 +146,12 @@ if [ "$STEP" = 11 ]; then
   cat /tmp/gpu-11.txt
   setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-bg11.txt 2>&1 < /dev/null &
   echo $! > /tmp/dmon.pid
-  setsid bash -c "cd /tmp/ew && bash $PWD/docs/validation/h200-per-model/bg11.sh ${3:-1050} \
+  cp docs/validation/h200-per-model/bg11.sh /tmp/bg11.sh  # not read from a tree call 12 replaces
+  setsid bash -c "cd /tmp/ew && bash /tmp/bg11.sh ${3:-1050} \
     > /tmp/bg11.log 2>&1; echo \$? > /tmp/bg11.rc" < /dev/null > /dev/null 2>&1 &
-  while [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"  # a run that fitted in this one call
+  cp /tmp/gpu-11.txt /tmp/dmon-bg11.txt $OUT/
   cat /tmp/bg11.log; bg11_files
   exit 0
 elif [ "$STEP" = 12 ]; then
