@@ -30,7 +30,11 @@ part() {  # label, seconds it needs, gpu_modes.py arguments...
   echo "$label: rc $? at $SECONDS s"
   for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill "$pid"; done
 }
-part twin-pm 200 $TWIN3 $PACK --repeats 2 --modes per-model
+if [ "$RUN_S" -ge 215 ]; then
+  part twin-pm 200 $TWIN3 $PACK --repeats 2 --modes per-model
+else  # the least that decides: one model job of the three copies (~115 s with the weights)
+  part twin-pm 110 $TWIN3 $PACK --repeats 1 --modes per-model
+fi
 part half 185 $HALF $PACK --repeats 1 --modes per-model-nocool,per-model
 part twin-pc 175 $TWIN3 $PACK --repeats 1 --modes per-cell
 while [ ! -f /tmp/smollm2.part-b ] && [ $SECONDS -lt $((END - 300)) ]; do sleep 2; done
