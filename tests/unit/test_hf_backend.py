@@ -159,13 +159,22 @@ def test_the_server_log_records_the_batching_decisions(before, after):
     """INFO (graphs used or not, each capture, the cache's size) reaches the server log; a
     test's DEBUG is not raised back to INFO."""
     logger = logging.getLogger(hf_serve.BATCHING_LOGGER)
-    kept = logger.level
+    kept, kept_filters = logger.level, list(logger.filters)
     try:
         logger.setLevel(before or logging.NOTSET)
         hf_serve.log_batching_decisions()
         assert logging.getLevelName(logger.getEffectiveLevel()) == after
+        # a set-up line passes, a per-step one (5.17's scheduler, cache full) does not
+        passed = [
+            logger.filter(logging.makeLogRecord({"levelno": logging.INFO, "module": module}))
+            for module in ("initialization", "scheduler", "offloading_manager")
+        ]
+        assert [bool(p) for p in passed] == [True, False, False]
+        debug = logging.makeLogRecord({"levelno": logging.DEBUG, "module": "scheduler"})
+        assert logger.filter(debug)  # a test's DEBUG lines of the scheduler stay
     finally:
         logger.setLevel(kept)
+        logger.filters[:] = kept_filters
 
 
 def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
