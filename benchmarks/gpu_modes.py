@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Per-model against per-cell execution on one GPU: the same cells, measured both ways.
 
-Plans 4 cells of one model (two answer lengths x two ``max_connections``) with the ``hf``
+Plans the cells of one model (each answer length x each ``max_connections``: 4 cells by
+default; ``--tokens 64,64,64 --max-connections 64``, one cell three times) with the ``hf``
 backend (``transformers serve``, continuous batching) and runs the workflow's own rendered
 jobs (``RunJobs`` + ``render_script``, each ``job.sbatch`` run with bash, as the job rule does)
 in each execution mode, ``--repeats`` times, the modes interleaved within each repeat:
 
 * ``per-cell``: the load-only baseline, then one job per cell (the study's layout);
-* ``per-model``: one model job (load, reference idle, the 4 cells each after a cooldown);
+* ``per-model``: one model job (load, reference idle, the cells each after a cooldown);
 * ``per-model-nocool`` (in ``--modes``): the same with ``cooldown_max_s: 0``.
 
 Beside every job, gpu_truth.py's reference process reads the NVML energy counter at 100 Hz,
@@ -231,7 +232,7 @@ def fake_model(out: Path) -> dict[str, Any]:
 
 
 def benchmarks_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The two answer lengths, with what the estimate needs to know of them."""
+    """The answer lengths, with what the estimate needs to know of them."""
     tokens = [int(t) for t in args.tokens.split(",")]
     if args.weights is not None:
         found = truth.humaneval_benchmarks(tokens, args.limit)
@@ -252,7 +253,7 @@ def config_for(
     cal: Path | None,
     checked: bool = True,
 ) -> Config:
-    """One run's configuration: the model and its 4 cells, this run's execution mode and
+    """One run's configuration: the model and its cells, this run's execution mode and
     cooldown, the planner's calibration (None: the throughput table only). A CPU run plans a
     GPU (the hf backend needs one) and its server computes on the CPU, with gpu_truth's small
     KV cache."""
@@ -707,7 +708,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the answer lengths; one given twice is a second benchmark of the same questions "
         "(synth_t64_2): a model job then runs that cell twice, on a fresh server and after it",
     )
-    parser.add_argument("--max-connections", default="16,64", help="the two max_connections")
+    parser.add_argument(
+        "--max-connections", default="16,64", help="the max_connections, one or more"
+    )
     parser.add_argument("--samples", type=int, default=128, help="synthetic prompts per cell")
     parser.add_argument("--prompt-words", type=int, default=12)
     parser.add_argument("--limit", type=int, help="HumanEval questions (default: all 164)")

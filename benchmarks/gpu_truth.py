@@ -57,6 +57,7 @@ from evalwatt.config.checks import check_environment
 from evalwatt.config.load import from_dict
 from evalwatt.contracts.contract import read_contract, write_contract
 from evalwatt.contracts.result import JobResult
+from evalwatt.contracts.sampler import SamplerStatus
 from evalwatt.energy.readings import job_sources
 from evalwatt.energy.terms import cell_terms, method_comparison
 from evalwatt.energy.trace_files import read_trace
@@ -478,7 +479,7 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
         "headline_formula": headline.formula,
         "evaluation_s": marks["inference_end"] - marks["inference_start"],
         "devices_summed": sorted(headline.per_device_j),
-        "sampler_devices": [d.uuid for d in _nvml_devices(result)],
+        "sampler_devices": [d.uuid for d in _nvml_devices(sampler)],
         "counter_reads_on_mark": sampler.counter_reads_on_mark,
         "phase_resolved_j": phase,
         "reference_counter_j": direct,
@@ -492,8 +493,8 @@ def cell_figures(cell_dir: Path, base_dir: Path) -> dict[str, Any]:
     }
 
 
-def _nvml_devices(result: JobResult) -> list[Any]:
-    info = result.sampler.traces.get("nvml") if result.sampler is not None else None
+def _nvml_devices(sampler: SamplerStatus) -> list[Any]:
+    info = sampler.traces.get("nvml")
     return list(info.devices or ()) if info is not None else []
 
 

@@ -38,11 +38,14 @@ fi
 part half 185 $HALF $PACK --repeats 1 --modes per-model-nocool,per-model
 part twin-pc 175 $TWIN3 $PACK --repeats 1 --modes per-cell
 while [ ! -f /tmp/smollm2.part-b ] && [ $SECONDS -lt $((END - 300)) ]; do sleep 2; done
-if [ -f /tmp/smollm2.part-b ]; then
-  mkdir -p /tmp/smollm2
-  cat /tmp/smollm2.part-a /tmp/smollm2.part-b > /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  sha256sum /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  part real 300 --weights /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --tokens 64,128 \
+GGUF=/tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  # the demo's file
+if [ -f /tmp/smollm2.part-a ] && [ -f /tmp/smollm2.part-b ]; then
+  mkdir -p /tmp/smollm2 && cat /tmp/smollm2.part-a /tmp/smollm2.part-b > $GGUF
+fi
+if [ -f $GGUF ] && ! echo "$SHA  $GGUF" | sha256sum -c -; then rm $GGUF; fi
+if [ -f $GGUF ]; then
+  part real 300 --weights $GGUF --tokens 64,128 \
     --max-connections 16,32 --limit 32 $PACK --repeats 1 --modes per-model,per-cell
 fi
 part half-b 190 $HALF $PACK --first-repeat 2 --repeats 1 --modes per-model,per-model-nocool

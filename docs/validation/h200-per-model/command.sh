@@ -64,7 +64,7 @@
 # Ran (2026-12-05, third session, on an H100: the pool started no H200) as `command.sh 8 585
 # 750 per-model,per-cell`, then `command.sh 9 215`: thirteen refused or failed starts had left
 # 914 s of device time, so no run without cooldown, and --budget-s left out per-cell repeat 3.
-# Step 10 (planned, not run yet: the device time of the session that ran 8-9 was spent): what
+# Step 10 (planned, never run: replaced by 11-12, which hold its twin cells; branch gone): what
 # 8-9 left undecided, whether a model job's later cells are cheaper because the server has
 # served before (its first-use costs) or because of their place. One cell twice in each model
 # job (`--tokens 64,64`: synth_t64 and synth_t64_2, the same 64 questions of ~250 words, 64
@@ -84,12 +84,16 @@
 # (the rest). Run as `command.sh 11 585 RUN_S` (RUN_S 1050 by default), then
 # `command.sh 12 585`. With less device time, one call: `command.sh 11 585 530` and no
 # GGUF carried (bg11.sh's parts before `real` that fit in RUN_S).
+# Ran (2026-12-05, fourth session) as `command.sh 11 190 150` on a lent H100 (GPU-9fff4eea…):
+# eleven refused or failed starts had left 389 s of the session's 1,800 s of device time, so
+# bg11.sh ran its least part, one model job of the twin cells (1 repeat, 116 s); files in
+# twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt; windows.txt by windows.py).
 set -o pipefail
-STEP=${1:?1 to 12}
+STEP=${1:?1 to 9, 11 or 12}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
 if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ] \
-  || [ "$STEP" = 10 ] || [ "$STEP" = 11 ]; then
+  || [ "$STEP" = 11 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
@@ -119,7 +123,6 @@ modes() {  # label, gpu_modes.py arguments...
 HALF="--shape llama-8b --tokens 32,64 --max-connections 32,64 --samples 64 --prompt-words 250"
 BUSY="--shape llama-8b --tokens 64,128 --max-connections 64,128 --samples 128 --prompt-words 250"
 SYNTH="--shape llama-1b --tokens 32,64 --max-connections 16,32 --samples 64 --prompt-words 50"
-TWIN="--shape llama-8b --tokens 64,64 --max-connections 64 --samples 64 --prompt-words 250"
 PACK="--reference-idle-s 5 --cooldown-max-s 20 --cooldown-margin-w 10"
 BG=busy MODES=per-model,per-cell  # the background run of steps 6-7; 8-9: busy2, three modes
 if [ "$STEP" = 8 ] || [ "$STEP" = 9 ]; then BG=busy2 MODES=${4:-per-model,per-cell,per-model-nocool}; fi
@@ -199,12 +202,6 @@ elif [ "$STEP" = 5 ]; then
   (cd /tmp/ew && python3 benchmarks/gpu_modes.py --out /tmp/gpm-busy-merged --label busy-1-3 \
     --merge /tmp/gpm-busy-a /tmp/gpm-busy-b) > $OUT/busy-merged.log 2>&1
   sed -n '/^cell \/ mode/,$p' $OUT/busy-merged.log | cut -c1-220
-elif [ "$STEP" = 10 ]; then
-  { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
-    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-  } > $OUT/gpu-10.txt 2>&1
-  cat $OUT/gpu-10.txt
-  modes twin $TWIN $PACK --repeats 3 --modes per-model,per-cell
 elif [ "$STEP" = 3 ]; then
   nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv > $OUT/gpu-3.txt 2>&1
   modes random-c $SYNTH $PACK --first-repeat 3 --repeats 1 \

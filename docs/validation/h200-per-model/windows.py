@@ -10,6 +10,7 @@ keeps its copy number (t64_2: the second copy of the t64 cell, `gpu_modes.py --t
 """
 
 import glob
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -43,20 +44,28 @@ def run_name(run: str) -> str:
 
 
 def cells() -> list[tuple[str, str, dict[str, float]]]:
-    """(run folder, cell folder, the cell's marks) of every cell, run by run."""
-    return [
+    """(run folder, cell folder, the cell's marks) of every cell, run by run, each run's cells
+    in the order they ran (a model job's order is what the twin cells are about)."""
+    found = [
         (run, cell, json.loads(Path(f"{cell}/timeline.json").read_text())["marks"])
         for out in sys.argv[1:]
         for run in sorted(glob.glob(f"{out}/results/*-r*"))
-        for cell in sorted(glob.glob(f"{run}/cells/*"))
+        for cell in glob.glob(f"{run}/cells/*")
     ]
+    return sorted(found, key=lambda c: (c[0], c[2]["generation_start"]))
 
 
 def requests() -> None:
     print("run / cell: requests sent from .. to, first / median / last answer (s after start)")
     for run, cell, marks in cells():
-        log = read_eval_log(glob.glob(f"{cell}/eval/2*.eval")[0])
-        calls = [e for s in log.samples or [] for e in s.events if e.event == "model"]
+        logs = glob.glob(f"{cell}/eval/2*.eval")
+        log = read_eval_log(logs[0]) if logs else None
+        calls = [
+            e for s in (log.samples or [] if log else []) for e in s.events if e.event == "model"
+        ]
+        if not calls:
+            print(f"{run_name(run):22s} {cell_name(cell)}: no Inspect log with model calls")
+            continue
         g0 = marks["generation_start"]
         sent = sorted(e.timestamp.timestamp() - g0 for e in calls)
         done = sorted(e.completed.timestamp() - g0 for e in calls if e.completed)
@@ -73,12 +82,15 @@ def windows() -> None:
         rows = trace(packed or [f"{cell}/trace-gpu.parquet"])
         a, b = marks["generation_start"], marks["generation_end"]
         w = [r for r in rows if a <= r["t_unix"] <= b]
-        q = max(1, len(w) // 4)
-        quarters = [round(mean(w[i * q : (i + 1) * q], "power_mw") / 1000) for i in range(4)]
+        edges = [a + (b - a) * i / 4 for i in range(5)]  # by time, every row in one quarter
+        quarters = ", ".join(
+            f"{mean([r for r in w if lo <= r['t_unix'] <= hi], 'power_mw') / 1000:.0f}"
+            for lo, hi in itertools.pairwise(edges)
+        )
         print(
             f"{run_name(run):22s} {cell_name(cell)}: {b - a:6.2f} s "
             f"{mean(w, 'power_mw') / 1000:6.1f} W {mean(w, 'sm_mhz'):5.0f} MHz "
-            f"{mean(w, 'util_gpu'):5.1f} % {quarters}"
+            f"{mean(w, 'util_gpu'):5.1f} % [{quarters}]"
         )
 
 
