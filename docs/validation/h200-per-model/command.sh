@@ -85,7 +85,7 @@
 # `command.sh 12 585`. With less device time, one call: `command.sh 11 585 530` and no
 # GGUF carried (bg11.sh's parts before `real` that fit in RUN_S).
 # Ran (2026-12-05, fourth session) as `command.sh 11 190 150` on a lent H100 (GPU-9fff4eea…):
-# eleven refused or failed starts had left 389 s of the session's 1,800 s of device time, so
+# the refused and failed starts before it had spent 1,411 of the session's 1,800 s, so
 # bg11.sh ran its least part, one model job of the twin cells (1 repeat, 116 s); files in
 # twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt; windows.txt by windows.py).
 set -o pipefail
