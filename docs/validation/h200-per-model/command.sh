@@ -84,7 +84,7 @@
 # (the rest). Run as `command.sh 11 585 RUN_S` (RUN_S 1050 by default), then
 # `command.sh 12 585`. With less device time, one call: `command.sh 11 585 530` and no
 # GGUF carried (bg11.sh's parts before `real` that fit in RUN_S).
-# Ran (2026-12-05, fourth session) as `command.sh 11 190 150` on a lent H100 (GPU-9fff4eea…):
+# Ran (2026-12-05, fourth session; gpm-ew.tgz of 3e7cda6) as `command.sh 11 190 150` on an H100:
 # the refused and failed starts before it had spent 1,411 of the session's 1,800 s, so
 # bg11.sh ran its least part, one model job of the twin cells (1 repeat, 116 s); files in
 # twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt; windows.txt by windows.py).
