@@ -28,7 +28,10 @@ part() {  # label, seconds it needs, gpu_modes.py arguments...
   timeout $left python3 benchmarks/gpu_modes.py --out /tmp/gpm-$label --label $label \
     --models /tmp/models --budget-s $((left - 20)) "$@" > /tmp/bg11-$label.log 2>&1
   echo "$label: rc $? at $SECONDS s"
+  # a server left by a part stopped at its time: stopped, and gone before the next part loads
   for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill "$pid"; done
+  while [ -n "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader)" ] \
+    && [ $SECONDS -lt $END ]; do sleep 1; done
 }
 if [ "$RUN_S" -ge 215 ]; then
   part twin-pm 200 $TWIN3 $PACK --repeats 2 --modes per-model
