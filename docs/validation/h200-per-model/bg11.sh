@@ -8,6 +8,8 @@
 #            that has served that cell once, twice. Does the speed-up of a model job's later
 #            cells come from the server having served (then it stops after the first copy) or
 #            from the cell's place in the job (then it goes on)?
+#   twin-mem: one twin model job with the KV cache at 60 % of the free memory (the first
+#            serving of the 80 % default grew the card's memory to its limit: twin/);
 #   half:    steps 8-9's four cells, per-model without cooldown then with it (repeat 1): the
 #            cooldown's effect at this power, on one machine;
 #   twin-pc: the three copies of the cell in per-cell mode, once: three fresh servers (and
@@ -38,6 +40,10 @@ if [ "$RUN_S" -ge 215 ]; then
 else  # the least that decides: one model job of the three copies (~115 s with the weights)
   part twin-pm 110 $TWIN3 $PACK --repeats 1 --modes per-model
 fi
+# the twin job again with a smaller KV share (60 % of the memory left after the weights, not
+# 80 %): does the first serving stay clear of the card's limit, and lose its extra cost?
+part twin-mem 110 $TWIN3 $PACK --repeats 1 --modes per-model \
+  --server-arg=--cb-max-memory-percent --server-arg=0.6
 part half 185 $HALF $PACK --repeats 1 --modes per-model-nocool,per-model
 part twin-pc 175 $TWIN3 $PACK --repeats 1 --modes per-cell
 while [ ! -f /tmp/smollm2.part-b ] && [ $SECONDS -lt $((END - 300)) ]; do sleep 2; done

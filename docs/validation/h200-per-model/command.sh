@@ -87,7 +87,8 @@
 # Ran (2026-12-05, fourth session; gpm-ew.tgz of 3e7cda6) as `command.sh 11 190 150` on an H100:
 # the refused and failed starts before it had spent 1,411 of the session's 1,800 s, so
 # bg11.sh ran its least part, one model job of the twin cells (1 repeat, 116 s); files in
-# twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt; windows.txt by windows.py).
+# twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt, as the call returned them then;
+# windows.txt by windows.py). Since, the logs come back in one bg11-logs.tgz.
 set -o pipefail
 STEP=${1:?1 to 9, 11 or 12}
 LIMIT=${2:-500}
@@ -133,9 +134,10 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
   tar czf $OUT/gpm-$BG.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$BG
   sed -n '/^cell \/ mode/,$p' /tmp/$BG.log | cut -c1-220
 }
-bg11_files() {  # what bg11.sh has made so far, into $OUT (at most 8 files come back)
-  cp /tmp/bg11.log $OUT/ 2>/dev/null
-  for label in twin-pm twin-pc half real half-b; do
+bg11_files() {  # what bg11.sh has made so far, into $OUT (at most 8 files come back: the
+  # logs, the GPU's description and dmon in one file, each part's folder in one)
+  tar czf $OUT/bg11-logs.tgz -C /tmp bg11.log gpu-11.txt dmon-bg11.txt
+  for label in twin-pm twin-mem twin-pc half real half-b; do
     [ -d /tmp/gpm-$label ] || continue
     cp /tmp/bg11-$label.log /tmp/gpm-$label/ 2>/dev/null
     tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
@@ -154,7 +156,6 @@ if [ "$STEP" = 11 ]; then
     > /tmp/bg11.log 2>&1; echo \$? > /tmp/bg11.rc" < /dev/null > /dev/null 2>&1 &
   while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
   [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"  # a run that fitted in this one call
-  cp /tmp/gpu-11.txt /tmp/dmon-bg11.txt $OUT/
   cat /tmp/bg11.log; bg11_files
   exit 0
 elif [ "$STEP" = 12 ]; then
@@ -162,7 +163,6 @@ elif [ "$STEP" = 12 ]; then
   cp .devtmp/smollm2.part-b /tmp/smollm2.part-b.tmp && mv /tmp/smollm2.part-b.tmp /tmp/smollm2.part-b
   while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
   [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"
-  cp /tmp/gpu-11.txt /tmp/dmon-bg11.txt $OUT/
   cat /tmp/bg11.log; bg11_files
   exit 0
 fi
