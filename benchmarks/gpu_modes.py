@@ -406,6 +406,7 @@ def job_phases(config: Config, plan: Plan, jobs: list[Any]) -> list[dict[str, An
         cell_marks = [c.marks for c in cells]
         measured = {
             "load_s": job.load_s or 0.0,
+            "warm_up_s": _span(job.marks, "warm_up_start", "warm_up_end"),
             "reference_idle_s": _span(job.marks, "reference_idle_start", "reference_idle_end"),
             "cooldown_s": sum(_span(m, "cooldown_start", "cooldown_end") for m in cell_marks),
             "generation_s": sum(c.generation_s or 0.0 for c in cells),

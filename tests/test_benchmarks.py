@@ -135,6 +135,9 @@ def test_gpu_modes_short_mode_runs_both_modes_end_to_end(tmp_path: Path) -> None
         assert kinds == ({"baseline", "cell"} if mode == "per-cell" else {"model"})
         calibrated = report["calibrated_preview"]["runs"][r["run"]]["kinds"]
         assert set(calibrated) == kinds
+        # every job warmed its server up (a stand-in for transformers serve: hf) once it served
+        warm = [p["measured"]["warm_up_s"] for p in r["job_phases"]]
+        assert len(warm) == seconds["jobs"] and all(w > 0 for w in warm), warm
     # one model load instead of five: fewer GPU-seconds outside generation
     outside = {m: r["gpu_seconds"]["outside_generation_gpu_s"] for m, r in runs.items()}
     assert outside["per-model"] < outside["per-cell"]

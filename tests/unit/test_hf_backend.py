@@ -38,7 +38,7 @@ import pytest
 
 from evalwatt.base.layout import Layout
 from evalwatt.config.load import from_dict
-from evalwatt.contracts.spec import EvaluationSpec, ModelSpec, ServerSettings
+from evalwatt.contracts.spec import EvaluationSpec, ModelSpec, ServerSettings, WarmUpSpec
 from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import plan_run
 from evalwatt.runtime import hf_serve, inspect_steps
@@ -373,6 +373,17 @@ def test_answers_run_to_max_tokens_with_their_usage(served):
         f"{server.url}/completions", {"model": pinned, "prompt": "hi", "max_tokens": 5}
     )
     assert code == 200 and reply["usage"]["completion_tokens"] == 5, reply
+
+
+def test_the_server_answers_a_warm_up_wave(served):
+    """The wave a job sends before its work (contracts.spec.WarmUpSpec): every request of it
+    answered by the real server, all in flight together; an error would raise."""
+    server, pinned = served
+    wave = WarmUpSpec(requests=4, prompt_words=64, max_tokens=4)
+    before = server.log_path.stat().st_size
+    server.warm_up_wave(pinned, {"temperature": 1.5}, wave, 300.0)
+    answered = server.log_path.read_text(errors="replace")[before:]
+    assert answered.count("POST /v1/chat/completions") == 4, answered[-2000:]
 
 
 def test_the_server_keeps_the_sampling_of_its_first_request(served):

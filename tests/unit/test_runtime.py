@@ -42,7 +42,7 @@ def test_timeline_refuses_a_mark_set_twice(tmp_path):
     with pytest.raises(ValueError, match="'job_start' set twice"):
         timeline.mark("job_start", 200.0)
     assert json.loads((tmp_path / "timeline.json").read_text()) == {
-        "schema_version": 1,
+        "schema_version": 2,
         "marks": {"job_start": 100.0},
     }
 
@@ -64,7 +64,7 @@ def test_timeline_writes_every_mark_atomically(tmp_path):
     # a new file renamed into place, not the old one rewritten: readers never see half a file
     assert path.stat().st_ino != inode
     assert json.loads(path.read_text()) == {
-        "schema_version": 1,
+        "schema_version": 2,
         "marks": {"job_start": start, "load_start": start + 1.5},
     }
     assert [p.name for p in path.parent.iterdir()] == ["timeline.json"]
@@ -85,7 +85,7 @@ def test_timeline_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
         timeline.mark("ready", 2.0)
     monkeypatch.undo()
     # the previous content survives whole, and no temporary file is left behind
-    assert json.loads(path.read_text()) == {"schema_version": 1, "marks": {"job_start": 1.0}}
+    assert json.loads(path.read_text()) == {"schema_version": 2, "marks": {"job_start": 1.0}}
     assert [p.name for p in tmp_path.iterdir()] == ["timeline.json"]
 
 

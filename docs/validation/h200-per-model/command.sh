@@ -89,17 +89,26 @@
 # bg11.sh ran its least part, one model job of the twin cells (1 repeat, 116 s); files in
 # twin/ (gpm-twin-pm.tgz, bg11.log, dmon-bg11.txt, gpu-11.txt, as the call returned them then;
 # windows.txt by windows.py). Since, the logs come back in one bg11-logs.tgz.
+# Steps 13 and 14 (2026-12-05, fifth session): the same two-call shape as 11-12 for the code
+# that sends every job's server a warm-up wave once it serves (runtime/serving.py,
+# contracts.spec.WarmUpSpec), bg13.sh (read it for the parts): steps 8-9's four cells in both
+# modes, three repeats, then the real weights in both modes, then the twin job. Carry
+# .devtmp/site.tgz, a .devtmp/gpm-ew.tgz of the tree as committed (`git archive HEAD workflow
+# benchmarks config pyproject.toml | gzip`) and .devtmp/smollm2.part-a in call 13,
+# .devtmp/smollm2.part-b in call 14. Run as `command.sh 13 585 RUN_S` (RUN_S 1100 by default),
+# then `command.sh 14 585`.
 set -o pipefail
-STEP=${1:?1 to 9, 11 or 12}
+STEP=${1:?1 to 9, 11 to 14}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
 if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ] \
-  || [ "$STEP" = 11 ]; then
+  || [ "$STEP" = 11 ] || [ "$STEP" = 13 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
   # step 11: the GGUF's first part when carried (one call only, RUN_S <= 560: not needed)
-  [ "$STEP" != 11 ] || [ ! -f .devtmp/smollm2.part-a ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
+  { [ "$STEP" != 11 ] && [ "$STEP" != 13 ]; } || [ ! -f .devtmp/smollm2.part-a ] \
+    || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
 D=/tmp/site/evalwatt-0.1.0.dist-info
@@ -134,36 +143,40 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
   tar czf $OUT/gpm-$BG.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$BG
   sed -n '/^cell \/ mode/,$p' /tmp/$BG.log | cut -c1-220
 }
-bg11_files() {  # what bg11.sh has made so far, into $OUT (at most 8 files come back: the
+BGN=11 LABELS="twin-pm twin-mem twin-pc half real half-b"  # steps 11-12; 13-14: bg13.sh
+if [ "$STEP" = 13 ] || [ "$STEP" = 14 ]; then BGN=13 LABELS="half half-c half-all real twin"; fi
+bg_files() {  # what bg$BGN.sh has made so far, into $OUT (at most 8 files come back: the
   # logs, the GPU's description and dmon in one file, each part's folder in one)
-  tar czf $OUT/bg11-logs.tgz -C /tmp bg11.log gpu-11.txt dmon-bg11.txt
-  for label in twin-pm twin-mem twin-pc half real half-b; do
+  (cd /tmp && tar czf $OUT/bg$BGN-logs.tgz bg$BGN.log gpu-$BGN.txt dmon-bg$BGN.txt \
+    $(ls bg$BGN-*.log 2>/dev/null))
+  for label in $LABELS; do
     [ -d /tmp/gpm-$label ] || continue
-    cp /tmp/bg11-$label.log /tmp/gpm-$label/ 2>/dev/null
     tar czf $OUT/gpm-$label.tgz -C / --exclude='model-*' --exclude=bin tmp/gpm-$label
   done
-  sed -n '/^cell \/ mode/,/^mode:/p' /tmp/bg11-*.log | cut -c1-220
+  sed -n '/^cell \/ mode/,/^mode:/p' /tmp/bg$BGN-*.log | cut -c1-220
 }
-if [ "$STEP" = 11 ]; then
+if [ "$STEP" = 11 ] || [ "$STEP" = 13 ]; then
   { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-  } > /tmp/gpu-11.txt 2>&1
-  cat /tmp/gpu-11.txt
-  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-bg11.txt 2>&1 < /dev/null &
+  } > /tmp/gpu-$BGN.txt 2>&1
+  cat /tmp/gpu-$BGN.txt
+  setsid nvidia-smi dmon -s pucm -d 1 -o T > /tmp/dmon-bg$BGN.txt 2>&1 < /dev/null &
   echo $! > /tmp/dmon.pid
-  cp docs/validation/h200-per-model/bg11.sh /tmp/bg11.sh  # not read from a tree call 12 replaces
-  setsid bash -c "cd /tmp/ew && bash /tmp/bg11.sh ${3:-1050} \
-    > /tmp/bg11.log 2>&1; echo \$? > /tmp/bg11.rc" < /dev/null > /dev/null 2>&1 &
-  while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
-  [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"  # a run that fitted in this one call
-  cat /tmp/bg11.log; bg11_files
+  # not read from a tree that call 12 (14) replaces
+  cp docs/validation/h200-per-model/bg$BGN.sh /tmp/bg$BGN.sh
+  DEFAULT_S=1050; [ "$BGN" = 11 ] || DEFAULT_S=1100
+  setsid bash -c "cd /tmp/ew && bash /tmp/bg$BGN.sh ${3:-$DEFAULT_S} \
+    > /tmp/bg$BGN.log 2>&1; echo \$? > /tmp/bg$BGN.rc" < /dev/null > /dev/null 2>&1 &
+  while [ ! -f /tmp/bg$BGN.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  [ -f /tmp/bg$BGN.rc ] && kill "$(cat /tmp/dmon.pid)"  # a run that fitted in this one call
+  cat /tmp/bg$BGN.log; bg_files
   exit 0
-elif [ "$STEP" = 12 ]; then
-  [ -f /tmp/bg11.log ] || { echo "no /tmp/bg11.log: not the machine of step 11"; exit 3; }
+elif [ "$STEP" = 12 ] || [ "$STEP" = 14 ]; then
+  [ -f /tmp/bg$BGN.log ] || { echo "no /tmp/bg$BGN.log: not the machine of step $((STEP - 1))"; exit 3; }
   cp .devtmp/smollm2.part-b /tmp/smollm2.part-b.tmp && mv /tmp/smollm2.part-b.tmp /tmp/smollm2.part-b
-  while [ ! -f /tmp/bg11.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
-  [ -f /tmp/bg11.rc ] && kill "$(cat /tmp/dmon.pid)"
-  cat /tmp/bg11.log; bg11_files
+  while [ ! -f /tmp/bg$BGN.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
+  [ -f /tmp/bg$BGN.rc ] && kill "$(cat /tmp/dmon.pid)"
+  cat /tmp/bg$BGN.log; bg_files
   exit 0
 fi
 if [ "$STEP" = 6 ] || [ "$STEP" = 8 ]; then

@@ -46,6 +46,10 @@ class Mark(StrEnum):
     JOB_START = "job_start"
     LOAD_START = "load_start"
     READY = "ready"
+    WARM_UP_START = "warm_up_start"
+    """A server that does not warm itself (``transformers serve``): one wave of concurrent
+    requests, identical in every job of its model configuration, starts (runtime.serving)."""
+    WARM_UP_END = "warm_up_end"
     REFERENCE_IDLE_START = "reference_idle_start"
     """A model job: the loaded model held idle, its in-job baseline, starts."""
     REFERENCE_IDLE_END = "reference_idle_end"

@@ -238,8 +238,19 @@ class JobSettings(Section):
 
     ready_timeout_s: float = Field(1800, gt=0)
     """How long to wait for the inference server to answer its readiness check (vLLM's
-    /v1/models, `transformers serve`'s /health, then its one-token warm-up) before failing
-    the job."""
+    /v1/models, `transformers serve`'s /health, then its one-token warm-up and its warm-up
+    wave) before failing the job."""
+    warm_up_wave: bool = True
+    """Whether a job whose server does not warm itself (backend hf: `transformers serve`) sends
+    it one wave of concurrent requests once it serves, between the `warm_up_*` marks, before
+    its work: as many requests as the largest of `sweeps.max_connections` (a judge: its
+    `max_connections`), the same in every job of a model configuration, the baseline's too.
+    Its first serving ran 6-7 % dearer than the next on an H100 (docs/validation.md). vLLM
+    and llama.cpp warm themselves at start and get none."""
+    warm_up_prompt_words: int = Field(256, ge=8)
+    """Words in each warm-up request's prompt (about 1.3 tokens each)."""
+    warm_up_max_tokens: int = Field(16, ge=1)
+    """Tokens each warm-up request generates at most."""
     sample_interval_s: float = Field(0.1, ge=0.01, le=10)
     """Sampling period of the in-job energy sampler (NVML, RAPL, CPU time)."""
     cpu_watts_per_core: float = Field(10.0, gt=0)

@@ -137,11 +137,13 @@ class PackedOutcome(Record):
 
 
 class JobResult(Contract):
-    """One finished job."""
+    """One finished job. Version 6: its spec may be of version 5 (``warm_up``) and its marks
+    hold ``warm_up_*``; version 5 results still read."""
 
     FILE: ClassVar[str] = f"job result ({RESULT})"
+    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = (5,)
 
-    schema_version: Literal[5] = 5
+    schema_version: Literal[5, 6] = 6
     kind: JobKind
     job_id: str = Field(description="evalwatt's id of the job")
     run: str

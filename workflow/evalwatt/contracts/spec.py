@@ -79,6 +79,19 @@ class ServerSpec(Record):
     baseline_id: str = Field(description="the load-only baseline of these settings")
 
 
+class WarmUpSpec(Record):
+    """The wave of requests a job sends its server once it serves, before its work, where the
+    server does not warm itself (``transformers serve``: its first serving grows PyTorch's
+    caching allocator to the card's limit, releases it and grows it again, and ran a cell 6 to
+    7 % dearer than the same cell served next: docs/validation.md). Every job of a model
+    configuration (its baseline, its cells, its model job) sends the same wave, so that all
+    start their work in the same server state."""
+
+    requests: int = Field(ge=1, description="concurrent requests: the largest max_connections")
+    prompt_words: int = Field(ge=1, description="words of each request's prompt")
+    max_tokens: int = Field(ge=1, description="tokens each request may generate")
+
+
 class PadSpec(Record):
     """How long a job must last for the cluster's accounting to see it.
 
@@ -197,11 +210,14 @@ class JudgingSpec(Record):
 
 
 class JobSpec(Contract):
-    """One job, as the job runtime runs it."""
+    """One job, as the job runtime runs it. Version 5 adds ``warm_up``; version 4 specs still
+    read, as jobs that sent no warm-up wave (which they did not), and are never equal to a
+    version 5 spec: a cell done by such a job runs again."""
 
     FILE: ClassVar[str] = f"job spec ({JOB_SPEC})"
+    OLDER_VERSIONS: ClassVar[tuple[int, ...]] = (4,)
 
-    schema_version: Literal[4] = 4
+    schema_version: Literal[4, 5] = 5
     kind: JobKind = Field(description="one of the kinds the runtime runs: " + ", ".join(RUN_KINDS))
     job_id: str = Field(description="evalwatt's id of the job (cell id, baseline id, pack id)")
     run: str
@@ -209,6 +225,9 @@ class JobSpec(Contract):
     model: ModelSpec
     server: ServerSpec
     ready_timeout_s: float = Field(gt=0)
+    warm_up: WarmUpSpec | None = Field(
+        default=None, description="the warm-up wave after ready; None: the server warms itself"
+    )
     pad: PadSpec
     sampler: SamplerSpec
     evaluation: EvaluationSpec | None = Field(default=None, description="cell jobs only")

@@ -25,7 +25,10 @@ they land in the baseline's ``P_loaded`` and are taken from the cell in proporti
 loaded seconds: exactly when the two jobs' loaded seconds match, nearly when they are close.
 What remains is the difference between the two jobs' loading above cold idle (5 W x 17 s =
 85 J on one H100 job whose load drew 79 W where its baseline's drew 76 W), which no job total
-can see.
+can see. A server that does not warm itself gets a warm-up wave after ``ready``
+(``warm_up_*``, the same in a cell and its baseline): counted as loaded time, its draw above
+loaded idle is taken from the cell the same way, its error that draw x (1 - the cell's loaded s
+/ the baseline's).
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ STATE_AFTER = {
     "cold_idle_end": COLD,
     "load_start": LOAD,
     "ready": LOADED,
+    # the warm-up wave (a server that does not warm itself): the same wave in the cell and its
+    # baseline, counted as loaded time, so that what it draws above loaded idle lands in the
+    # baseline's P_loaded and is taken from the cell in proportion to its loaded seconds, as
+    # loading's excess is (module docstring)
+    "warm_up_start": LOADED,
+    "warm_up_end": LOADED,
     "ready_idle_end": LOADED,
     # Inspect's own work inside its window (task and dataset loading before the first request,
     # log writing after the last response) is loaded idle; only generation_* is work. A

@@ -38,6 +38,7 @@ from evalwatt.contracts.spec import (
     SamplerSpec,
     ServerSettings,
     ServerSpec,
+    WarmUpSpec,
 )
 from evalwatt.jobs.pack import PACK_KINDS, Pack
 from evalwatt.plan.estimate import estimate
@@ -275,6 +276,22 @@ def _work(
     return {}
 
 
+def _warm_up(config: Config, judging: JudgingSpec | None, warms_itself: bool) -> WarmUpSpec | None:
+    """The warm-up wave of a job whose server does not warm itself: as many requests as the
+    most its jobs send at once (a judge's ``max_connections``; a model's largest swept one,
+    the same for the baseline, each cell and the model job of a configuration, so that they
+    start their work in the same server state); None where the server warms itself or
+    ``job.warm_up_wave`` is off."""
+    job = config.job
+    if warms_itself or not job.warm_up_wave:
+        return None
+    return WarmUpSpec(
+        requests=judging.max_connections if judging else max(config.sweeps.max_connections),
+        prompt_words=job.warm_up_prompt_words,
+        max_tokens=job.warm_up_max_tokens,
+    )
+
+
 def limit_minutes(config: Config, seconds: float, attempt: int = 1) -> int:
     """The time limit of a job's ``attempt``-th try, from its estimated ``seconds`` (a packed
     job: the whole job's, one load and all its cells, ``Pack.estimate_s``): times
@@ -318,6 +335,7 @@ def resolve_job(
     job_cfg = config.job
     python = job_cfg.python or sys.executable
     engine = backend(model.backend)
+    work = _work(config, plan, absolute, kind, cell, pack)
     spec = JobSpec(
         kind="judge-pass" if kind == "judge" else kind,
         job_id=job_id,
@@ -336,12 +354,13 @@ def resolve_job(
             baseline_id=base_id,
         ),
         ready_timeout_s=job_cfg.ready_timeout_s,
+        warm_up=_warm_up(config, work.get("judging"), engine.warms_itself),
         pad=config.cluster.pad(),
         sampler=SamplerSpec(
             interval_s=job_cfg.sample_interval_s,
             cpu_watts_per_core=job_cfg.cpu_watts_per_core,
         ),
-        **_work(config, plan, absolute, kind, cell, pack),
+        **work,
     )
     mplan = plan.models[name]
     return Job(

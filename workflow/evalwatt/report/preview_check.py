@@ -9,7 +9,7 @@ second by ``max_connections`` (output tokens ÷ generation window, prefill inclu
 seconds per call, Inspect's seconds around the generation of a cell, a packed cell's cooldown,
 and each job kind's loaded seconds outside its cells (``outside_s``).
 
-Results of schema 4 and 5 are read (the fields used here did not change between them), so that
+Results of schema 4 to 6 are read (the fields used here did not change between them), so that
 a run made before per-model execution can calibrate the next one.
 """
 
@@ -33,7 +33,7 @@ from evalwatt.plan.estimate import Estimate, PackedKind, estimate, estimate_cell
 from evalwatt.plan.matrix import Plan
 from evalwatt.plan.preview import Row, markdown
 
-RESULT_VERSIONS = (4, 5)
+RESULT_VERSIONS = (4, 5, 6)
 JOB_ORDER = ("cell", "baseline", "model", "judge", "judge-pass")
 
 

@@ -237,6 +237,10 @@ class Backend:
     cache_salt: bool = False
     """Whether requests may carry a ``cache_salt`` (vLLM >= 0.9) that keeps the server's prefix
     cache apart per salt: each cell sends its own (``EvaluationSpec.cache_salt``)."""
+    warms_itself: bool = True
+    """Whether the server, before it serves, runs a batch as large as it will ever batch (vLLM's
+    profiling run and graph capture; llama.cpp's compute buffers, reserved at load); False
+    (``transformers serve``): the job sends it a warm-up wave (``contracts.spec.WarmUpSpec``)."""
     lists_model: bool = True
     """Whether ``/v1/models`` lists the served model once it is loaded (the readiness check);
     False: ready when ``/health`` answers (server.Server.wait_ready)."""
@@ -291,6 +295,7 @@ BACKENDS = {
         api_key_variable="EVALWATT_API_KEY",
         env=_hf_env,
         pinned_id=hf_model_id,
+        warms_itself=False,
         lists_model=False,
     ),
 }

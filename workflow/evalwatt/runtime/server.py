@@ -20,8 +20,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from evalwatt.contracts.spec import WarmUpSpec
 
 LOG_TAIL_LINES = 40
 # Seconds between readiness polls. Each poll is one local HTTP request (refused at once while
@@ -146,12 +149,32 @@ class Server:
         a server that builds its batching on its first request (``transformers serve``) does
         it here, before ``ready``, not inside the first cell's generation window, and keeps
         these sampling settings (``config.model_entry.SAMPLING_AT_FIRST_REQUEST``)."""
-        body = {
-            "model": served_name,
-            "messages": [{"role": "user", "content": "Hello"}],
-            "max_tokens": 1,
-            **sampling,
-        }
+        body = _chat_body(served_name, "Hello", 1, sampling)
+        self._answer(body, timeout_s, "warm-up request")
+
+    def warm_up_wave(
+        self, served_name: str, sampling: Mapping[str, float], wave: WarmUpSpec, timeout_s: float
+    ) -> None:
+        """Send ``wave.requests`` chat requests at once, each its own prompt of
+        ``wave.prompt_words`` words and at most ``wave.max_tokens`` answer tokens, with the
+        job's ``sampling``, and wait for every answer (``contracts.spec.WarmUpSpec``: why)."""
+        deadline = time.monotonic() + timeout_s
+        bodies = [
+            _chat_body(served_name, warm_up_prompt(i, wave.prompt_words), wave.max_tokens, sampling)
+            for i in range(wave.requests)
+        ]
+
+        def send(index: int) -> None:
+            left_s = max(deadline - time.monotonic(), 1.0)
+            self._answer(bodies[index], left_s, f"warm-up wave request {index + 1}/{wave.requests}")
+
+        with ThreadPoolExecutor(max_workers=wave.requests) as pool:
+            for future in [pool.submit(send, i) for i in range(wave.requests)]:
+                future.result()  # the first failure, with the server log's tail
+
+    def _answer(self, body: Mapping[str, object], timeout_s: float, what: str) -> None:
+        """POST one chat request and read its answer; a refusal or no answer within
+        ``timeout_s`` (what was left of ``job.ready_timeout_s``) is a ServerError."""
         request = urllib.request.Request(
             f"{self.url}/chat/completions",
             data=json.dumps(body).encode(),
@@ -162,10 +185,10 @@ class Server:
                 json.load(reply)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
-            raise self._fail(f"warm-up request refused: HTTP {exc.code}: {detail}") from exc
+            raise self._fail(f"{what} refused: HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise self._fail(
-                f"warm-up request failed after up to {timeout_s:.0f} s (what was left of "
+                f"{what} failed after up to {timeout_s:.0f} s (what was left of "
                 f"job.ready_timeout_s): {exc}"
             ) from exc
 
@@ -181,6 +204,32 @@ class Server:
         _signal_group(self.process.pid, signal.SIGKILL)  # stragglers (vLLM workers)
         _LIVE_GROUPS.discard(self.process.pid)
         return int(self.process.returncode)
+
+
+# Plain words, cycled: a prompt of any length from them, different per request.
+_TEXT = (
+    "the energy of each answer depends on the model the batch the cluster and the length of "
+    "what it writes so we measure every window of power on the card while the server decodes"
+)
+
+
+def warm_up_prompt(index: int, words: int) -> str:
+    """The ``index``-th warm-up request's prompt: ``words`` words, none shared at the start
+    with another request's (a prefix cache would serve a shared start only once)."""
+    start, vocabulary = f"Request {index}:", _TEXT.split()
+    body = (vocabulary[(index + 3 * i) % len(vocabulary)] for i in range(max(words - 2, 0)))
+    return " ".join([start, *body])
+
+
+def _chat_body(
+    served_name: str, prompt: str, max_tokens: int, sampling: Mapping[str, float]
+) -> dict[str, object]:
+    return {
+        "model": served_name,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        **sampling,
+    }
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

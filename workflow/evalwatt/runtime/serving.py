@@ -3,8 +3,11 @@
 A cell job, a baseline, a model job and a judge pass all serve their model the same way:
 ``load_start`` when the server starts, ``ready`` when it answers (a server that builds its
 batching on its first request has answered a one-token warm-up by then: that build is
-loading, not the first cell's generation), ``exit`` once it has stopped (whatever happened in
-between), everything it writes in the job's folder or the run's cache (backends.ServerPaths).
+loading, not the first cell's generation), then, for a server that does not warm itself, one
+wave of concurrent requests between ``warm_up_start`` and ``warm_up_end`` (the same in every
+job of a model configuration: contracts.spec.WarmUpSpec), ``exit`` once it has stopped
+(whatever happened in between), everything it writes in the job's folder or the run's cache
+(backends.ServerPaths).
 """
 
 from __future__ import annotations
@@ -97,6 +100,12 @@ def served(spec: JobSpec, files: JobFiles, timeline: Timeline) -> Iterator[Servi
                 server.warm_up(spec.model.served_name, spec.first_request_sampling(), left_s)
                 ready = time.time()
             timeline.mark(Mark.READY, ready)
+            if spec.warm_up is not None:
+                left_s = max(spec.ready_timeout_s - (time.monotonic() - started), 1.0)
+                timeline.mark(Mark.WARM_UP_START)
+                sampling = spec.first_request_sampling()
+                server.warm_up_wave(spec.model.served_name, sampling, spec.warm_up, left_s)
+                timeline.mark(Mark.WARM_UP_END)
             yield serving
         finally:
             serving.exit_code = server.stop()

@@ -1,0 +1,215 @@
+"""The warm-up wave: a job whose server does not warm itself (backend hf, ``transformers
+serve``) sends it one wave of concurrent requests once it serves, between ``warm_up_start`` and
+``warm_up_end``, the same in every job of a model configuration.
+
+Why (docs/validation.md, on an H100): the same cell served three times in one model job cost
+6-7 % less the second and third time; the first serving grew PyTorch's caching allocator to
+the card's limit and back. A wave at the configuration's largest ``max_connections`` puts the
+baseline, every cell job and the model job in the same server state before their work.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_first_request_sampling import _hf_baseline
+
+from evalwatt.base.layout import JobFiles, Layout
+from evalwatt.base.vocabulary import Mark
+from evalwatt.config.load import from_dict
+from evalwatt.contracts.contract import parse_contract
+from evalwatt.contracts.spec import JobSpec, WarmUpSpec
+from evalwatt.contracts.timeline import TimelineFile
+from evalwatt.energy.corrected import phase_durations
+from evalwatt.jobs.run import RunJobs
+from evalwatt.plan.matrix import plan_run
+from evalwatt.runtime.server import Server, ServerError, free_port, warm_up_prompt
+from evalwatt.runtime.serving import served
+from evalwatt.runtime.timeline import Timeline
+
+# Each POST is recorded when it arrives and answered REPLY_S later, on its own thread (as a
+# batching server answers requests in flight together); "refuse" refuses the third.
+THREADED_SERVER = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port, record, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    REPLY_S = 0.6
+    lock, posts = threading.Lock(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 500)
+            self.end_headers()
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                posts.append(body)
+                count = len(posts)
+                with open(record, "a") as out:
+                    out.write(json.dumps({"t": time.time(), "body": body}) + "\\n")
+            time.sleep(REPLY_S)
+            refused = mode == "refuse" and count == 3
+            reply = {"choices": [{"message": {"role": "assistant", "content": "x"}}]}
+            data = json.dumps({"detail": "out of memory"} if refused else reply).encode()
+            self.send_response(500 if refused else 200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """
+)
+WAVE = WarmUpSpec(requests=6, prompt_words=40, max_tokens=3)
+
+
+def _posts(record: Path) -> list[dict]:
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def _threaded(tmp_path: Path, mode: str = "ok") -> tuple[Server, Path]:
+    script, record = tmp_path / "threaded.py", tmp_path / "posts.jsonl"
+    script.write_text(THREADED_SERVER)
+    port = free_port()
+    argv = [sys.executable, str(script), str(port), str(record), mode]
+    server = Server.start(argv, "127.0.0.1", port, tmp_path / "server.log")
+    server.wait_ready(10.0, "m", listed=False)
+    return server, record
+
+
+def test_the_wave_sends_its_requests_at_once_and_waits_for_every_answer(tmp_path) -> None:
+    server, record = _threaded(tmp_path)
+    try:
+        server.warm_up_wave("m", {"temperature": 0.7}, WAVE, 20.0)
+        posts = _posts(record)  # read once the wave returned: every answer came
+    finally:
+        server.stop(grace_s=5)
+    assert len(posts) == WAVE.requests
+    sent = [p["t"] for p in posts]
+    assert max(sent) - min(sent) < 0.5  # all in flight together (each answer takes 0.6 s)
+    bodies = [p["body"] for p in posts]
+    assert {b["max_tokens"] for b in bodies} == {3}
+    assert {b["temperature"] for b in bodies} == {0.7}  # the job's sampling, as its first
+    prompts = [b["messages"][0]["content"] for b in bodies]
+    assert len(set(prompts)) == WAVE.requests
+    assert {len(p.split()) for p in prompts} == {40}
+    # no two prompts start alike (a prefix cache would serve a shared start once)
+    assert len({p.split()[1] for p in prompts}) == WAVE.requests
+
+
+def test_a_refused_wave_request_fails_with_the_servers_answer(tmp_path) -> None:
+    server, _ = _threaded(tmp_path, "refuse")
+    try:
+        with pytest.raises(ServerError, match=r"warm-up wave request \d/6 refused: HTTP 500.*out"):
+            server.warm_up_wave("m", {}, WAVE, 20.0)
+    finally:
+        server.stop(grace_s=5)
+
+
+def test_prompts_have_the_words_asked_and_differ_per_request() -> None:
+    assert len(warm_up_prompt(0, 256).split()) == 256
+    assert warm_up_prompt(3, 8) != warm_up_prompt(4, 8)
+    assert warm_up_prompt(5, 64) == warm_up_prompt(5, 64)  # the same wave in every job
+
+
+def test_a_job_sends_its_wave_between_its_warm_up_marks(tmp_path) -> None:
+    base, record = _hf_baseline(tmp_path)
+    script = tmp_path / "threaded.py"
+    script.write_text(THREADED_SERVER)
+    argv = [sys.executable, str(script), "{port}", str(record), "ok"]
+    spec = JobSpec.model_validate(
+        {
+            **base.model_dump(mode="json"),
+            "warm_up": WAVE.model_dump(),
+            "server": {**base.server.model_dump(mode="json"), "argv": argv},
+        }
+    )
+    files = JobFiles(spec.run_dir)
+    files.root.mkdir(parents=True)
+    timeline = Timeline(files.timeline)
+    with served(spec, files, timeline):
+        marks = dict(timeline.marks)
+    first, *wave = _posts(record)
+    assert first["body"]["max_tokens"] == 1  # the one-token request, answered before ready
+    assert first["t"] < marks[Mark.READY] <= marks[Mark.WARM_UP_START]
+    assert len(wave) == WAVE.requests
+    assert all(marks[Mark.WARM_UP_START] < p["t"] < marks[Mark.WARM_UP_END] for p in wave)
+    assert marks[Mark.WARM_UP_END] - marks[Mark.WARM_UP_START] >= 0.6  # every answer waited
+
+
+@pytest.fixture
+def hf_config(small_config, tmp_path):
+    """The small config with its first model on hf, also the judge (at 10 connections), and
+    its sweeps at 4 and 16 connections."""
+    small_config["models"][0].update(backend="hf", total_params_b=7.0)
+    small_config["judges"]["qnext"]["model"] = small_config["models"][0]["name"]
+    small_config.update(results_dir=str(tmp_path / "results"))
+    small_config["sweeps"]["max_connections"] = [4, 16]
+    return small_config
+
+
+def _specs(raw: dict, execution: str) -> list[tuple[str, JobSpec]]:
+    config = from_dict({**raw, "execution": execution}, Path("."))
+    run = RunJobs(config, plan_run(config), Layout.of(config.results_dir, config.run))
+    return [(kind, run.job(kind, job_id).spec) for kind, job_id in run.jobs()]
+
+
+def test_every_job_of_a_configuration_sends_the_same_wave(hf_config) -> None:
+    """Baseline, cell jobs and model job alike: the largest swept max_connections; judges:
+    their own max_connections; vLLM and llama.cpp warm themselves: no wave."""
+    specs = _specs(hf_config, "per-cell") + _specs(hf_config, "per-model")
+    hf = [(k, s) for k, s in specs if s.model.backend == "hf" and s.judging is None]
+    assert {k for k, _ in hf} == {"baseline", "cell", "model"}
+    assert {s.warm_up for _, s in hf} == {WarmUpSpec(requests=16, prompt_words=256, max_tokens=16)}
+    others = [s for _, s in specs if s.model.backend != "hf"]
+    assert others and all(s.warm_up is None for s in others)
+    judges = [s for k, s in specs if k in ("judge", "judge-pass") and s.model.backend == "hf"]
+    assert judges
+    for spec in judges:
+        assert spec.judging is not None and spec.warm_up is not None
+        assert spec.warm_up.requests == spec.judging.max_connections == 10
+
+
+def test_the_wave_follows_the_config_or_is_turned_off(hf_config) -> None:
+    hf_config["job"] = {"warm_up_prompt_words": 64, "warm_up_max_tokens": 4}
+    specs = _specs(hf_config, "per-cell")
+    waves = {s.warm_up for _, s in specs if s.model.backend == "hf" and s.judging is None}
+    assert waves == {WarmUpSpec(requests=16, prompt_words=64, max_tokens=4)}
+    hf_config["job"] = {"warm_up_wave": False}
+    assert all(s.warm_up is None for _, s in _specs(hf_config, "per-model"))
+
+
+def test_the_corrected_method_counts_the_wave_as_loaded_time() -> None:
+    marks = {
+        "job_start": 0.0,
+        "load_start": 1.0,
+        "ready": 11.0,
+        "warm_up_start": 11.0,
+        "warm_up_end": 14.0,
+        "exit": 20.0,
+        "pad_start": 20.0,
+        "pad_end": 30.0,
+        "job_end": 30.0,
+    }
+    phases = phase_durations(marks)
+    assert (phases.cold_s, phases.load_s, phases.loaded_s) == (11.0, 10.0, 9.0)
+
+
+def test_a_spec_and_a_timeline_from_before_the_wave_still_read(tmp_path) -> None:
+    """Version 4 specs and version 1 timelines were written by jobs that sent no wave: read as
+    such, and a version 4 spec never equals today's, so a cell it ran runs again."""
+    spec, _ = _hf_baseline(tmp_path)
+    old = {**spec.model_dump(mode="json", exclude={"warm_up"}), "schema_version": 4}
+    read = parse_contract(JobSpec, old, "spec.json")
+    assert read.warm_up is None and read != spec.model_copy(update={"warm_up": None})
+    timeline = parse_contract(TimelineFile, {"schema_version": 1, "marks": {"ready": 1.0}}, "t")
+    assert timeline.marks == {Mark.READY: 1.0}
