@@ -75,6 +75,35 @@ def requests() -> None:
         )
 
 
+def warm_ups() -> None:
+    """Each job's warm-up wave (``warm_up_*``, from 2026-12-05's fifth session on) and the
+    stretch of its first serving: seconds, mean and peak W, the card's used memory (NVML)
+    before the wave, at its peak and at its end."""
+    print("run / job: warm-up s, mean W, peak W, memory MiB before / peak / end")
+    for out in sys.argv[1:]:
+        for run in sorted(glob.glob(f"{out}/results/*-r*")):
+            own = glob.glob(f"{run}/models/*") + glob.glob(f"{run}/baselines/*")
+            cell_jobs = [j for j in glob.glob(f"{run}/cells/*") if glob.glob(f"{j}/trace-gpu*")]
+            for job in sorted(own) + sorted(cell_jobs):
+                marks = json.loads(Path(f"{job}/timeline.json").read_text())["marks"]
+                if "warm_up_start" not in marks:
+                    continue
+                a, b = marks["warm_up_start"], marks["warm_up_end"]
+                rows = trace(glob.glob(f"{job}/trace-gpu*.parquet"))
+                before = [r for r in rows if r["t_unix"] < a]
+                w = [r for r in rows if a <= r["t_unix"] <= b]
+                if not w or not before:
+                    print(f"{run_name(run):22s} {Path(job).name[-24:]}: no samples in the wave")
+                    continue
+                print(
+                    f"{run_name(run):22s} {Path(job).name[-24:]}: {b - a:5.2f} s "
+                    f"{mean(w, 'power_mw') / 1000:5.0f} W "
+                    f"{max(r['power_mw'] for r in w) / 1000:5.0f} W "
+                    f"{before[-1]['mem_used_mib']} / {max(r['mem_used_mib'] for r in w)} / "
+                    f"{w[-1]['mem_used_mib']}"
+                )
+
+
 def windows() -> None:
     print("run / cell: generation s, mean W, SM MHz, util %, W by quarter")
     for run, cell, marks in cells():
@@ -95,5 +124,6 @@ def windows() -> None:
 
 
 if __name__ == "__main__":
+    warm_ups()
     windows()
     requests()
