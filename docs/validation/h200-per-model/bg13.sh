@@ -9,7 +9,9 @@
 # the H100, plus a margin) is left before RUN_S; its --budget-s and `timeout` end it by then:
 #   half:   steps 8-9's four cells (llama-8b random, 64 prompts of ~250 words, 32/64 tokens,
 #           32/64 connections), per-model and per-cell, repeats 1 and 2 (the modes alternate);
-#   half-c: repeat 3, merged with half into one report (--merge) at the end;
+#   half-c: repeat 3, merged with half into one report (--merge) at the end; started with
+#           time for its per-model run (~90 s) at least, its per-cell run ended by `timeout`
+#           where the time is short (the report keeps the runs that ended);
 #   real:   the demo's real weights (SmolLM2-135M-Instruct from the GGUF call 14 carries in its
 #           second part), HumanEval 32 questions, 64/128 tokens, 16/32 connections, both modes
 #           once (per-model first);
@@ -34,7 +36,7 @@ part() {  # label, seconds it needs, gpu_modes.py arguments...
     && [ $SECONDS -lt $END ]; do sleep 1; done
 }
 part half 300 $HALF $PACK --repeats 2 --modes per-model,per-cell
-part half-c 280 $HALF $PACK --first-repeat 3 --repeats 1 --modes per-model,per-cell
+part half-c 100 $HALF $PACK --first-repeat 3 --repeats 1 --modes per-model,per-cell
 if [ -f /tmp/gpm-half/report.json ] && [ -f /tmp/gpm-half-c/report.json ]; then
   python3 benchmarks/gpu_modes.py --out /tmp/gpm-half-all --label half-all \
     --merge /tmp/gpm-half /tmp/gpm-half-c > /tmp/bg13-half-all.log 2>&1
