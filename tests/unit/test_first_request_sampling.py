@@ -38,15 +38,17 @@ from evalwatt.runtime.timeline import Timeline
 HF_MODEL = "Qwen2.5-32B-Instruct"
 
 # Shaped like transformers serve for the job: /health answers once "loaded"; each POST's
-# body is appended to a file with the time it came, and answered as a chat completion (or
-# refused with 400 when told to).
+# body is appended to a file with the time it came, and answered as a chat completion REPLY_S
+# later, on its own thread (as a batching server answers the requests in flight together), or
+# refused with 400 when told to ("refuse": every POST, "refuse-3": the third).
 RECORDING_SERVER = textwrap.dedent(
     """
-    import json, sys, time
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import json, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    port, record, refuse = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "refuse"
+    port, record, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     REPLY_S = 0.5
+    lock, posts = threading.Lock(), []
     time.sleep(0.3)
 
     class Handler(BaseHTTPRequestHandler):
@@ -56,9 +58,14 @@ RECORDING_SERVER = textwrap.dedent(
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with open(record, "a") as out:
-                out.write(json.dumps({"t": time.time(), "path": self.path, "body": body}) + "\\n")
+            with lock:
+                posts.append(body)
+                count = len(posts)
+                line = {"t": time.time(), "path": self.path, "body": body}
+                with open(record, "a") as out:
+                    out.write(json.dumps(line) + "\\n")
             time.sleep(REPLY_S)  # the batching's build: the answer comes later
+            refuse = mode == "refuse" or (mode == "refuse-3" and count == 3)
             reply = {"choices": [{"message": {"role": "assistant", "content": "x"}}]}
             data = json.dumps({"detail": "no such model"} if refuse else reply).encode()
             self.send_response(400 if refuse else 200)
@@ -69,7 +76,7 @@ RECORDING_SERVER = textwrap.dedent(
         def log_message(self, *args):
             pass
 
-    HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
     """
 )
 
@@ -198,7 +205,7 @@ def test_a_model_job_of_two_sampling_settings_on_hf_is_refused(per_model_hf) -> 
     assert not mixed.run_dir.exists()  # refused before anything started
 
 
-def _hf_baseline(tmp_path: Path, refuse: bool = False) -> tuple[JobSpec, Path]:
+def _hf_baseline(tmp_path: Path, mode: str = "ok") -> tuple[JobSpec, Path]:
     server, record = tmp_path / "hf_like.py", tmp_path / "posts.jsonl"
     server.write_text(RECORDING_SERVER)
     data = _spec_dict(tmp_path, server, window_s=0)
@@ -209,7 +216,7 @@ def _hf_baseline(tmp_path: Path, refuse: bool = False) -> tuple[JobSpec, Path]:
         str(server),
         "{port}",
         str(record),
-        "refuse" if refuse else "ok",
+        mode,
     ]
     return JobSpec.model_validate(data), record
 
@@ -227,7 +234,7 @@ def test_the_warm_up_is_answered_before_ready(tmp_path) -> None:
 
 
 def test_a_refused_warm_up_fails_the_job_with_the_servers_answer(tmp_path) -> None:
-    spec, _ = _hf_baseline(tmp_path, refuse=True)
+    spec, _ = _hf_baseline(tmp_path, "refuse")
     with pytest.raises(ServerError, match=r"warm-up request refused: HTTP 400.*no such model"):
         run_job(spec)
 
