@@ -97,6 +97,11 @@
 # benchmarks config pyproject.toml | gzip`) and .devtmp/smollm2.part-a in call 13,
 # .devtmp/smollm2.part-b in call 14. Run as `command.sh 13 585 RUN_S` (RUN_S 1100 by default),
 # then `command.sh 14 585`.
+# Ran (2026-12-05, fifth session, on an H200; gpm-ew.tgz of c345dbc) as `command.sh 13 585 800`
+# without the GGUF, then `command.sh 14 118`: refused and failed starts had spent 1,001 of the
+# session's 1,800 s, so repeats 1 and 2 of both modes ran (half) and repeat 3's model job was
+# cut when the device time ran out; files in wave/ (gpm-half.tgz, bg13-logs.tgz as call 14
+# returned them; summary.txt, the run's printed summary; windows.txt by windows.py).
 set -o pipefail
 STEP=${1:?1 to 9, 11 to 14}
 LIMIT=${2:-500}

@@ -95,11 +95,12 @@ def warm_ups() -> None:
                 if not w or not before:
                     print(f"{run_name(run):22s} {Path(job).name[-24:]}: no samples in the wave")
                     continue
+                memory = [r["mem_used_mib"] for r in w if r["mem_used_mib"] is not None]
                 print(
                     f"{run_name(run):22s} {Path(job).name[-24:]}: {b - a:5.2f} s "
                     f"{mean(w, 'power_mw') / 1000:5.0f} W "
                     f"{max(r['power_mw'] for r in w) / 1000:5.0f} W "
-                    f"{before[-1]['mem_used_mib']} / {max(r['mem_used_mib'] for r in w)} / "
+                    f"{before[-1]['mem_used_mib']} / {max(memory, default=None)} / "
                     f"{w[-1]['mem_used_mib']}"
                 )
 
