@@ -40,7 +40,8 @@ HF_MODEL = "Qwen2.5-32B-Instruct"
 # Shaped like transformers serve for the job: /health answers once "loaded"; each POST's
 # body is appended to a file with the time it came, and answered as a chat completion REPLY_S
 # later, on its own thread (as a batching server answers the requests in flight together), or
-# refused with 400 when told to ("refuse": every POST, "refuse-3": the third).
+# refused with 400 when told to ("refuse": every POST; "refuse-3": the third, at once, while
+# the others take 5 s).
 RECORDING_SERVER = textwrap.dedent(
     """
     import json, sys, threading, time
@@ -64,8 +65,9 @@ RECORDING_SERVER = textwrap.dedent(
                 line = {"t": time.time(), "path": self.path, "body": body}
                 with open(record, "a") as out:
                     out.write(json.dumps(line) + "\\n")
-            time.sleep(REPLY_S)  # the batching's build: the answer comes later
             refuse = mode == "refuse" or (mode == "refuse-3" and count == 3)
+            # the batching's build: the answer comes later
+            time.sleep(5.0 if mode == "refuse-3" and not refuse else 0 if refuse else REPLY_S)
             reply = {"choices": [{"message": {"role": "assistant", "content": "x"}}]}
             data = json.dumps({"detail": "no such model"} if refuse else reply).encode()
             self.send_response(400 if refuse else 200)

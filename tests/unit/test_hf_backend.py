@@ -377,12 +377,13 @@ def test_answers_run_to_max_tokens_with_their_usage(served):
 
 def test_the_server_answers_a_warm_up_wave(served):
     """The wave a job sends before its work (contracts.spec.WarmUpSpec): every request of it
-    answered by the real server, all in flight together; an error would raise."""
+    answered by the real server (the server's access log counts them; a refusal would
+    raise)."""
     server, pinned = served
     wave = WarmUpSpec(requests=4, prompt_words=64, max_tokens=4)
     before = server.log_path.stat().st_size
     server.warm_up_wave(pinned, {"temperature": 1.5}, wave, 300.0)
-    answered = server.log_path.read_text(errors="replace")[before:]
+    answered = server.log_path.read_bytes()[before:].decode(errors="replace")
     assert answered.count("POST /v1/chat/completions") == 4, answered[-2000:]
 
 

@@ -78,13 +78,16 @@ def pack_seconds(
 
 
 def same_cell(result: JobResult, expected: JobSpec) -> bool:
-    """Whether a cell result was made by the expected evaluation, model and server settings."""
+    """Whether a cell result was made by the expected evaluation, model, server settings and
+    warm-up wave (a cell measured without the wave its model job now sends is not the same
+    server state: it runs again)."""
     spec = result.spec
     return (
         result.kind == "cell"
         and spec.evaluation == expected.evaluation
         and spec.model == expected.model
         and spec.server.settings == expected.server.settings
+        and spec.warm_up == expected.warm_up
     )
 
 

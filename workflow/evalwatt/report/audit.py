@@ -324,7 +324,7 @@ for _p in ("nvml", "ceems", "prometheus", "sacct"):
             f"{_p}_outside_windows_j",
             _F,
             f"model job, judge pass: {_p}_job_j - nvml_windows_j, the job's energy outside "
-            "its windows (start-up, imports, between cells)"
+            "its windows (start-up, the warm-up wave, imports, between cells)"
             + ("; sacct is node level" if _p == "sacct" else ""),
         )
     )
@@ -693,8 +693,8 @@ def sources_markdown(rows: list[dict[str, Any]], threshold: float) -> list[str]:
             "",
             "Windows (NVML): the cells' evaluation (judging) windows + load + reference idle "
             "+ cooldowns + exit/pad; 'outside' = the source's job total - the windows "
-            "(start-up, imports, between cells). Each cell's own row has no job total: its "
-            "job is this one.",
+            "(start-up, the warm-up wave, imports, between cells). Each cell's own row has no "
+            "job total: its job is this one.",
             "",
             "| job | cells | windows J | windows s | NVML outside | CEEMS outside | "
             "Prometheus outside | sacct (node) outside |",

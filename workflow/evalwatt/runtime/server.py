@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,9 +168,14 @@ class Server:
             left_s = max(deadline - time.monotonic(), 1.0)
             self._answer(bodies[index], left_s, f"warm-up wave request {index + 1}/{wave.requests}")
 
-        with ThreadPoolExecutor(max_workers=wave.requests) as pool:
-            for future in [pool.submit(send, i) for i in range(wave.requests)]:
-                future.result()  # the first failure, with the server log's tail
+        pool = ThreadPoolExecutor(max_workers=wave.requests)
+        futures = [pool.submit(send, i) for i in range(wave.requests)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        # the first failure at once, with the server log's tail: requests still in flight end
+        # when the job stops its server, not after their own timeouts
+        pool.shutdown(wait=False, cancel_futures=True)
+        for future in done:
+            future.result()
 
     def _answer(self, body: Mapping[str, object], timeout_s: float, what: str) -> None:
         """POST one chat request and read its answer; a refusal or no answer within

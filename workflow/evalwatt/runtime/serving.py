@@ -77,8 +77,9 @@ class Serving:
 
 @contextmanager
 def served(spec: JobSpec, files: JobFiles, timeline: Timeline) -> Iterator[Serving]:
-    """Start the job's server (``load_start``), wait until it serves (``ready``), and stop it
-    when the block ends, however it ends (``exit``)."""
+    """Start the job's server (``load_start``), wait until it serves (``ready``), send a
+    server that does not warm itself its warm-up wave (``warm_up_*``), and stop it when the
+    block ends, however it ends (``exit``)."""
     port = free_port()
     engine = backend(spec.model.backend)
     # a server pinned to its weights (hf) is named by their id, by its command and clients
@@ -91,20 +92,22 @@ def served(spec: JobSpec, files: JobFiles, timeline: Timeline) -> Iterator[Servi
         server = Server.start(argv, "127.0.0.1", port, files.server_log, env=env)
         serving = Serving(spec, engine, server, argv, env, port)
         try:
-            started = time.monotonic()
+            deadline = time.monotonic() + spec.ready_timeout_s
+
+            def left_s() -> float:  # what is left of ready_timeout_s for the next step
+                return max(deadline - time.monotonic(), 1.0)
+
+            sampling = spec.first_request_sampling()
             ready = server.wait_ready(
                 spec.ready_timeout_s, spec.model.served_name, listed=engine.lists_model
             )
             if engine.keeps_first_sampling:
-                left_s = max(spec.ready_timeout_s - (time.monotonic() - started), 1.0)
-                server.warm_up(spec.model.served_name, spec.first_request_sampling(), left_s)
+                server.warm_up(spec.model.served_name, sampling, left_s())
                 ready = time.time()
             timeline.mark(Mark.READY, ready)
             if spec.warm_up is not None:
-                left_s = max(spec.ready_timeout_s - (time.monotonic() - started), 1.0)
                 timeline.mark(Mark.WARM_UP_START)
-                sampling = spec.first_request_sampling()
-                server.warm_up_wave(spec.model.served_name, sampling, spec.warm_up, left_s)
+                server.warm_up_wave(spec.model.served_name, sampling, spec.warm_up, left_s())
                 timeline.mark(Mark.WARM_UP_END)
             yield serving
         finally:

@@ -17,6 +17,8 @@ PHASES: dict[str, tuple[str, str]] = {
     "job_start": ("start-up", "#d9d9d9"),
     "load_start": ("load", "#E69F00"),
     "ready": ("loaded, idle", "#F0E442"),
+    "warm_up_start": ("warm-up wave", "#999933"),
+    "warm_up_end": ("loaded, idle", "#F0E442"),
     "inference_start": ("Inspect", "#B3DE69"),
     "generation_start": ("generation", "#009E73"),
     "generation_end": ("Inspect", "#B3DE69"),
