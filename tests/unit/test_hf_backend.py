@@ -177,6 +177,29 @@ def test_the_server_log_records_the_batching_decisions(before, after):
         logger.filters[:] = kept_filters
 
 
+@pytest.mark.parametrize(("value", "after"), [("DEBUG", "DEBUG"), ("info", "INFO")])
+def test_the_variable_sets_the_batching_log_to_every_step(value, after):
+    """EVALWATT_HF_BATCHING_LOG=DEBUG: the library's line per scheduling step reaches the log."""
+    logger = logging.getLogger(hf_serve.BATCHING_LOGGER)
+    kept, kept_filters = logger.level, list(logger.filters)
+    try:
+        logger.setLevel(logging.NOTSET)
+        hf_serve.log_batching_decisions(value)
+        assert logging.getLevelName(logger.getEffectiveLevel()) == after
+        step = logging.makeLogRecord({"levelno": logging.DEBUG, "module": "continuous_api"})
+        assert logger.isEnabledFor(logging.DEBUG) == (after == "DEBUG") and logger.filter(step)
+    finally:
+        logger.setLevel(kept)
+        logger.filters[:] = kept_filters
+
+
+def test_a_batching_log_level_it_does_not_know_is_refused():
+    with pytest.raises(
+        SystemExit, match=r"EVALWATT_HF_BATCHING_LOG='verbose': allowed INFO, DEBUG"
+    ):
+        hf_serve.log_batching_decisions("verbose")
+
+
 def test_the_pinned_id_of_a_folder_and_of_a_gguf_file():
     assert hf_model_id("/w/llama-8b") == "/w/llama-8b"
     assert hf_model_id("/w/smol/SmolLM2.Q4_1.gguf") == "/w/smol:SmolLM2.Q4_1.gguf"

@@ -102,17 +102,24 @@
 # session's 1,800 s, so repeats 1 and 2 of both modes ran (half) and repeat 3's model job was
 # cut when the device time ran out; files in wave/ (gpm-half.tgz, bg13-logs.tgz as call 14
 # returned them; summary.txt, the run's printed summary; windows.txt by windows.py).
+# Steps 15 and 16 (2026-12-05, sixth session): what makes a model job's first cell 4.6 % dearer
+# than the same cell in its own job (steps 13-14). bg15.sh (read it for the parts) with every
+# server logging each scheduling step (runtime/hf_serve.py, EVALWATT_HF_BATCHING_LOG=DEBUG).
+# One call: `command.sh 15 585 RUN_S PARTS` (RUN_S <= 540, e.g. 530 diag,noref,twin); two
+# calls: `command.sh 15 585 RUN_S PARTS` carrying .devtmp/smollm2.part-a, then `command.sh 16
+# 585` carrying .devtmp/smollm2.part-b (PARTS with real). Carry .devtmp/site.tgz and a
+# .devtmp/gpm-ew.tgz of the tree as committed in both.
 set -o pipefail
-STEP=${1:?1 to 9, 11 to 14}
+STEP=${1:?1 to 9, 11 to 16}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
 if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ] \
-  || [ "$STEP" = 11 ] || [ "$STEP" = 13 ]; then
+  || [ "$STEP" = 11 ] || [ "$STEP" = 13 ] || [ "$STEP" = 15 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
   # step 11: the GGUF's first part when carried (one call only, RUN_S <= 560: not needed)
-  { [ "$STEP" != 11 ] && [ "$STEP" != 13 ]; } || [ ! -f .devtmp/smollm2.part-a ] \
+  { [ "$STEP" != 11 ] && [ "$STEP" != 13 ] && [ "$STEP" != 15 ]; } || [ ! -f .devtmp/smollm2.part-a ] \
     || cp .devtmp/smollm2.part-a /tmp/ || exit 1
 fi
 [ -d /tmp/ew/workflow ] || { echo "no /tmp/ew: not the machine of call 1"; exit 3; }
@@ -150,6 +157,7 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
 }
 BGN=11 LABELS="twin-pm twin-mem twin-pc half real half-b"  # steps 11-12; 13-14: bg13.sh
 if [ "$STEP" = 13 ] || [ "$STEP" = 14 ]; then BGN=13 LABELS="half half-c half-all real twin"; fi
+if [ "$STEP" = 15 ] || [ "$STEP" = 16 ]; then BGN=15 LABELS="diag noref three real twin"; fi
 bg_files() {  # what bg$BGN.sh has made so far, into $OUT (at most 8 files come back: the
   # logs, the GPU's description and dmon in one file, each part's folder in one)
   (cd /tmp && tar czf $OUT/bg$BGN-logs.tgz bg$BGN.log gpu-$BGN.txt dmon-bg$BGN.txt \
@@ -160,7 +168,7 @@ bg_files() {  # what bg$BGN.sh has made so far, into $OUT (at most 8 files come 
   done
   sed -n '/^cell \/ mode/,/^mode:/p' /tmp/bg$BGN-*.log | cut -c1-220
 }
-if [ "$STEP" = 11 ] || [ "$STEP" = 13 ]; then
+if [ "$STEP" = 11 ] || [ "$STEP" = 13 ] || [ "$STEP" = 15 ]; then
   { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   } > /tmp/gpu-$BGN.txt 2>&1
@@ -170,13 +178,13 @@ if [ "$STEP" = 11 ] || [ "$STEP" = 13 ]; then
   # not read from a tree that call 12 (14) replaces
   cp docs/validation/h200-per-model/bg$BGN.sh /tmp/bg$BGN.sh
   DEFAULT_S=1050; [ "$BGN" = 11 ] || DEFAULT_S=1100
-  setsid bash -c "cd /tmp/ew && bash /tmp/bg$BGN.sh ${3:-$DEFAULT_S} \
+  setsid bash -c "cd /tmp/ew && bash /tmp/bg$BGN.sh ${3:-$DEFAULT_S} ${4:-} \
     > /tmp/bg$BGN.log 2>&1; echo \$? > /tmp/bg$BGN.rc" < /dev/null > /dev/null 2>&1 &
   while [ ! -f /tmp/bg$BGN.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done
   [ -f /tmp/bg$BGN.rc ] && kill "$(cat /tmp/dmon.pid)"  # a run that fitted in this one call
   cat /tmp/bg$BGN.log; bg_files
   exit 0
-elif [ "$STEP" = 12 ] || [ "$STEP" = 14 ]; then
+elif [ "$STEP" = 12 ] || [ "$STEP" = 14 ] || [ "$STEP" = 16 ]; then
   [ -f /tmp/bg$BGN.log ] || { echo "no /tmp/bg$BGN.log: not the machine of step $((STEP - 1))"; exit 3; }
   cp .devtmp/smollm2.part-b /tmp/smollm2.part-b.tmp && mv /tmp/smollm2.part-b.tmp /tmp/smollm2.part-b
   while [ ! -f /tmp/bg$BGN.rc ] && [ $SECONDS -lt $((LIMIT - 25)) ]; do sleep 2; done

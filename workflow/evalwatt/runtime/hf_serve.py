@@ -26,7 +26,9 @@ fails at start, naming its version, rather than serve with sharing on.
 It also lowers the library's batching logger to INFO (``log_batching_decisions``), so that
 the server log records, with their times, what decides its speed: whether CUDA graphs are
 used on each path (on an H100 with paged SDPA: neither), each graph it captures, the cache's
-size.
+size. ``EVALWATT_HF_BATCHING_LOG=DEBUG`` in the job's environment lowers it to DEBUG: the log
+then also has one line per scheduling step (requests scheduled, waiting and active, query
+tokens), the record of when the server took each cell's requests in.
 
 The job's Python runs it (the job's environment has evalwatt and, for this backend,
 transformers' serving packages: ``pip install .[hf]``). It imports nothing of evalwatt, so that
@@ -37,6 +39,7 @@ benchmarks/gpu_modes.py), and transformers only in ``main``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -44,6 +47,9 @@ SHARING_SETTING = "allow_block_sharing"
 BATCHING_LOGGER = "ContinuousBatchingLogger"
 """The library's continuous-batching logger (5.17 to 5.19): its INFO lines are set-up and
 batching decisions, but for two modules' (``PER_STEP_MODULES``)."""
+LEVEL_VARIABLE = "EVALWATT_HF_BATCHING_LOG"
+"""The batching logger's level: INFO (unset) or DEBUG (also every scheduling step)."""
+LEVELS = ("INFO", "DEBUG")
 PER_STEP_MODULES = frozenset({"scheduler", "offloading_manager"})
 """Modules whose INFO lines can come at every scheduling step under load (5.17's scheduler:
 "Breaking mid-loop for request ... because the cache is full"; offloading: one per request
@@ -86,15 +92,23 @@ def turn_off_block_sharing(config_class: Any, version: str) -> None:
         )
 
 
-def log_batching_decisions() -> None:
+def log_batching_decisions(level_name: str | None = None) -> None:
     """Let the batching logger's INFO lines through (it prints WARNING and above by default):
     a cell runs 23-26 % faster on a server that has served it once than on a fresh one
     (docs/validation.md), and whether graphs are used, or one is captured inside a cell's
-    window, is what an auditor looks for first. A lower level set before (a test's DEBUG) is
-    kept; the per-step INFO lines stay out at either level."""
+    window, is what an auditor looks for first. ``level_name`` (``LEVEL_VARIABLE``'s value)
+    DEBUG adds the library's line per scheduling step. A lower level set before (a test's
+    DEBUG) is kept; the per-step INFO lines (cache full) stay out at either level."""
+    name = (level_name or "INFO").upper()
+    if name not in LEVELS:
+        raise SystemExit(
+            f"evalwatt.runtime.hf_serve: {LEVEL_VARIABLE}={level_name!r}: allowed "
+            f"{', '.join(LEVELS)} (unset: INFO)"
+        )
+    level = logging.getLevelName(name)
     logger = logging.getLogger(BATCHING_LOGGER)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
     logger.addFilter(
         lambda record: record.levelno != logging.INFO or record.module not in PER_STEP_MODULES
     )
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             "`pip install .[hf]` (docs/vllm.md)"
         ) from exc
     turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
-    log_batching_decisions()
+    log_batching_decisions(os.environ.get(LEVEL_VARIABLE))
     sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
     cli.main()
 
