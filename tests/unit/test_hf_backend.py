@@ -193,6 +193,20 @@ def test_the_variable_sets_the_batching_log_to_every_step(value, after):
         logger.filters[:] = kept_filters
 
 
+def test_the_allocator_line_names_every_counter_and_the_memory():
+    stats = {
+        "num_device_alloc": 7,
+        "num_device_free": 2,
+        "num_alloc_retries": 1,
+        "reserved_bytes.all.current": 3 * 2**30,
+        "allocated_bytes.all.current": 2**30,
+    }
+    assert hf_serve.allocator_line(stats, 1) == (
+        "allocator cuda:1: num_device_alloc 7, num_device_free 2, num_alloc_retries 1, "
+        "num_ooms 0, reserved 3072 MiB, allocated 1024 MiB"
+    )
+
+
 def test_a_batching_log_level_it_does_not_know_is_refused():
     with pytest.raises(
         SystemExit, match=r"EVALWATT_HF_BATCHING_LOG='verbose': allowed INFO, DEBUG"

@@ -4,10 +4,14 @@
 # each started only if its time (from steps 13-14 on the H200, plus a margin) is left before
 # RUN_S; its --budget-s and `timeout` end it by then. Every server logs each scheduling step
 # (EVALWATT_HF_BATCHING_LOG=DEBUG, runtime/hf_serve.py): requests scheduled, waiting and
-# active, with its time, so that a window longer in one mode than in the other can be read
-# from when the server took the cell's requests in.
+# active, with its time, and the CUDA allocator's counters when they move), so that a window
+# longer in one mode than in the other can be read from the server's steps. (Call 15 of
+# 16:52 UTC, an H100, ran diag and noref: the two modes ran the same steps, and a decode step
+# of the same batch took 94-118 ms from one server process to the next.)
 #   diag:   steps 13-14's four cells (llama-8b random, 64 prompts of ~250 words, 32/64 tokens,
 #           32/64 connections), per-model then per-cell, one repeat;
+#   kv60:   diag with the KV cache at 60 % of the memory left after the weights (the library's
+#           default 80 % left the H100 1 GB short of full: `--cb-max-memory-percent 0.6`);
 #   noref:  the same model job with no reference idle (--reference-idle-s 0): its first cell
 #           then follows the wave after the gap a cell job's does (~4 s against ~9 s);
 #   three:  the four cells, three repeats of both modes (the modes alternate);
@@ -46,7 +50,9 @@ gguf() {  # the GGUF from its two parts, once both are here (part b comes with c
 }
 for p in ${PARTS//,/ }; do
   case $p in
-    diag) part diag 330 $HALF $PACK --repeats 1 --modes per-model,per-cell ;;
+    diag) part diag 400 $HALF $PACK --repeats 1 --modes per-model,per-cell ;;
+    kv60) part kv60 400 $HALF $PACK --repeats 1 --modes per-model,per-cell \
+      --server-arg=--cb-max-memory-percent --server-arg=0.6 ;;
     noref) part noref 100 $HALF $NOREF --repeats 1 --modes per-model ;;
     three) part three 330 $HALF $PACK --repeats 3 --modes per-model,per-cell ;;
     real) gguf; [ -f $GGUF ] && part real 150 --weights $GGUF --tokens 64,128 \

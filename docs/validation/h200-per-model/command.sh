@@ -157,7 +157,7 @@ wait_busy() {  # until the background run of step 6 (8) ends, or LIMIT is near; 
 }
 BGN=11 LABELS="twin-pm twin-mem twin-pc half real half-b"  # steps 11-12; 13-14: bg13.sh
 if [ "$STEP" = 13 ] || [ "$STEP" = 14 ]; then BGN=13 LABELS="half half-c half-all real twin"; fi
-if [ "$STEP" = 15 ] || [ "$STEP" = 16 ]; then BGN=15 LABELS="diag noref three real twin"; fi
+if [ "$STEP" = 15 ] || [ "$STEP" = 16 ]; then BGN=15 LABELS="diag kv60 noref three real twin"; fi
 bg_files() {  # what bg$BGN.sh has made so far, into $OUT (at most 8 files come back: the
   # logs, the GPU's description and dmon in one file, each part's folder in one)
   (cd /tmp && tar czf $OUT/bg$BGN-logs.tgz bg$BGN.log gpu-$BGN.txt dmon-bg$BGN.txt \

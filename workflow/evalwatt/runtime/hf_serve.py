@@ -28,7 +28,10 @@ the server log records, with their times, what decides its speed: whether CUDA g
 used on each path (on an H100 with paged SDPA: neither), each graph it captures, the cache's
 size. ``EVALWATT_HF_BATCHING_LOG=DEBUG`` in the job's environment lowers it to DEBUG: the log
 then also has one line per scheduling step (requests scheduled, waiting and active, query
-tokens), the record of when the server took each cell's requests in.
+tokens), the record of when the server took each cell's requests in and how long each step
+took, and once a second, when they moved, the CUDA caching allocator's counters
+(``log_allocator``): a step that waits on ``cudaMalloc``/``cudaFree`` near the card's limit is
+slower in one server process than in another.
 
 The job's Python runs it (the job's environment has evalwatt and, for this backend,
 transformers' serving packages: ``pip install .[hf]``). It imports nothing of evalwatt, so that
@@ -41,6 +44,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 from typing import Any
 
 SHARING_SETTING = "allow_block_sharing"
@@ -114,6 +119,46 @@ def log_batching_decisions(level_name: str | None = None) -> None:
     )
 
 
+ALLOCATOR_COUNTERS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms")
+"""``torch.cuda.memory_stats`` counters: segments the allocator asked CUDA for and gave back,
+the times it freed its cache to retry an allocation, allocations that failed."""
+
+
+def allocator_line(stats: dict[str, int], device: int) -> str:
+    """One log line of a GPU's allocator counters and its reserved and allocated memory."""
+    counters = ", ".join(f"{name} {stats.get(name, 0)}" for name in ALLOCATOR_COUNTERS)
+    reserved = stats.get("reserved_bytes.all.current", 0) // 2**20
+    allocated = stats.get("allocated_bytes.all.current", 0) // 2**20
+    return (
+        f"allocator cuda:{device}: {counters}, reserved {reserved} MiB, allocated {allocated} MiB"
+    )
+
+
+def log_allocator(period_s: float = 1.0) -> threading.Thread:
+    """Log each GPU's allocator counters every ``period_s`` when they moved, from a daemon
+    thread (reading them does not synchronise the GPU), once the library has made its CUDA
+    context; nothing without CUDA."""
+    import torch  # transformers' own dependency, loaded by then
+
+    def watch() -> None:
+        logger = logging.getLogger(BATCHING_LOGGER)
+        last: dict[int, tuple[int, ...]] = {}
+        while True:
+            time.sleep(period_s)
+            if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+                continue
+            for device in range(torch.cuda.device_count()):
+                stats = torch.cuda.memory_stats(device)
+                counters = tuple(stats.get(name, 0) for name in ALLOCATOR_COUNTERS)
+                if last.get(device) != counters:
+                    last[device] = counters
+                    logger.debug(allocator_line(stats, device))
+
+    thread = threading.Thread(target=watch, name="evalwatt-allocator", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         import transformers
@@ -127,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         ) from exc
     turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
     log_batching_decisions(os.environ.get(LEVEL_VARIABLE))
+    if logging.getLogger(BATCHING_LOGGER).isEnabledFor(logging.DEBUG):
+        log_allocator()
     sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
     cli.main()
 
