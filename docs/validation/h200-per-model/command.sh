@@ -109,6 +109,19 @@
 # calls: `command.sh 15 585 RUN_S PARTS` carrying .devtmp/smollm2.part-a, then `command.sh 16
 # 585` carrying .devtmp/smollm2.part-b (PARTS with real). Carry .devtmp/site.tgz and a
 # .devtmp/gpm-ew.tgz of the tree as committed in both.
+# Ran (2026-12-05, sixth session, two H100s; docs/validation.md): `command.sh 15 585 530
+# diag,noref,twin` (gpm-ew.tgz of 950420b; twin not started, its time was spent), then on a
+# second machine `command.sh 15 585 1000 kv60,diag,real` carrying part-a (8ea5175), `command.sh
+# 16 550` carrying part-b only (site.tgz is on the machine: both would pass the 64 MiB), which
+# left `real` unstarted (140 s of its 150), so at once, on the same machine:
+#   export PYTHONPATH=/tmp/site:/tmp/ew/workflow PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0 \
+#     EVALWATT_HF_BATCHING_LOG=DEBUG; cd /tmp/ew && timeout 215 python3 benchmarks/gpu_modes.py \
+#     --out /tmp/gpm-real --label real --models /tmp/models --budget-s 195 \
+#     --weights /tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --tokens 64,128 \
+#     --max-connections 16,32 --limit 32 $PACK --repeats 1 --modes per-model,per-cell
+# (its model job ran in full, its per-cell run was stopped by `timeout` in its second cell).
+# Files in diag/ (the first call's as gpm-diag-a.tgz and bg15-logs-a.tgz, the second
+# machine's as gpm-diag-b.tgz and bg15-logs-b.tgz; windows.txt by windows.py).
 set -o pipefail
 STEP=${1:?1 to 9, 11 to 16}
 LIMIT=${2:-500}

@@ -1,7 +1,11 @@
 """Each generation window of gpu_modes.py runs from their kept traces: duration, mean power,
 SM clock and utilisation (NVML, 10 Hz, the job's own sampler), power by quarter of the
 window; then, from each cell's Inspect log, when its requests were sent and answered (seconds
-after the window's start): whether the client or the server made a window longer.
+after the window's start): whether the client or the server made a window longer. Where the
+servers logged each scheduling step (EVALWATT_HF_BATCHING_LOG=DEBUG, from the sixth session
+of 2026-12-05 on), last the steps inside each window: how many, prefill and decode, and the
+median time of a decode step at the cell's full batch (the time from one step's line to the
+next), then the CUDA allocator's segments asked for and given back inside the window.
 
 Run from the repository root with the gpu_modes.py --out folders, once their tgz files are
 unpacked (`tar xzf F -C /` puts each back at /tmp/gpm-LABEL), e.g. busy2/windows.txt:
@@ -9,9 +13,12 @@ unpacked (`tar xzf F -C /` puts each back at /tmp/gpm-LABEL), e.g. busy2/windows
 keeps its copy number (t64_2: the second copy of the t64 cell, `gpu_modes.py --tokens 64,64`).
 """
 
+import datetime
 import glob
 import itertools
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 from statistics import fmean
@@ -45,14 +52,16 @@ def run_name(run: str) -> str:
 
 def cells() -> list[tuple[str, str, dict[str, float]]]:
     """(run folder, cell folder, the cell's marks) of every cell, run by run, each run's cells
-    in the order they ran (a model job's order is what the twin cells are about)."""
+    in the order they ran (a model job's order is what the twin cells are about); a cell
+    whose job was stopped before its generation ended (a run cut at its time) is left out."""
     found = [
         (run, cell, json.loads(Path(f"{cell}/timeline.json").read_text())["marks"])
         for out in sys.argv[1:]
         for run in sorted(glob.glob(f"{out}/results/*-r*"))
         for cell in glob.glob(f"{run}/cells/*")
     ]
-    return sorted(found, key=lambda c: (c[0], c[2]["generation_start"]))
+    ended = [c for c in found if "generation_end" in c[2]]
+    return sorted(ended, key=lambda c: (c[0], c[2]["generation_start"]))
 
 
 def requests() -> None:
@@ -124,7 +133,65 @@ def windows() -> None:
         )
 
 
+STEP = re.compile(
+    r"^(\S+ \S+) - ContinuousBatchingLogger - DEBUG - Scheduled: (\d+), Waiting: (\d+), "
+    r"Active: (\d+)\. cum Q: (\d+)"
+)
+ALLOCATOR = re.compile(
+    r"^(\S+ \S+) - ContinuousBatchingLogger - DEBUG - allocator cuda:0: num_device_alloc (\d+), "
+    r"num_device_free (\d+), num_alloc_retries (\d+)"
+)
+
+
+def log_lines(log: str, pattern: re.Pattern[str]) -> list[tuple[float, ...]]:
+    """(unix time, the line's numbers...) of every line of ``log`` that ``pattern`` matches;
+    the library's log times are UTC on the device machines."""
+    found = []
+    for line in Path(log).read_text(errors="replace").splitlines():
+        if m := pattern.match(line):
+            when = datetime.datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f")
+            utc = when.replace(tzinfo=datetime.UTC).timestamp()
+            found.append((utc, *(int(x) for x in m.groups()[1:])))
+    return found
+
+
+def steps() -> None:
+    print(
+        "run / cell: steps (prefill, decode) in the window, decode s, median decode step "
+        "at the full batch; allocator segments +alloc/+free/+retries in the window"
+    )
+    for run, cell, marks in cells():
+        log = f"{cell}/server.log"
+        if not Path(log).exists():
+            log = glob.glob(f"{run}/models/*/server.log")[0]
+        a, b = marks["generation_start"], marks["generation_end"]
+        lines = [s for s in log_lines(log, STEP) if a - 0.5 <= s[0] <= b + 0.2]
+        if not lines:
+            print(f"{run_name(run):22s} {cell_name(cell)}: no scheduling steps logged")
+            continue
+        gaps = (n[0] - s[0] for s, n in itertools.pairwise(lines))
+        timed = list(zip(lines, gaps, strict=False))  # the last line starts no timed step
+        decode = [(s, dt) for s, dt in timed if s[4] == s[1]]  # one query token per request
+        batch = int(cell.rsplit("__c", 1)[1])
+        full = [dt for s, dt in decode if s[1] == batch]
+        memory = [m for m in log_lines(log, ALLOCATOR) if m[0] <= b]
+        inside = [m for m in memory if m[0] >= a]
+        moved = "no allocator lines"
+        if memory:
+            start = ([m for m in memory if m[0] < a] or memory[:1])[-1]
+            end = (inside or [start])[-1]
+            moved = "/".join(f"+{y - x}" for x, y in zip(start[1:], end[1:], strict=True))
+        print(
+            f"{run_name(run):22s} {cell_name(cell)}: {len(lines):3d} "
+            f"({len(timed) - len(decode):2d}, {len(decode):3d}) "
+            f"{sum(dt for _, dt in decode):5.2f} s, "
+            f"{statistics.median(full) * 1000 if full else float('nan'):4.0f} ms at {batch}; "
+            f"allocator {moved}"
+        )
+
+
 if __name__ == "__main__":
     warm_ups()
     windows()
     requests()
+    steps()
