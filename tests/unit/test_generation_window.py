@@ -282,6 +282,14 @@ def test_job_totals_recover_the_generation_not_the_evaluation():
         JobTotal(total(base), base, cold_idle_j=72.0 * 260),
     )
     assert out.energy_j == pytest.approx(650.0 * 590, rel=1e-12)
+    # a cell with a steady state (ML.ENERGY's, inside its generation) counts the same
+    steady = {**cell, "steady_start": 100.0, "steady_end": 600.0}
+    assert phase_durations(steady) == p
+    again = corrected_whole_job(
+        JobTotal(total(cell), steady, cold_idle_j=72.0 * 20),
+        JobTotal(total(base), base, cold_idle_j=72.0 * 260),
+    )
+    assert again.energy_j == pytest.approx(out.energy_j, rel=1e-12)
 
 
 @pytest.mark.parametrize(

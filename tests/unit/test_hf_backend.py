@@ -177,34 +177,47 @@ def test_the_server_log_records_the_batching_decisions(before, after):
         logger.filters[:] = kept_filters
 
 
-@pytest.mark.parametrize(("value", "after"), [("DEBUG", "DEBUG"), ("info", "INFO")])
+@pytest.mark.parametrize(("value", "after"), [("DEBUG", "DEBUG"), ("info", "INFO"), (None, "INFO")])
 def test_the_variable_sets_the_batching_log_to_every_step(value, after):
-    """EVALWATT_HF_BATCHING_LOG=DEBUG: the library's line per scheduling step reaches the log."""
+    """EVALWATT_HF_BATCHING_LOG=DEBUG: the library's line per scheduling step reaches the log
+    (and main starts the allocator's watch on the level returned)."""
     logger = logging.getLogger(hf_serve.BATCHING_LOGGER)
     kept, kept_filters = logger.level, list(logger.filters)
     try:
         logger.setLevel(logging.NOTSET)
-        hf_serve.log_batching_decisions(value)
-        assert logging.getLevelName(logger.getEffectiveLevel()) == after
-        step = logging.makeLogRecord({"levelno": logging.DEBUG, "module": "continuous_api"})
-        assert logger.isEnabledFor(logging.DEBUG) == (after == "DEBUG") and logger.filter(step)
+        assert hf_serve.log_batching_decisions(value) == after
+        assert logger.isEnabledFor(logging.DEBUG) == (after == "DEBUG")
     finally:
         logger.setLevel(kept)
         logger.filters[:] = kept_filters
 
 
-def test_the_allocator_line_names_every_counter_and_the_memory():
-    stats = {
+def test_the_allocator_lines_name_the_gpus_whose_counters_moved():
+    """A GPU logs when its counters move, not every second; one the server never allocated on
+    logs nothing; a counter this torch lacks is n/a, never 0."""
+    used = {
         "num_device_alloc": 7,
-        "num_device_free": 2,
-        "num_alloc_retries": 1,
+        "num_device_free": 0,
+        "num_alloc_retries": 0,
+        "num_ooms": 0,
         "reserved_bytes.all.current": 3 * 2**30,
         "allocated_bytes.all.current": 2**30,
     }
-    assert hf_serve.allocator_line(stats, 1) == (
-        "allocator cuda:1: num_device_alloc 7, num_device_free 2, num_alloc_retries 1, "
+    unused = {"num_device_alloc": 0, "num_device_free": 0, "num_alloc_retries": 0, "num_ooms": 0}
+    moved = {"num_device_alloc": 9, "num_device_free": 2, "num_alloc_retries": 1}
+    reads = iter([used, unused, used, unused, moved, {}])
+    last: dict[int, tuple[int | None, ...]] = {}
+    assert hf_serve.allocator_moves(lambda _: next(reads), 2, last) == [
+        "allocator cuda:0: num_device_alloc 7, num_device_free 0, num_alloc_retries 0, "
         "num_ooms 0, reserved 3072 MiB, allocated 1024 MiB"
-    )
+    ]
+    assert hf_serve.allocator_moves(lambda _: next(reads), 2, last) == []  # nothing moved
+    assert hf_serve.allocator_moves(lambda _: next(reads), 2, last) == [
+        "allocator cuda:0: num_device_alloc 9, num_device_free 2, num_alloc_retries 1, "
+        "num_ooms n/a, reserved n/a, allocated n/a",
+        "allocator cuda:1: num_device_alloc n/a, num_device_free n/a, num_alloc_retries n/a, "
+        "num_ooms n/a, reserved n/a, allocated n/a",
+    ]
 
 
 def test_a_batching_log_level_it_does_not_know_is_refused():

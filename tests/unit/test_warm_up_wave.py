@@ -25,7 +25,13 @@ from evalwatt.contracts.contract import parse_contract
 from evalwatt.contracts.result import JobResult
 from evalwatt.contracts.spec import JobSpec, WarmUpSpec
 from evalwatt.contracts.timeline import TimelineFile
-from evalwatt.energy.corrected import phase_durations
+from evalwatt.energy.corrected import (
+    CORRECTED_WAVE_FORMULA,
+    JobTotal,
+    corrected_whole_job,
+    phase_durations,
+)
+from evalwatt.energy.sources import Unavailable
 from evalwatt.jobs.packs import same_cell
 from evalwatt.jobs.run import RunJobs
 from evalwatt.plan.matrix import plan_run
@@ -147,20 +153,54 @@ def test_the_wave_follows_the_config_or_is_turned_off(hf_config) -> None:
     assert all(s.warm_up is None for _, s in _specs(hf_config, "per-model"))
 
 
-def test_the_corrected_method_counts_the_wave_as_loaded_time() -> None:
-    marks = {
-        "job_start": 0.0,
-        "load_start": 1.0,
-        "ready": 11.0,
-        "warm_up_start": 11.0,
-        "warm_up_end": 14.0,
-        "exit": 20.0,
-        "pad_start": 20.0,
-        "pad_end": 30.0,
-        "job_end": 30.0,
-    }
-    phases = phase_durations(marks)
-    assert (phases.cold_s, phases.load_s, phases.loaded_s) == (11.0, 10.0, 9.0)
+def _timeline(loaded_after_wave_s: float, work_s: float, wave: bool = True) -> dict[str, float]:
+    """A job: 1 s cold, 10 s load, a 3 s wave (or none), loaded idle, work, 10 s of pad."""
+    marks, t = {"job_start": 0.0, "load_start": 1.0, "ready": 11.0}, 11.0
+    if wave:
+        marks |= {"warm_up_start": t, "warm_up_end": t + 3.0}
+        t += 3.0
+    if work_s:
+        marks |= {"inference_start": t + 1.0, "generation_start": t + 1.0}
+        marks |= {"generation_end": t + 1.0 + work_s, "inference_end": t + 1.0 + work_s}
+        t += work_s
+    t += loaded_after_wave_s
+    return marks | {"exit": t, "pad_start": t, "pad_end": t + 10.0, "job_end": t + 10.0}
+
+
+def _total(marks: dict[str, float], wave_j: float = 7600.0) -> float:
+    """The job's energy at cold 70 W (cold, load, pad), loaded idle 127 W, work 650 W, and
+    the wave's ``wave_j``."""
+    p = phase_durations(marks)
+    return 70.0 * p.cold_power_s + 127.0 * p.loaded_s + 650.0 * p.work_s + wave_j * (p.wave_s > 0)
+
+
+def test_the_wave_is_a_state_of_its_own_in_the_corrected_method() -> None:
+    phases = phase_durations(_timeline(6.0, 0.0))
+    assert (phases.cold_s, phases.load_s, phases.loaded_s, phases.wave_s) == (11.0, 10.0, 6.0, 3.0)
+
+
+@pytest.mark.parametrize("loaded_after_s", [6.0, 4.0, 9.0])
+def test_the_corrected_method_takes_the_wave_out_with_the_baseline(loaded_after_s) -> None:
+    """The same wave in both jobs cancels: exact when the loaded seconds match, otherwise off
+    by (loaded idle - cold idle) x their difference, not by the wave's power."""
+    cell, base = _timeline(loaded_after_s, 20.0), _timeline(6.0, 0.0)
+    out = corrected_whole_job(
+        JobTotal(_total(cell), cell, cold_idle_j=700.0),
+        JobTotal(_total(base, wave_j=7650.0), base, cold_idle_j=700.0),
+    )
+    difference_s = phase_durations(cell).loaded_s - phase_durations(base).loaded_s
+    expected = 650.0 * 20.0 - 50.0 + (127.0 - 70.0) * difference_s  # 50 J: the waves differ
+    assert out.energy_j == pytest.approx(expected, rel=1e-12)
+    assert out.formula == CORRECTED_WAVE_FORMULA and "waves 3.0 and 3.0 s" in out.describe()
+
+
+def test_a_wave_in_one_job_only_gives_no_corrected_estimate() -> None:
+    cell, base = _timeline(6.0, 20.0), _timeline(6.0, 0.0, wave=False)
+    with pytest.raises(Unavailable, match="warm-up wave and the other did not"):
+        corrected_whole_job(
+            JobTotal(_total(cell), cell, cold_idle_j=700.0),
+            JobTotal(_total(base), base, cold_idle_j=700.0),
+        )
 
 
 def test_a_spec_and_a_timeline_from_before_the_wave_still_read(tmp_path) -> None:

@@ -25,7 +25,7 @@ from evalwatt.config.section import (
     section,
 )
 from evalwatt.config.slurm_constraint import SlurmConstraint
-from evalwatt.contracts.spec import PadSpec
+from evalwatt.contracts.spec import MIN_WARM_UP_PROMPT_WORDS, PadSpec
 
 Scorer = Literal["exact-match", "unit-tests", "llm-judge", "llm-judge-rubric"]
 DeferredCheck = Literal["weights", "tasks", "job_python"]
@@ -247,7 +247,7 @@ class JobSettings(Section):
     `max_connections`), the same in every job of a model configuration, the baseline's too.
     Its first serving ran 6-7 % dearer than the next on an H100 (docs/validation.md). vLLM
     and llama.cpp warm themselves at start and get none."""
-    warm_up_prompt_words: int = Field(256, ge=8)
+    warm_up_prompt_words: int = Field(256, ge=MIN_WARM_UP_PROMPT_WORDS)
     """Words in each warm-up request's prompt (about 1.3 tokens each)."""
     warm_up_max_tokens: int = Field(16, ge=1)
     """Tokens each warm-up request generates at most."""

@@ -79,6 +79,10 @@ class ServerSpec(Record):
     baseline_id: str = Field(description="the load-only baseline of these settings")
 
 
+MIN_WARM_UP_PROMPT_WORDS = 8
+"""A warm-up prompt's fewest words: a label that sets it apart, then text."""
+
+
 class WarmUpSpec(Record):
     """The wave of requests a job sends its server once it serves, before its work, where the
     server does not warm itself (``transformers serve``: its first serving grows PyTorch's
@@ -88,7 +92,9 @@ class WarmUpSpec(Record):
     start their work in the same server state."""
 
     requests: int = Field(ge=1, description="concurrent requests: the largest max_connections")
-    prompt_words: int = Field(ge=1, description="words of each request's prompt")
+    prompt_words: int = Field(
+        ge=MIN_WARM_UP_PROMPT_WORDS, description="words of each request's prompt"
+    )
     max_tokens: int = Field(ge=1, description="tokens each request may generate")
 
 

@@ -25,10 +25,25 @@ they land in the baseline's ``P_loaded`` and are taken from the cell in proporti
 loaded seconds: exactly when the two jobs' loaded seconds match, nearly when they are close.
 What remains is the difference between the two jobs' loading above cold idle (5 W x 17 s =
 85 J on one H100 job whose load drew 79 W where its baseline's drew 76 W), which no job total
-can see. A server that does not warm itself gets a warm-up wave after ``ready``
-(``warm_up_*``, the same in a cell and its baseline): counted as loaded time, its draw above
-loaded idle is taken from the cell the same way, its error that draw x (1 - the cell's loaded s
-/ the baseline's).
+can see.
+
+A server that does not warm itself gets a warm-up wave after ``ready`` (``warm_up_*``, the
+same requests in a cell's job and its baseline): a state of its own, *wave*. Its ~7.6 kJ at
+~600 W (an 8B model, 64 requests, on an H100) cannot be told from loaded idle in a job total,
+and folded into loaded time it made P_loaded 390-445 W against ~127 W of true loaded idle,
+so that each second by which a cell's loaded time differed from its baseline's cost ~300 J
+(-1 to +19 % on twelve cells, docs/validation.md). The same wave draws the same energy in
+both jobs (within ~1.5 %), so with a wave the method takes the difference of the two jobs,
+where the wave's energy cancels, and counts the remaining difference of loaded seconds at
+cold-idle power, a lower bound of loaded idle::
+
+    corrected = job - P_cold x (cold_s + load_s)
+                - (baseline_job - P_cold(b) x (cold_s + load_s)(b))
+                - P_cold x (loaded_s - loaded_s(b))          loaded_s without the wave
+
+Its error: (P_loaded - P_cold) x (loaded_s - loaded_s(b)) plus the two waves' difference:
+-3.7 to +2.0 % on the same twelve cells (cold idle stated at 70 and 90 W: they had no pad).
+Both jobs have the wave or neither does.
 """
 
 from __future__ import annotations
@@ -41,7 +56,7 @@ from dataclasses import dataclass
 from evalwatt.energy.sources import Unavailable
 from evalwatt.energy.trace_files import COUNTS
 
-COLD, LOAD, LOADED, WORK = "cold", "load", "loaded", "work"
+COLD, LOAD, LOADED, WORK, WAVE = "cold", "load", "loaded", "work", "wave"
 # The GPU state of the stretch that follows each mark, up to the next mark. ``exit`` is special:
 # evalwatt's runtime stamps it once the server is gone (cold after it); the harness of the
 # shared traces stamps it when it asks the worker to stop and stamps ``worker_exited`` once it
@@ -51,11 +66,9 @@ STATE_AFTER = {
     "cold_idle_end": COLD,
     "load_start": LOAD,
     "ready": LOADED,
-    # the warm-up wave (a server that does not warm itself): the same wave in the cell and its
-    # baseline, counted as loaded time, so that what it draws above loaded idle lands in the
-    # baseline's P_loaded and is taken from the cell in proportion to its loaded seconds, as
-    # loading's excess is (module docstring)
-    "warm_up_start": LOADED,
+    # the warm-up wave (a server that does not warm itself): the same wave in the cell's job
+    # and its baseline, its energy cancelled in their difference (module docstring)
+    "warm_up_start": WAVE,
     "warm_up_end": LOADED,
     "ready_idle_end": LOADED,
     # Inspect's own work inside its window (task and dataset loading before the first request,
@@ -65,6 +78,10 @@ STATE_AFTER = {
     # nulls the term for an evalwatt job without them.
     "inference_start": LOADED,
     "generation_start": WORK,
+    # ML.ENERGY's steady state (a cell with at least twice max_connections requests) lies
+    # inside the generation window: still work after each of its marks
+    "steady_start": WORK,
+    "steady_end": WORK,
     "generation_end": LOADED,
     "inference_end": LOADED,
     "judging_start": LOADED,
@@ -86,6 +103,12 @@ CORRECTED_FORMULA = (
     "P_loaded = (baseline_job - P_cold(baseline) x (cold_s + load_s)(baseline)) / "
     "loaded_s(baseline)"
 )
+CORRECTED_WAVE_FORMULA = (
+    "job - P_cold x (cold_s + load_s) - (baseline_job - P_cold(baseline) x "
+    "(cold_s + load_s)(baseline)) - P_cold x (loaded_s - loaded_s(baseline)); the same "
+    "warm-up wave in both jobs, its seconds not loaded_s; P_cold = E(pad_settled..pad_end) / "
+    "its seconds"
+)
 
 
 def cold_idle_marks(marks: Mapping[str, float]) -> tuple[str, str]:
@@ -104,6 +127,8 @@ class Phases:
     work_s: float
     cold_idle_s: float = 0.0
     """Seconds of the window P_cold is measured on (``cold_idle_marks``)."""
+    wave_s: float = 0.0
+    """Seconds of the warm-up wave (``warm_up_start..warm_up_end``), not in ``loaded_s``."""
 
     @property
     def cold_power_s(self) -> float:
@@ -134,7 +159,7 @@ def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None
     unknown = [m for _, m in times if m not in STATE_AFTER and m not in ("exit", "job_end")]
     if unknown:
         raise Unavailable(f"mark {', '.join(unknown)}: no known GPU state after it")
-    seconds = {COLD: 0.0, LOAD: 0.0, LOADED: 0.0, WORK: 0.0}
+    seconds = {COLD: 0.0, LOAD: 0.0, LOADED: 0.0, WORK: 0.0, WAVE: 0.0}
     for (t0, mark), (t1, _) in itertools.pairwise(times):
         if mark == "job_end":
             continue
@@ -153,6 +178,7 @@ def phase_durations(marks: Mapping[str, float], span: tuple[float, float] | None
         loaded_s=seconds[LOADED],
         work_s=seconds[WORK],
         cold_idle_s=marks["pad_end"] - marks[cold_idle_marks(marks)[0]],
+        wave_s=seconds[WAVE],
     )
 
 
@@ -183,12 +209,24 @@ class Corrected:
     baseline_cold_w: float
     baseline_cold_from: str
     loaded_w: float
+    """The power the cell's loaded seconds are counted at: the baseline's loaded idle, or
+    with a warm-up wave the cold idle, on the difference of loaded seconds only."""
+
+    @property
+    def formula(self) -> str:
+        return CORRECTED_WAVE_FORMULA if self.cell.wave_s > 0 else CORRECTED_FORMULA
 
     def describe(self) -> str:
         c, b = self.cell, self.baseline
+        loaded = (
+            f"P_cold {self.loaded_w:.1f} W x ({c.loaded_s:.1f} - {b.loaded_s:.1f}) s loaded; "
+            f"waves {c.wave_s:.1f} and {b.wave_s:.1f} s"
+            if c.wave_s > 0
+            else f"P_loaded {self.loaded_w:.1f} W x {c.loaded_s:.1f} s"
+        )
         return (
             f"P_cold {self.cold_w:.1f} W ({self.cold_from}) x ({c.cold_s:.1f} + "
-            f"{c.load_s:.1f}) s; P_loaded {self.loaded_w:.1f} W x {c.loaded_s:.1f} s; "
+            f"{c.load_s:.1f}) s; {loaded}; "
             f"baseline: P_cold {self.baseline_cold_w:.1f} W ({self.baseline_cold_from}) x "
             f"({b.cold_s:.1f} + {b.load_s:.1f}) s, loaded {b.loaded_s:.1f} s"
         )
@@ -219,6 +257,13 @@ def corrected_whole_job(cell: JobTotal, baseline: JobTotal) -> Corrected:
     cold, cold_from = _cold_power(cell, cp, "cell's")
     if cold is None:
         cold, cold_from = base_cold, f"baseline's, as the {cold_from}"
+    if (cp.wave_s > 0) != (bp.wave_s > 0):
+        raise Unavailable(
+            "one of the cell's job and its baseline sent its server a warm-up wave and the "
+            "other did not: their loaded times do not compare"
+        )
+    if cp.wave_s > 0:
+        return _with_wave(cell, baseline, (cp, bp), (cold, cold_from), (base_cold, base_from))
     if not bp.loaded_s > 0:
         raise Unavailable("the baseline's timeline has no loaded seconds")
     loaded = (baseline.energy_j - base_cold * bp.cold_power_s) / bp.loaded_s
@@ -232,3 +277,29 @@ def corrected_whole_job(cell: JobTotal, baseline: JobTotal) -> Corrected:
     if not math.isfinite(value):
         raise Unavailable(f"the estimate is {value}, not a finite number")
     return Corrected(value, cp, bp, cold, cold_from, base_cold, base_from, loaded)
+
+
+def _with_wave(
+    cell: JobTotal,
+    baseline: JobTotal,
+    phases: tuple[Phases, Phases],
+    cold: tuple[float, str],
+    base_cold: tuple[float, str],
+) -> Corrected:
+    """The difference form for jobs with the same warm-up wave (module docstring)."""
+    (cp, bp), (cold_w, cold_from), (base_w, base_from) = phases, cold, base_cold
+    beyond_cold = baseline.energy_j - base_w * bp.cold_power_s
+    if not (math.isfinite(beyond_cold) and beyond_cold >= 0):
+        raise Unavailable(
+            f"the baseline's job total {baseline.energy_j:.1f} J is below its cold idle "
+            f"({base_w:.1f} W x {bp.cold_power_s:.1f} s)"
+        )
+    value = (
+        cell.energy_j
+        - cold_w * cp.cold_power_s
+        - beyond_cold
+        - cold_w * (cp.loaded_s - bp.loaded_s)
+    )
+    if not math.isfinite(value):
+        raise Unavailable(f"the estimate is {value}, not a finite number")
+    return Corrected(value, cp, bp, cold_w, cold_from, base_w, base_from, cold_w)

@@ -23,6 +23,8 @@ Three methods, reported side by side when a trace exists:
       P_loaded  = (baseline_job - P_cold(b) x (cold_s + load_s)(b)) / loaded_s(b)
       corrected = job - P_cold x (cold_s + load_s) - P_loaded x loaded_s
 
+  With a warm-up wave in both jobs (``hf``), their difference instead, in which the wave
+  cancels, and the difference of loaded seconds at cold-idle power (the module's docstring).
   It subtracts like with like where the study's method subtracts the baseline's whole
   non-pad energy: a longer load, the loaded idle after inference that only the cell has, a
   longer wait before loading or in-job scoring no longer count as inference.
@@ -255,7 +257,7 @@ def corrected_term(
         )
     except Unavailable as exc:
         return TermRecord.missing(CORRECTED_FORMULA, str(exc))
-    return TermRecord.derived(estimate.energy_j, f"{CORRECTED_FORMULA} [{estimate.describe()}]")
+    return TermRecord.derived(estimate.energy_j, f"{estimate.formula} [{estimate.describe()}]")
 
 
 METHODS = (

@@ -46,6 +46,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 SHARING_SETTING = "allow_block_sharing"
@@ -97,13 +98,14 @@ def turn_off_block_sharing(config_class: Any, version: str) -> None:
         )
 
 
-def log_batching_decisions(level_name: str | None = None) -> None:
+def log_batching_decisions(level_name: str | None = None) -> str:
     """Let the batching logger's INFO lines through (it prints WARNING and above by default):
     a cell runs 23-26 % faster on a server that has served it once than on a fresh one
     (docs/validation.md), and whether graphs are used, or one is captured inside a cell's
     window, is what an auditor looks for first. ``level_name`` (``LEVEL_VARIABLE``'s value)
     DEBUG adds the library's line per scheduling step. A lower level set before (a test's
-    DEBUG) is kept; the per-step INFO lines (cache full) stay out at either level."""
+    DEBUG) is kept; the per-step INFO lines (cache full) stay out at either level. Returns
+    the level asked for (INFO or DEBUG)."""
     name = (level_name or "INFO").upper()
     if name not in LEVELS:
         raise SystemExit(
@@ -117,42 +119,62 @@ def log_batching_decisions(level_name: str | None = None) -> None:
     logger.addFilter(
         lambda record: record.levelno != logging.INFO or record.module not in PER_STEP_MODULES
     )
+    return name
 
 
 ALLOCATOR_COUNTERS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms")
 """``torch.cuda.memory_stats`` counters: segments the allocator asked CUDA for and gave back,
 the times it freed its cache to retry an allocation, allocations that failed."""
+UNUSED = (0,) * len(ALLOCATOR_COUNTERS)
+"""The counters of a GPU the server has not allocated on: nothing logged for it."""
 
 
-def allocator_line(stats: dict[str, int], device: int) -> str:
-    """One log line of a GPU's allocator counters and its reserved and allocated memory."""
-    counters = ", ".join(f"{name} {stats.get(name, 0)}" for name in ALLOCATOR_COUNTERS)
-    reserved = stats.get("reserved_bytes.all.current", 0) // 2**20
-    allocated = stats.get("allocated_bytes.all.current", 0) // 2**20
-    return (
-        f"allocator cuda:{device}: {counters}, reserved {reserved} MiB, allocated {allocated} MiB"
-    )
+def allocator_line(stats: Mapping[str, int], device: int) -> str:
+    """One log line of a GPU's allocator counters and its reserved and allocated memory; a
+    figure this torch does not report is ``n/a``, never 0."""
+
+    def mib(key: str) -> str:
+        value = stats.get(key)
+        return "n/a" if value is None else f"{value // 2**20} MiB"
+
+    counters = ", ".join(f"{name} {stats.get(name, 'n/a')}" for name in ALLOCATOR_COUNTERS)
+    reserved, allocated = mib("reserved_bytes.all.current"), mib("allocated_bytes.all.current")
+    return f"allocator cuda:{device}: {counters}, reserved {reserved}, allocated {allocated}"
+
+
+def allocator_moves(
+    read: Callable[[int], Mapping[str, int]],
+    devices: int,
+    last: dict[int, tuple[int | None, ...]],
+) -> list[str]:
+    """The lines of the GPUs whose counters moved since ``last`` (kept up to date), read by
+    ``read(device)`` (``torch.cuda.memory_stats``)."""
+    lines = []
+    for device in range(devices):
+        stats = read(device)
+        counters = tuple(stats.get(name) for name in ALLOCATOR_COUNTERS)
+        if counters != last.get(device, UNUSED):
+            last[device] = counters
+            lines.append(allocator_line(stats, device))
+    return lines
 
 
 def log_allocator(period_s: float = 1.0) -> threading.Thread:
     """Log each GPU's allocator counters every ``period_s`` when they moved, from a daemon
-    thread (reading them does not synchronise the GPU), once the library has made its CUDA
-    context; nothing without CUDA."""
+    thread (reading them takes the allocator's lock, and neither synchronises the GPU nor
+    makes a CUDA context), once the library has made its own; nothing without CUDA."""
     import torch  # transformers' own dependency, loaded by then
 
     def watch() -> None:
         logger = logging.getLogger(BATCHING_LOGGER)
-        last: dict[int, tuple[int, ...]] = {}
+        last: dict[int, tuple[int | None, ...]] = {}
         while True:
             time.sleep(period_s)
-            if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
-                continue
-            for device in range(torch.cuda.device_count()):
-                stats = torch.cuda.memory_stats(device)
-                counters = tuple(stats.get(name, 0) for name in ALLOCATOR_COUNTERS)
-                if last.get(device) != counters:
-                    last[device] = counters
-                    logger.debug(allocator_line(stats, device))
+            if torch.cuda.is_initialized():  # a flag: asking for devices would start CUDA
+                for line in allocator_moves(
+                    torch.cuda.memory_stats, torch.cuda.device_count(), last
+                ):
+                    logger.debug(line)
 
     thread = threading.Thread(target=watch, name="evalwatt-allocator", daemon=True)
     thread.start()
@@ -171,8 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             "`pip install .[hf]` (docs/vllm.md)"
         ) from exc
     turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
-    log_batching_decisions(os.environ.get(LEVEL_VARIABLE))
-    if logging.getLogger(BATCHING_LOGGER).isEnabledFor(logging.DEBUG):
+    if log_batching_decisions(os.environ.get(LEVEL_VARIABLE)) == "DEBUG":
         log_allocator()
     sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
     cli.main()
