@@ -30,8 +30,8 @@ size. ``EVALWATT_HF_BATCHING_LOG=DEBUG`` in the job's environment lowers it to D
 then also has one line per scheduling step (requests scheduled, waiting and active, query
 tokens), the record of when the server took each cell's requests in and how long each step
 took, and once a second, when they moved, the CUDA caching allocator's counters
-(``log_allocator``): a step that waits on ``cudaMalloc``/``cudaFree`` near the card's limit is
-slower in one server process than in another.
+(``log_allocator``): whether a step waited on ``cudaMalloc``/``cudaFree`` near the card's limit
+(inside the cells of the H100 runs of 2026-12-05 none did: docs/validation.md).
 
 The job's Python runs it (the job's environment has evalwatt and, for this backend,
 transformers' serving packages: ``pip install .[hf]``). It imports nothing of evalwatt, so that
