@@ -14,7 +14,9 @@
 #           default 80 % left the H100 1 GB short of full: `--cb-max-memory-percent 0.6`);
 #   noref:  the same model job with no reference idle (--reference-idle-s 0): its first cell
 #           then follows the wave after the gap a cell job's does (~4 s against ~9 s);
-#   three:  the four cells, three repeats of both modes (the modes alternate);
+#   three:  the four cells, three repeats of both modes (the modes alternate; ~1,090 s on an
+#           H100: diag's 362 s three times, so it starts with 700 s left and its --budget-s
+#           leaves out the runs that would end after RUN_S);
 #   real:   the demo's real weights (SmolLM2-135M-Instruct from the GGUF in two parts),
 #           HumanEval 32 questions, 64/128 tokens, 16/32 connections, both modes once;
 #   twin:   one model job of one cell three times (64 tokens, 64 connections).
@@ -54,7 +56,7 @@ for p in ${PARTS//,/ }; do
     kv60) part kv60 400 $HALF $PACK --repeats 1 --modes per-model,per-cell \
       --server-arg=--cb-max-memory-percent --server-arg=0.6 ;;
     noref) part noref 100 $HALF $NOREF --repeats 1 --modes per-model ;;
-    three) part three 330 $HALF $PACK --repeats 3 --modes per-model,per-cell ;;
+    three) part three 700 $HALF $PACK --repeats 3 --modes per-model,per-cell ;;
     real) gguf; [ -f $GGUF ] && part real 150 --weights $GGUF --tokens 64,128 \
       --max-connections 16,32 --limit 32 $PACK --repeats 1 --modes per-model,per-cell ;;
     twin) part twin 110 $TWIN3 $PACK --repeats 1 --modes per-model ;;
