@@ -516,3 +516,44 @@ def test_sigterm_stops_the_server(served):
     assert server.stop(grace_s=30) == -signal.SIGTERM
     assert time.monotonic() - stopped < 20
     assert "Finished server process" in server.log_path.read_text()
+
+
+class FakeCudaBackends:
+    """``torch.backends.cuda``'s switches for attention kernels, as flags."""
+
+    def __init__(self) -> None:
+        self.cudnn = True
+
+    def enable_cudnn_sdp(self, enabled: bool) -> None:
+        self.cudnn = enabled
+
+    def flash_sdp_enabled(self) -> bool:
+        return True
+
+    def mem_efficient_sdp_enabled(self) -> bool:
+        return True
+
+    def math_sdp_enabled(self) -> bool:
+        return True
+
+    def cudnn_sdp_enabled(self) -> bool:
+        return self.cudnn
+
+
+@pytest.mark.parametrize(("value", "cudnn"), [(None, True), ("on", True), ("OFF", False)])
+def test_the_variable_lets_attention_use_cudnn_or_not(value, cudnn, capsys):
+    """EVALWATT_HF_CUDNN_ATTENTION=off takes cuDNN out of the kernels PyTorch's attention may
+    use; unset leaves PyTorch's default; the server log says which kernels are allowed."""
+    backends = FakeCudaBackends()
+    assert hf_serve.choose_cudnn_attention(value, backends) == ("on" if cudnn else "off")
+    assert backends.cudnn is cudnn
+    said = capsys.readouterr().err
+    assert "flash, mem-efficient, math" in said
+    assert ("cudnn (" in said) is cudnn
+
+
+def test_a_wrong_cudnn_choice_stops_the_server_naming_the_choices():
+    backends = FakeCudaBackends()
+    with pytest.raises(SystemExit, match=r"EVALWATT_HF_CUDNN_ATTENTION='no'.*on, off"):
+        hf_serve.choose_cudnn_attention("no", backends)
+    assert backends.cudnn  # left as PyTorch had it

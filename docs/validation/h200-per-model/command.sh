@@ -122,12 +122,31 @@
 # (its model job ran in full, its per-cell run was stopped by `timeout` in its second cell).
 # Files in diag/ (the first call's as gpm-diag-a.tgz and bg15-logs-a.tgz, the second
 # machine's as gpm-diag-b.tgz and bg15-logs-b.tgz; windows.txt by windows.py).
+# Ran (2026-12-05, seventh session, one H100, GPU-d8cdbb21..., gpm-ew.tgz of 0f4ebfe):
+# `command.sh 15 585 1120 three,twin` then `command.sh 16 585`: the three repeats of both modes
+# ran in 1,119 s (twin not started); then at once, on the same machine, the twin job and one
+# more model job of the four cells (`rev`; gpu_modes.py orders the cells itself, so not
+# reversed):
+#   export PYTHONPATH=/tmp/site:/tmp/ew/workflow PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0 \
+#     EVALWATT_HF_BATCHING_LOG=DEBUG; cd /tmp/ew && P="--models /tmp/models $PACK --repeats 1 \
+#     --modes per-model --shape llama-8b --samples 64 --prompt-words 250"
+#   timeout 170 python3 benchmarks/gpu_modes.py --out /tmp/gpm-twin --label twin \
+#     --budget-s 150 $P --tokens 64,64,64 --max-connections 64
+#   timeout 190 python3 benchmarks/gpu_modes.py --out /tmp/gpm-rev --label rev \
+#     --budget-s 170 $P --tokens 64,32 --max-connections 32,64
+# Files in three/. The twin's second cell decoded at 101 ms a step against 163 ms for its
+# first, over the same key lengths.
+# Step 17 (one call on a fresh machine): is that a cost per new attention shape, and does it
+# go with cuDNN attention off? sdpa_shapes.py times the call paged SDPA makes, twice over the
+# same key lengths, per kernel; then the twin job of two cells with the server's cuDNN
+# attention off (EVALWATT_HF_CUDNN_ATTENTION=off, runtime/hf_serve.py). Carry .devtmp/site.tgz
+# and a .devtmp/gpm-ew.tgz of the tree as committed. Run as `command.sh 17 LIMIT`.
 set -o pipefail
-STEP=${1:?1 to 9, 11 to 16}
+STEP=${1:?1 to 9, 11 to 17}
 LIMIT=${2:-500}
 CAL=$PWD/docs/validation/h200-per-model/calibration-random-a.json
 if [ "$STEP" = 1 ] || [ "$STEP" = 3 ] || [ "$STEP" = 4 ] || [ "$STEP" = 6 ] || [ "$STEP" = 8 ] \
-  || [ "$STEP" = 11 ] || [ "$STEP" = 13 ] || [ "$STEP" = 15 ]; then
+  || [ "$STEP" = 11 ] || [ "$STEP" = 13 ] || [ "$STEP" = 15 ] || [ "$STEP" = 17 ]; then
   mkdir -p /tmp/site /tmp/ew && tar xzf .devtmp/site.tgz -C /tmp/site \
     && tar xzf .devtmp/gpm-ew.tgz -C /tmp/ew || exit 1
   [ "$STEP" != 1 ] || cp .devtmp/smollm2.part-a /tmp/ || exit 1
@@ -181,6 +200,19 @@ bg_files() {  # what bg$BGN.sh has made so far, into $OUT (at most 8 files come 
   done
   sed -n '/^cell \/ mode/,/^mode:/p' /tmp/bg$BGN-*.log | cut -c1-220
 }
+if [ "$STEP" = 17 ]; then
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+  } > $OUT/gpu-17.txt 2>&1
+  cat $OUT/gpu-17.txt
+  python3 docs/validation/h200-per-model/sdpa_shapes.py --out $OUT/sdpa-shapes.json 2>&1 | tail -8
+  echo "sdpa_shapes done at $SECONDS s"
+  export EVALWATT_HF_BATCHING_LOG=DEBUG EVALWATT_HF_CUDNN_ATTENTION=off
+  modes twin-nocudnn --shape llama-8b --samples 64 --prompt-words 250 --tokens 64,64 \
+    --max-connections 64 $PACK --repeats 1 --modes per-model
+  grep -h "attention kernels allowed" /tmp/gpm-twin-nocudnn/results/*/models/*/server.log | head -2
+  exit 0
+fi
 if [ "$STEP" = 11 ] || [ "$STEP" = 13 ] || [ "$STEP" = 15 ]; then
   { nvidia-smi --query-gpu=name,driver_version,memory.total,uuid,power.limit --format=csv
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"

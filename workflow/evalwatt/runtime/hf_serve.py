@@ -181,6 +181,42 @@ def log_allocator(period_s: float = 1.0) -> threading.Thread:
     return thread
 
 
+CUDNN_VARIABLE = "EVALWATT_HF_CUDNN_ATTENTION"
+"""Whether PyTorch may run the server's attention with cuDNN: on (unset, PyTorch's default) or
+off. Paged SDPA calls attention with a new key length at every decode step; see
+``choose_cudnn_attention``."""
+CUDNN_CHOICES = ("on", "off")
+
+
+def choose_cudnn_attention(value: str | None, backends: Any) -> str:
+    """Let PyTorch's attention use cuDNN or not (``backends``: ``torch.backends.cuda``; the
+    flag is process-wide, so the batching thread sees it), and say in the server log which
+    attention kernels are allowed. Why it can matter: a cuDNN attention plan is built for each
+    new shape and cached, and paged SDPA's key length grows at every step, so a server that
+    has served the same shapes before (a model job's later cells) would step faster than a
+    fresh one. Returns the choice (on or off)."""
+    name = (value or "on").lower()
+    if name not in CUDNN_CHOICES:
+        raise SystemExit(
+            f"evalwatt.runtime.hf_serve: {CUDNN_VARIABLE}={value!r}: allowed "
+            f"{', '.join(CUDNN_CHOICES)} (unset: on)"
+        )
+    backends.enable_cudnn_sdp(name == "on")
+    allowed = {
+        "flash": backends.flash_sdp_enabled(),
+        "mem-efficient": backends.mem_efficient_sdp_enabled(),
+        "math": backends.math_sdp_enabled(),
+        "cudnn": backends.cudnn_sdp_enabled(),
+    }
+    print(
+        f"evalwatt.runtime.hf_serve: attention kernels allowed: "
+        f"{', '.join(kernel for kernel, on in allowed.items() if on)} ({CUDNN_VARIABLE}={name})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return name
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         import transformers
@@ -193,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
             "`pip install .[hf]` (docs/vllm.md)"
         ) from exc
     turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
+    import torch  # transformers' own dependency
+
+    choose_cudnn_attention(os.environ.get(CUDNN_VARIABLE), torch.backends.cuda)
     if log_batching_decisions(os.environ.get(LEVEL_VARIABLE)) == "DEBUG":
         log_allocator()
     sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
