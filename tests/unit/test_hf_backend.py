@@ -540,10 +540,11 @@ class FakeCudaBackends:
         return self.cudnn
 
 
-@pytest.mark.parametrize(("value", "cudnn"), [(None, True), ("on", True), ("OFF", False)])
-def test_the_variable_lets_attention_use_cudnn_or_not(value, cudnn, capsys):
-    """EVALWATT_HF_CUDNN_ATTENTION=off takes cuDNN out of the kernels PyTorch's attention may
-    use; unset leaves PyTorch's default; the server log says which kernels are allowed."""
+@pytest.mark.parametrize(("value", "cudnn"), [(None, False), ("off", False), ("ON", True)])
+def test_the_server_attention_runs_without_cudnn_unless_asked(value, cudnn, capsys):
+    """Unset (or off), cuDNN is out of the kernels PyTorch's attention may use (its plan per
+    shape made a served server faster than a fresh one); EVALWATT_HF_CUDNN_ATTENTION=on gives
+    PyTorch's default back; the server log says which kernels are allowed."""
     backends = FakeCudaBackends()
     assert hf_serve.choose_cudnn_attention(value, backends) == ("on" if cudnn else "off")
     assert backends.cudnn is cudnn
@@ -554,6 +555,6 @@ def test_the_variable_lets_attention_use_cudnn_or_not(value, cudnn, capsys):
 
 def test_a_wrong_cudnn_choice_stops_the_server_naming_the_choices():
     backends = FakeCudaBackends()
-    with pytest.raises(SystemExit, match=r"EVALWATT_HF_CUDNN_ATTENTION='no'.*on, off"):
+    with pytest.raises(SystemExit, match=r"EVALWATT_HF_CUDNN_ATTENTION='no'.*off, on"):
         hf_serve.choose_cudnn_attention("no", backends)
     assert backends.cudnn  # left as PyTorch had it

@@ -141,6 +141,9 @@
 # same key lengths, per kernel; then the twin job of two cells with the server's cuDNN
 # attention off (EVALWATT_HF_CUDNN_ATTENTION=off, runtime/hf_serve.py). Carry .devtmp/site.tgz
 # and a .devtmp/gpm-ew.tgz of the tree as committed. Run as `command.sh 17 LIMIT`.
+# Ran (2026-12-05, seventh session, a second H100, GPU-a237c392..., gpm-ew.tgz of 231431a, where
+# the switch was on unless set) as `command.sh 17 150`, the 279 s of device time left; files
+# in cudnn/. The hf server runs with cuDNN attention off by default since.
 set -o pipefail
 STEP=${1:?1 to 9, 11 to 17}
 LIMIT=${2:-500}

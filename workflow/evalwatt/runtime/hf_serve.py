@@ -23,6 +23,9 @@ How: every ``ContinuousBatchingConfig`` of the server's process, the one the CLI
 it is made (its dataclass's ``__post_init__``); a release without that setting or that hook
 fails at start, naming its version, rather than serve with sharing on.
 
+PyTorch's attention runs without cuDNN in this process (``choose_cudnn_attention``), for the
+same reason: cuDNN's plan per attention shape made a served server step faster than a fresh one.
+
 It also lowers the library's batching logger to INFO (``log_batching_decisions``), so that
 the server log records, with their times, what decides its speed: whether CUDA graphs are
 used on each path (on an H100 with paged SDPA: neither), each graph it captures, the cache's
@@ -182,24 +185,32 @@ def log_allocator(period_s: float = 1.0) -> threading.Thread:
 
 
 CUDNN_VARIABLE = "EVALWATT_HF_CUDNN_ATTENTION"
-"""Whether PyTorch may run the server's attention with cuDNN: on (unset, PyTorch's default) or
-off. Paged SDPA calls attention with a new key length at every decode step; see
-``choose_cudnn_attention``."""
-CUDNN_CHOICES = ("on", "off")
+"""Whether PyTorch may run the server's attention with cuDNN: off (unset) or on (PyTorch's
+default); see ``choose_cudnn_attention``."""
+CUDNN_CHOICES = ("off", "on")
 
 
 def choose_cudnn_attention(value: str | None, backends: Any) -> str:
     """Let PyTorch's attention use cuDNN or not (``backends``: ``torch.backends.cuda``; the
     flag is process-wide, so the batching thread sees it), and say in the server log which
-    attention kernels are allowed. Why it can matter: a cuDNN attention plan is built for each
-    new shape and cached, and paged SDPA's key length grows at every step, so a server that
-    has served the same shapes before (a model job's later cells) would step faster than a
-    fresh one. Returns the choice (on or off)."""
-    name = (value or "on").lower()
+    attention kernels are allowed. Returns the choice (off unless ``value`` says on).
+
+    Why off: paged SDPA calls attention with a key length that grows at every decode step,
+    and PyTorch's default kernel for that call on an H100 (torch 2.11) is cuDNN's, which
+    builds a plan for each new shape and caches it: 36 ms the first time a shape comes,
+    1.4 ms after (``docs/validation/h200-per-model/sdpa_shapes.py``). A fresh server then
+    meets a new shape at every step, and a server that served the same lengths before (a
+    model job's later cells) does not: the same cell, run twice in one model job, decoded at
+    163 then 101 ms a step and cost 11 % less the second time. With cuDNN out, PyTorch takes
+    its memory-efficient kernel (2.5 ms either time): the twice-run cell cost the same within
+    0.7 %, on a GPU 89 % busy instead of 55 %, for more energy per cell (docs/validation.md,
+    seventh session). The same reason as block sharing's: a cell's energy must not depend on
+    the cells its server ran before."""
+    name = (value or "off").lower()
     if name not in CUDNN_CHOICES:
         raise SystemExit(
             f"evalwatt.runtime.hf_serve: {CUDNN_VARIABLE}={value!r}: allowed "
-            f"{', '.join(CUDNN_CHOICES)} (unset: on)"
+            f"{', '.join(CUDNN_CHOICES)} (unset: off)"
         )
     backends.enable_cudnn_sdp(name == "on")
     allowed = {
