@@ -143,7 +143,9 @@
 # and a .devtmp/gpm-ew.tgz of the tree as committed. Run as `command.sh 17 LIMIT`.
 # Ran (2026-12-05, seventh session, a second H100, GPU-a237c392..., gpm-ew.tgz of 231431a, where
 # the switch was on unless set) as `command.sh 17 150`, the 279 s of device time left; files
-# in cudnn/. The hf server runs with cuDNN attention off by default since.
+# in cudnn/. The hf server runs with cuDNN attention off by default since. Next: the three
+# repeats of both modes with it (~1,300 s: its wave and cells are slower), `command.sh 15 585
+# 1300 three`, then `command.sh 16 585` and `command.sh 16 200` on the same machine.
 set -o pipefail
 STEP=${1:?1 to 9, 11 to 17}
 LIMIT=${2:-500}
