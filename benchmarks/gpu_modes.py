@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -393,8 +394,18 @@ def gpu_seconds(jobs: list[Any]) -> dict[str, Any]:
     }
 
 
-def _span(marks: dict[str, float], start: str, end: str) -> float:
-    return marks[end] - marks[start] if start in marks and end in marks else 0.0
+def _span(marks: dict[str, float], start: str, end: str) -> float | None:
+    """A phase's seconds from its two marks: 0 without either (the job had no such phase),
+    None with one alone (the phase was cut: its length is not known, and is not 0)."""
+    if start in marks and end in marks:
+        return marks[end] - marks[start]
+    return 0.0 if start not in marks and end not in marks else None
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum of seconds, None when one of them is not known."""
+    known = list(values)
+    return None if any(v is None for v in known) else sum(v for v in known if v is not None)
 
 
 def job_phases(config: Config, plan: Plan, jobs: list[Any]) -> list[dict[str, Any]]:
@@ -404,20 +415,20 @@ def job_phases(config: Config, plan: Plan, jobs: list[Any]) -> list[dict[str, An
     for job in (j for j in jobs if not j.packed):
         cells = [j for j in jobs if j.kind == "cell" and (j is job or j.job_id in job.cells)]
         cell_marks = [c.marks for c in cells]
+        inference = [_span(c.marks, "inference_start", "inference_end") for c in cells]
+        generation = _total(c.generation_s for c in cells)
         measured = {
-            "load_s": job.load_s or 0.0,
+            "load_s": job.load_s,
             "warm_up_s": _span(job.marks, "warm_up_start", "warm_up_end"),
             "reference_idle_s": _span(job.marks, "reference_idle_start", "reference_idle_end"),
-            "cooldown_s": sum(_span(m, "cooldown_start", "cooldown_end") for m in cell_marks),
-            "generation_s": sum(c.generation_s or 0.0 for c in cells),
-            "inspect_s": sum(
-                _span(c.marks, "inference_start", "inference_end") - (c.generation_s or 0.0)
-                for c in cells
-            ),
+            "cooldown_s": _total(_span(m, "cooldown_start", "cooldown_end") for m in cell_marks),
+            "generation_s": generation,
+            "inspect_s": _total([*inference, None if generation is None else -generation]),
             "pad_s": _span(job.marks, "pad_start", "pad_end"),
         }
-        wall = job.wall_s or 0.0
-        measured["other_s"] = wall - sum(measured.values())  # Inspect's import, exit, writes
+        wall = job.wall_s
+        known = _total(measured.values())  # the rest: Inspect's import, exit, writes
+        measured["other_s"] = None if wall is None or known is None else wall - known
         estimate = preview_check.preview_of(plan, config, job)
         out.append(
             {
@@ -620,17 +631,18 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def phase_sums(
     jobs: list[dict[str, Any]],
-) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+) -> dict[str, tuple[dict[str, float | None], dict[str, float]]]:
     """Per job kind, the measured and previewed seconds by phase, in the preview's phases
-    (idle: Inspect around generation, cooldowns and the rest of the job)."""
-    out: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+    (idle: Inspect around generation, cooldowns and the rest of the job); a measured sum is
+    None when one job's figure is."""
+    out: dict[str, tuple[dict[str, float | None], dict[str, float]]] = {}
     for job in jobs:
         measured, estimated = out.setdefault(job["kind"], ({}, {}))
         m = job["measured"]
-        idle = m["inspect_s"] + m["cooldown_s"] + m["other_s"]
-        mine = {**{k: m[k] for k in ("load_s", "reference_idle_s", "generation_s", "pad_s")}}
+        idle = _total([m["inspect_s"], m["cooldown_s"], m["other_s"]])
+        mine = {k: m[k] for k in ("load_s", "reference_idle_s", "generation_s", "pad_s")}
         for name, value in {**mine, "idle_s": idle, "wall_s": job["wall_s"]}.items():
-            measured[name] = measured.get(name, 0.0) + value
+            measured[name] = _total([measured.get(name, 0.0), value])
         est = job["preview"] or {}
         est = {**est, "total_s": sum(est.values())}
         for name, value in est.items():
@@ -672,10 +684,10 @@ def print_summary(report: dict[str, Any]) -> None:
     for run in report["runs"]:
         for kind, (measured, estimated) in phase_sums(run.get("job_phases", [])).items():
             both = ", ".join(
-                f"{name} {measured.get(name, 0):.0f}/{estimated.get(name, 0):.0f}"
+                f"{name} {_fmt(measured.get(name), 0)}/{estimated.get(name, 0):.0f}"
                 for name in ("load_s", "reference_idle_s", "generation_s", "idle_s", "pad_s")
             )
-            wall = f"{measured['wall_s']:.0f}/{estimated['total_s']:.0f}"
+            wall = f"{_fmt(measured['wall_s'], 0)}/{estimated['total_s']:.0f}"
             print(f"  {run['run']} {kind}: wall {wall}: {both}")
     missed = [g for g in report["goals"] if g["passed"] is False]
     unchecked = [g for g in report["goals"] if g["passed"] is None]

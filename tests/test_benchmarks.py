@@ -170,3 +170,23 @@ def test_gpu_modes_repeated_answer_length_runs_the_same_cell_twice_in_a_model_jo
     assert model_job.spec.pack is not None
     ran = [c.evaluation.benchmark for c in model_job.spec.pack.cells]
     assert ran == ["synth_t16", "synth_t8", "synth_t8_2"]  # the repetition right after its twin
+
+
+def test_gpu_modes_a_phase_cut_in_its_middle_is_unknown_not_zero() -> None:
+    """A phase's seconds: from its two marks; 0 for a phase the job did not have (neither
+    mark); None for one cut after its start (its length is not known, and is not 0); a sum
+    over a run's jobs is None when one job's figure is."""
+    marks = {"pad_start": 1.0, "pad_end": 4.5, "cooldown_start": 9.0}
+    assert gpu_modes._span(marks, "pad_start", "pad_end") == 3.5
+    assert gpu_modes._span(marks, "warm_up_start", "warm_up_end") == 0.0
+    assert gpu_modes._span(marks, "cooldown_start", "cooldown_end") is None
+
+    def job(load_s: float | None) -> dict[str, object]:
+        measured = {"load_s": load_s, "reference_idle_s": 0.0, "generation_s": 10.0}
+        measured |= {"pad_s": 0.0, "inspect_s": 2.0, "cooldown_s": 1.0, "other_s": 3.0}
+        return {"kind": "cell", "wall_s": 50.0, "preview": None, "measured": measured}
+
+    measured, _ = gpu_modes.phase_sums([job(20.0), job(15.0)])["cell"]
+    assert measured["load_s"] == 35.0 and measured["idle_s"] == 12.0
+    measured, _ = gpu_modes.phase_sums([job(20.0), job(None)])["cell"]
+    assert measured["load_s"] is None and measured["generation_s"] == 20.0
