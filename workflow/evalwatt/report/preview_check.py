@@ -29,11 +29,14 @@ from evalwatt.base.vocabulary import JobKind, Mark
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
 from evalwatt.contracts.plan import Calibration, ModelCalibration
+from evalwatt.contracts.result import JobResult
 from evalwatt.plan.estimate import Estimate, PackedKind, estimate, estimate_cells
 from evalwatt.plan.matrix import Plan
 from evalwatt.plan.preview import Row, markdown
 
-RESULT_VERSIONS = (4, 5, 6)
+RESULT_VERSIONS = (4, *JobResult.OLDER_VERSIONS, JobResult.known_version())
+"""The result versions read here: those the job-result contract reads, and 4 (before per-model
+execution), whose fields used here are the same."""
 JOB_ORDER = ("cell", "baseline", "model", "judge", "judge-pass")
 
 
