@@ -282,6 +282,16 @@ CASES = [
         edit=_set("models.0.server_args", ["--tensor-parallel-size", "4"]),
     ),
     Case(
+        "cudnn-in-hf-server-args",
+        "small",
+        ("{config}", "models.0.server_args.0", "'--cudnn-attention=on'", "hf.cudnn_attention"),
+        edit=lambda data: [
+            _set("models.0.backend", "hf")(data),
+            _set("models.0.total_params_b", 7.0)(data),
+            _set("models.0.server_args", ["--cudnn-attention=on"])(data),
+        ],
+    ),
+    Case(
         "port-in-extra-args",
         "small",
         ("{config}", "vllm.extra_args.0", "'--port=8000'"),

@@ -83,6 +83,7 @@ def test_the_rendered_job_runs_transformers_serve(small_config):
         PY,
         "-m",
         "evalwatt.runtime.hf_serve",
+        "--cudnn-attention=off",
         "serve",
         "{model_path}",
         "--continuous-batching",
@@ -93,6 +94,32 @@ def test_the_rendered_job_runs_transformers_serve(small_config):
         "--device",
         "auto",
     ]
+    assert job.spec.server.settings.cudnn_attention is False  # in the spec: a change reruns
+
+
+def test_cudnn_attention_on_is_in_the_command_and_the_settings(small_config):
+    """hf.cudnn_attention: true reaches the server's command and its settings, so that a cell
+    measured with the other choice is not taken for the same cell (jobs.packs.same_cell) and
+    the baseline is another one; other backends have no such setting."""
+    small_config["models"][0].update(backend="hf", total_params_b=7.0)
+    small_config["job"] = {"python": PY}
+    plain = from_dict(small_config, Path("."))
+    small_config["hf"] = {"cudnn_attention": True}
+    cudnn = from_dict(small_config, Path("."))
+    layout = Layout.of("/evalwatt-unit/r", plain.run)
+    off, on = (resolve_job(c, plan_run(c), layout, "cell", CELL).spec for c in (plain, cudnn))
+    assert "--cudnn-attention=on" in on.server.argv and on.server.settings.cudnn_attention
+    assert off.server.settings != on.server.settings
+    assert off.server.baseline_id != on.server.baseline_id
+    # a spec written before the choice came reads as "not recorded", never the same settings
+    written_before = off.server.settings.model_copy(update={"cudnn_attention": None})
+    assert "cudnn_attention" not in written_before.model_dump_json()
+    assert written_before != off.server.settings
+    small_config["models"][0]["backend"] = "vllm"
+    vllm = from_dict(small_config, Path("."))
+    job = resolve_job(vllm, plan_run(vllm), layout, "cell", CELL)
+    assert job.spec.server.settings.cudnn_attention is None
+    assert "cudnn_attention" not in job.spec_json  # a vLLM job's spec, hence its job, unchanged
 
 
 def test_the_command_on_a_cpu_and_extra_arguments():
@@ -102,7 +129,7 @@ def test_the_command_on_a_cpu_and_extra_arguments():
         "python3",
         "-m",
         HF_SERVE_MODULE,
-        "serve",
+        "--cudnn-attention=off",
     ]
 
 
@@ -333,7 +360,7 @@ def _start(hf_python: str, weights: str, folder: Path, *, library_cli: bool = Fa
         for w in engine.server_argv("tiny", settings, hf_python)
     ]
     if library_cli:
-        argv = [str(Path(hf_python).parent / "transformers"), *argv[3:]]
+        argv = [str(Path(hf_python).parent / "transformers"), *argv[4:]]  # without ours
     (folder / "tmp").mkdir(parents=True, exist_ok=True)
     (folder / "site").mkdir(exist_ok=True)
     (folder / "site" / "sitecustomize.py").write_text(DEBUG_BATCHING)
@@ -540,10 +567,10 @@ class FakeCudaBackends:
         return self.cudnn
 
 
-@pytest.mark.parametrize(("value", "cudnn"), [(None, False), ("off", False), ("ON", True)])
+@pytest.mark.parametrize(("value", "cudnn"), [(None, False), ("off", False), ("on", True)])
 def test_the_server_attention_runs_without_cudnn_unless_asked(value, cudnn, capsys):
-    """Unset (or off), cuDNN is out of the kernels PyTorch's attention may use (its plan per
-    shape made a served server faster than a fresh one); EVALWATT_HF_CUDNN_ATTENTION=on gives
+    """Without the flag (or off), cuDNN is out of the kernels PyTorch's attention may use (its
+    plan per shape made a served server faster than a fresh one); --cudnn-attention=on gives
     PyTorch's default back; the server log says which kernels are allowed."""
     backends = FakeCudaBackends()
     assert hf_serve.choose_cudnn_attention(value, backends) == ("on" if cudnn else "off")
@@ -555,6 +582,21 @@ def test_the_server_attention_runs_without_cudnn_unless_asked(value, cudnn, caps
 
 def test_a_wrong_cudnn_choice_stops_the_server_naming_the_choices():
     backends = FakeCudaBackends()
-    with pytest.raises(SystemExit, match=r"EVALWATT_HF_CUDNN_ATTENTION='no'.*off, on"):
+    with pytest.raises(SystemExit, match=r"--cudnn-attention=no: allowed off, on"):
         hf_serve.choose_cudnn_attention("no", backends)
     assert backends.cudnn  # left as PyTorch had it
+
+
+def test_the_script_takes_its_own_flag_and_passes_the_rest_to_the_library():
+    args = ["--cudnn-attention=on", "serve", "m", "--port", "1"]
+    assert hf_serve.own_arguments(args) == ("on", ["serve", "m", "--port", "1"])
+    assert hf_serve.own_arguments(["serve", "m"]) == (None, ["serve", "m"])
+    # only in first place: a library argument of that name is the library's
+    assert hf_serve.own_arguments(["serve", "--cudnn-attention=on"])[0] is None
+
+
+def test_the_served_server_runs_attention_without_cudnn(started):
+    """The job's command carries the run's choice (off) to the real server, whose PyTorch
+    (a CPU build here) takes it through the functions it calls by these names."""
+    log = started.served.log_path.read_text()
+    assert "attention kernels allowed: flash, mem-efficient, math (--cudnn-attention=off)" in log

@@ -134,7 +134,7 @@
 #     --budget-s 150 $P --tokens 64,64,64 --max-connections 64
 #   timeout 190 python3 benchmarks/gpu_modes.py --out /tmp/gpm-rev --label rev \
 #     --budget-s 170 $P --tokens 64,32 --max-connections 32,64
-# Files in three/. The twin's second cell decoded at 101 ms a step against 163 ms for its
+# Files in three/. The twin's second cell decoded at 102 ms a step against 163 ms for its
 # first, over the same key lengths.
 # Step 17 (one call on a fresh machine): is that a cost per new attention shape, and does it
 # go with cuDNN attention off? sdpa_shapes.py times the call paged SDPA makes, twice over the
@@ -143,7 +143,9 @@
 # and a .devtmp/gpm-ew.tgz of the tree as committed. Run as `command.sh 17 LIMIT`.
 # Ran (2026-12-05, seventh session, a second H100, GPU-a237c392..., gpm-ew.tgz of 231431a, where
 # the switch was on unless set) as `command.sh 17 150`, the 279 s of device time left; files
-# in cudnn/. The hf server runs with cuDNN attention off by default since. Next: the three
+# in cudnn/. The hf server runs with cuDNN attention off by default since, through its
+# command's --cudnn-attention=off from the config's hf.cudnn_attention (the variable is gone;
+# the bg scripts need nothing for it). Next: the three
 # repeats of both modes with it (~1,300 s: its wave and cells are slower), `command.sh 15 585
 # 1300 three`, then `command.sh 16 585` and `command.sh 16 200` on the same machine.
 set -o pipefail

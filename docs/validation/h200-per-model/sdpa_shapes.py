@@ -3,7 +3,7 @@
     python3 sdpa_shapes.py [--steps 24] [--out FILE.json]
 
 Why: in a model job of `transformers serve` (paged SDPA, torch 2.11, an H100), a cell run a
-second time with the same prompts decoded at 101 ms a step against 163 ms the first time, every
+second time with the same prompts decoded at 102 ms a step against 163 ms the first time, every
 step alike (docs/validation.md, seventh session). A decode step's attention has a key length
 that grows by one token per request at every step, so a fresh server meets a new shape at every
 step and a served one meets shapes it has met. This times the call that
@@ -40,8 +40,11 @@ KERNELS = {
 
 class Tensors:
     """The call's tensors at the longest key length, made once: a call at a shorter length
-    takes a contiguous prefix of each, so that no pass allocates (the allocator would then
-    cost the first pass more for a reason of its own)."""
+    takes a contiguous prefix of each, so that no input is allocated in the timed part (the
+    first pass would then pay the allocator's growth). The call itself allocates its output,
+    and the memory-efficient kernel a padded copy of the mask, from the caching allocator, as
+    in the server. The kernels forced after the first are timed at key lengths 7, 14 and 21
+    tokens off the server's (so that none meets a shape another met): another alignment."""
 
     def __init__(self, longest_kv: int) -> None:
         device, dtype = "cuda", torch.bfloat16

@@ -53,6 +53,7 @@ OWNED_FLAGS = {
         "--continuous-batching": "batching as vLLM does, always on",
         "--no-continuous-batching": "batching as vLLM does, always on",
         "--model-timeout": "the pinned model, never unloaded",
+        "--cudnn-attention": "hf.cudnn_attention",
     },
 }
 

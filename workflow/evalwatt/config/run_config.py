@@ -157,6 +157,18 @@ class Vllm(Section):
     --max-model-len, --gpu-memory-utilization, ...) are refused."""
 
 
+class Hf(Section):
+    """Settings of every `transformers serve` (backend hf, through runtime/hf_serve.py)."""
+
+    cudnn_attention: bool = False
+    """Let PyTorch run the server's attention with cuDNN. false (evalwatt's choice): cuDNN
+    builds a plan for each new attention shape, and paged SDPA's key length grows at every
+    step, so a server that had served the same lengths (a model job's later cells) stepped
+    faster than a fresh one and a cell cost 4 to 11 % less (docs/vllm.md). true: PyTorch's
+    default, faster on a fresh server, but a cell's energy then depends on what its server
+    ran before."""
+
+
 class Benchmark(Section):
     """One benchmark: its Inspect task, its size, how it is scored."""
 
@@ -331,6 +343,8 @@ class RunConfig(Section):
     """Settings passed to every `vllm serve` (backend vllm). The same command runs on GPUs and, on
     a cluster with gpus_per_node 0, on the CPU (vLLM's CPU build, docs/vllm.md); only the
     device's own settings differ."""
+    hf: Hf = section(Hf)
+    """Settings of every `transformers serve` (backend hf)."""
     models: tuple[ModelEntry, ...] = Field(min_length=1, json_schema_extra=_sheet_or_list)
     """The models, either inline (a list) or as a TSV sheet (a path relative to the config file's
     folder); each row is validated against workflow/schemas/model.schema.yaml."""

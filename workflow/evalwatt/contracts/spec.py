@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from evalwatt.base.layout import JOB_SPEC, RESULT
 from evalwatt.base.vocabulary import RUN_KINDS, JobKind
@@ -55,6 +55,11 @@ class ServerSettings(Record):
         description="vLLM: the server's executable ($VARS expanded in the job); "
         "null: the vllm next to the job's Python",
     )
+    cudnn_attention: bool | None = Field(
+        default=None,
+        description="hf only: whether PyTorch's attention may use cuDNN (hf.cudnn_attention); "
+        "null for the other backends, and in specs written before evalwatt set it",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -64,6 +69,17 @@ class ServerSettings(Record):
         if isinstance(data, dict) and "device" not in data and "gpus" in data:
             gpu = data["gpus"] and data.get("backend") != "llama-cpp"
             return {**data, "device": "gpu" if gpu else "cpu"}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_an_unset_cudnn_choice(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        """The settings of the backends that have no cuDNN choice are written as they were
+        before it came: their specs did not change, so their jobs do not run again."""
+        data: dict[str, Any] = handler(self)
+        if self.cudnn_attention is None:
+            data.pop("cudnn_attention", None)
         return data
 
     @model_validator(mode="after")

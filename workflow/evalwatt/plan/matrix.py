@@ -195,6 +195,8 @@ def server_settings(model: ModelEntry, plan: ModelPlan, config: Config) -> Serve
             settings["cpu_enforce_eager"] = vllm.cpu_enforce_eager
         settings["executable"] = vllm.executable
         settings["server_args"] += list(vllm.extra_args)
+    if model.backend == "hf":
+        settings["cudnn_attention"] = config.hf.cudnn_attention
     return ServerSettings.model_validate(settings)
 
 

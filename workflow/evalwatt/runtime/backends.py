@@ -31,6 +31,7 @@ from pathlib import Path
 
 from evalwatt.config.model_entry import SAMPLING_AT_FIRST_REQUEST
 from evalwatt.contracts.spec import ModelSpec, ServerSettings
+from evalwatt.runtime.hf_serve import CUDNN_FLAG
 
 
 def _vllm_executable(server: ServerSettings, python: str) -> str:
@@ -168,12 +169,15 @@ def _hf_argv(served_name: str, server: ServerSettings, python: str) -> list[str]
     (``hf_model_id``). On a GPU, ``auto`` places the model on the GPUs Slurm allocated: one,
     or its layers spread over several (the library does no tensor parallelism). The library has
     no context-length flag: ``context_tokens`` is the model's own. The job's Python runs it
-    through ``runtime/hf_serve.py`` (the library's CLI, its prefix cache's block sharing off,
-    so that a cell's energy does not depend on the cells served before it)."""
+    through ``runtime/hf_serve.py`` (the library's CLI, its prefix cache's block sharing off
+    and, unless ``hf.cudnn_attention``, its attention without cuDNN, so that a cell's energy
+    does not depend on the cells served before it); the script takes its own flag first."""
+    cudnn = "on" if server.cudnn_attention else "off"
     return [
         python,
         "-m",
         HF_SERVE_MODULE,
+        f"{CUDNN_FLAG}={cudnn}",
         "serve",
         "{model_path}",
         "--continuous-batching",

@@ -1,11 +1,12 @@
-"""``transformers serve`` with its prefix cache's block sharing off: the hf backend's server.
+"""``transformers serve`` with its prefix cache's block sharing off and its attention without
+cuDNN: the hf backend's server.
 
-    python -m evalwatt.runtime.hf_serve serve MODEL --continuous-batching ...
+    python -m evalwatt.runtime.hf_serve --cudnn-attention=off serve MODEL --continuous-batching ...
 
-takes the arguments of the ``transformers`` command and runs the library's own CLI and server,
-with one change: the continuous batching it builds does not share KV blocks between requests
-(``ContinuousBatchingConfig.allow_block_sharing``, the library's setting, on by default, which
-``transformers serve`` has no flag for).
+takes the arguments of the ``transformers`` command (after its own flag) and runs the library's
+own CLI and server, with two changes. First, the continuous batching it builds does not share
+KV blocks between requests (``ContinuousBatchingConfig.allow_block_sharing``, the library's
+setting, on by default, which ``transformers serve`` has no flag for).
 
 Why: with sharing on, the blocks of a finished request stay cached, and a later request whose
 prompt starts with the same tokens skips their prefill. In a model job, a cell that sends the
@@ -23,8 +24,10 @@ How: every ``ContinuousBatchingConfig`` of the server's process, the one the CLI
 it is made (its dataclass's ``__post_init__``); a release without that setting or that hook
 fails at start, naming its version, rather than serve with sharing on.
 
-PyTorch's attention runs without cuDNN in this process (``choose_cudnn_attention``), for the
-same reason: cuDNN's plan per attention shape made a served server step faster than a fresh one.
+Second, with ``--cudnn-attention=off`` (the job's command has it unless the run's
+``hf.cudnn_attention`` is true), PyTorch's attention runs without cuDNN in this process
+(``choose_cudnn_attention``), for the same reason: cuDNN's plan per attention shape made a
+served server step faster than a fresh one.
 
 It also lowers the library's batching logger to INFO (``log_batching_decisions``), so that
 the server log records, with their times, what decides its speed: whether CUDA graphs are
@@ -184,10 +187,18 @@ def log_allocator(period_s: float = 1.0) -> threading.Thread:
     return thread
 
 
-CUDNN_VARIABLE = "EVALWATT_HF_CUDNN_ATTENTION"
-"""Whether PyTorch may run the server's attention with cuDNN: off (unset) or on (PyTorch's
-default); see ``choose_cudnn_attention``."""
+CUDNN_FLAG = "--cudnn-attention"
+"""This script's own flag, before the library's arguments: ``--cudnn-attention=off`` (also
+without it) or ``=on`` (PyTorch's default); the job's command carries the run's
+``hf.cudnn_attention`` (runtime/backends.py), so that the job's spec records it."""
 CUDNN_CHOICES = ("off", "on")
+
+
+def own_arguments(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of this script's flag if it comes first, the library's arguments)."""
+    if args and args[0].startswith(f"{CUDNN_FLAG}="):
+        return args[0].split("=", 1)[1], args[1:]
+    return None, args
 
 
 def choose_cudnn_attention(value: str | None, backends: Any) -> str:
@@ -196,21 +207,21 @@ def choose_cudnn_attention(value: str | None, backends: Any) -> str:
     attention kernels are allowed. Returns the choice (off unless ``value`` says on).
 
     Why off: paged SDPA calls attention with a key length that grows at every decode step,
-    and PyTorch's default kernel for that call on an H100 (torch 2.11) is cuDNN's, which
-    builds a plan for each new shape and caches it: 36 ms the first time a shape comes,
-    1.4 ms after (``docs/validation/h200-per-model/sdpa_shapes.py``). A fresh server then
-    meets a new shape at every step, and a server that served the same lengths before (a
-    model job's later cells) does not: the same cell, run twice in one model job, decoded at
-    163 then 101 ms a step and cost 11 % less the second time. With cuDNN out, PyTorch takes
-    its memory-efficient kernel (2.5 ms either time): the twice-run cell cost the same within
+    and PyTorch's kernel for that call on an H100 (torch 2.11) is cuDNN's, which builds a
+    plan for each new shape and caches it: 36 ms the first time a shape comes, 1.4 ms after
+    (``docs/validation/h200-per-model/sdpa_shapes.py``). A fresh server then meets a new shape
+    at every step, and a server that served the same lengths before (a model job's later
+    cells) does not: the same cell, run three times in one model job, decoded at 163, then
+    102 and 101 ms a step and cost 11 % less after the first. With cuDNN out, PyTorch takes
+    its memory-efficient kernel (2.5 ms either time): the same cell twice cost the same within
     0.7 %, on a GPU 89 % busy instead of 55 %, for more energy per cell (docs/validation.md,
     seventh session). The same reason as block sharing's: a cell's energy must not depend on
     the cells its server ran before."""
     name = (value or "off").lower()
     if name not in CUDNN_CHOICES:
         raise SystemExit(
-            f"evalwatt.runtime.hf_serve: {CUDNN_VARIABLE}={value!r}: allowed "
-            f"{', '.join(CUDNN_CHOICES)} (unset: off)"
+            f"evalwatt.runtime.hf_serve: {CUDNN_FLAG}={value}: allowed "
+            f"{', '.join(CUDNN_CHOICES)} (without it: off)"
         )
     backends.enable_cudnn_sdp(name == "on")
     allowed = {
@@ -221,7 +232,7 @@ def choose_cudnn_attention(value: str | None, backends: Any) -> str:
     }
     print(
         f"evalwatt.runtime.hf_serve: attention kernels allowed: "
-        f"{', '.join(kernel for kernel, on in allowed.items() if on)} ({CUDNN_VARIABLE}={name})",
+        f"{', '.join(kernel for kernel, on in allowed.items() if on)} ({CUDNN_FLAG}={name})",
         file=sys.stderr,
         flush=True,
     )
@@ -230,6 +241,7 @@ def choose_cudnn_attention(value: str | None, backends: Any) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     try:
+        import torch  # transformers' own dependency
         import transformers
         from transformers import ContinuousBatchingConfig
         from transformers.cli import transformers as cli
@@ -239,13 +251,12 @@ def main(argv: list[str] | None = None) -> None:
             f"({exc}): the hf backend serves with the job's Python (job.python), which needs "
             "`pip install .[hf]` (docs/vllm.md)"
         ) from exc
+    cudnn, library_args = own_arguments(sys.argv[1:] if argv is None else argv)
     turn_off_block_sharing(ContinuousBatchingConfig, transformers.__version__)
-    import torch  # transformers' own dependency
-
-    choose_cudnn_attention(os.environ.get(CUDNN_VARIABLE), torch.backends.cuda)
+    choose_cudnn_attention(cudnn, torch.backends.cuda)
     if log_batching_decisions(os.environ.get(LEVEL_VARIABLE)) == "DEBUG":
         log_allocator()
-    sys.argv = ["transformers", *(sys.argv[1:] if argv is None else argv)]
+    sys.argv = ["transformers", *library_args]
     cli.main()
 
 
