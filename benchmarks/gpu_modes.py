@@ -158,7 +158,8 @@ import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 argv = sys.argv[1:]
-model, host, port = argv[1], argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
+model = argv[argv.index("serve") + 1]  # after hf_serve's own flag
+host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -199,10 +200,11 @@ ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 def job_python(args: argparse.Namespace) -> str | None:
     """The jobs' Python, which also runs the hf server (``python -m evalwatt.runtime.hf_serve
-    serve ...``, runtime/backends.py). None: this Python, which has transformers (the GPU
-    machine). Else a wrapper (gpu_truth.two_pythons) that runs the jobs with this Python and
-    the server with ``--hf-python`` (a CPU run: the job's packages in .venv, the server's in
-    .venv-vllm) or, in ``--short`` mode without it, the stand-in FAKE_SERVE."""
+    --cudnn-attention=off serve ...``, runtime/backends.py). None: this Python, which has
+    transformers (the GPU machine). Else a wrapper (gpu_truth.two_pythons) that runs the jobs
+    with this Python and the server with ``--hf-python`` (a CPU run: the job's packages in
+    .venv, the server's in .venv-vllm) or, in ``--short`` mode without it, the stand-in
+    FAKE_SERVE."""
     if args.hf_python is None and not args.short:
         return None
     folder = args.out / "bin"

@@ -10,6 +10,7 @@ recomputed here from the CSV with an independent linear interpolation.
 from __future__ import annotations
 
 import bisect
+import shutil
 
 import pytest
 from packed_jobs import (
@@ -252,3 +253,17 @@ def test_the_row_says_how_the_cell_ran(run):
     for row in (packed, alone):
         assert row["steady_window_s"] == pytest.approx(steady_s)
         assert row["steady_output_tokens"] == STEADY_TOKENS
+
+
+def test_a_run_copied_elsewhere_reads_its_own_model_job(run, tmp_path):
+    """A packed result records its model job's folder as an absolute path; a run folder
+    copied elsewhere (an admin's audit, a kept validation run) reads the model job beside
+    its cells, the same joules, also once the original is gone."""
+    before = _gpu(cell_energy(run.cells["a"], None, None, 100, 69120))
+    copy = tmp_path / "copied" / "run"
+    shutil.copytree(run.model.parents[1], copy, ignore=shutil.ignore_patterns("copied"))
+    shutil.rmtree(run.model)
+    after = _gpu(cell_energy(copy / "cells" / "a", None, None, 100, 69120))
+    for name in ("inference", "evaluation", "reference_idle", "model_overhead"):
+        assert after.terms[name].energy_j == before.terms[name].energy_j, name
+        assert after.terms[name].energy_j is not None, name

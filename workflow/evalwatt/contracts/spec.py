@@ -72,11 +72,12 @@ class ServerSettings(Record):
         return data
 
     @model_serializer(mode="wrap")
-    def _without_an_unset_cudnn_choice(
-        self, handler: SerializerFunctionWrapHandler
-    ) -> dict[str, Any]:
+    def _without_an_unset_cudnn_choice(self, handler: SerializerFunctionWrapHandler):
         """The settings of the backends that have no cuDNN choice are written as they were
-        before it came: their specs did not change, so their jobs do not run again."""
+        before it came: their specs did not change, so their jobs do not run again (and the
+        spec's version stays: an hf spec without it reads as "not recorded", never equal to
+        one with it, so its cell runs again). No return annotation: pydantic would take it
+        for the serialized schema, and lose the fields'."""
         data: dict[str, Any] = handler(self)
         if self.cudnn_attention is None:
             data.pop("cudnn_attention", None)

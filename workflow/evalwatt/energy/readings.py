@@ -38,16 +38,30 @@ from evalwatt.energy.trace_files import read_trace_parts
 FAMILY_OF_SOURCE = {"nvml": Family.GPU, "rapl": Family.CPU, "cpu-model": Family.CPU_EST}
 
 
+def packed_home(result: JobResult, run_dir: Path) -> Path | None:
+    """The folder of the model job (judge pass) that wrote the packed result of ``run_dir``,
+    found in the same run as ``run_dir`` (``<run>/<kind's folder>/<job>``): the result records
+    it as an absolute path, and a run folder copied elsewhere (an audit, a kept validation
+    run) reads its own model job, not the original's; the recorded path where the run has no
+    such folder. None for a result of its own job."""
+    if result.packed_in is None:
+        return None
+    recorded = Path(result.packed_in)
+    beside = run_dir.parent.parent / recorded.parent.name / recorded.name
+    return beside if beside.is_dir() else recorded
+
+
 def sampler_of(result: JobResult, run_dir: Path) -> tuple[JobFiles, SamplerStatus]:
     """Where a job's traces are, and the sampler's status of them: the job's own folder and
     result, or, for a cell of a model job (a judge result of a judge pass: ``packed_in``),
     that job's folder and its ``sampler.json``, which the sampler rewrites at every trace
     part. Raises TraceError naming the file it cannot read."""
-    if result.packed_in is None:
+    packed_in = packed_home(result, run_dir)
+    if packed_in is None:
         if result.sampler is None:
             raise TraceError(f"{result.job_id}: a result without a sampler status")
         return JobFiles(run_dir), result.sampler
-    home = JobFiles(result.packed_in)
+    home = JobFiles(packed_in)
     try:
         text = home.sampler_status.read_text(encoding="utf-8")
         return home, SamplerStatus.model_validate_json(text)
@@ -86,7 +100,7 @@ def job_sources(run_dir: Path) -> tuple[dict[Family, TraceSource], dict[Family, 
 def packing(run_dir: Path) -> Packing:
     """How the cell of ``run_dir`` ran: alone, or in a model job (its overhead's inputs)."""
     result = read_contract(JobResult, JobFiles(run_dir).result)
-    packed_in = result.packed_in
+    packed_in = packed_home(result, run_dir)
     return Packing(
         cell_id=result.job_id,
         steady=result.steady_window,
@@ -100,12 +114,13 @@ def cluster_of(run_dir: Path, settings: Settings) -> dict[str, EnergySource]:
     its model job's (collected for that Slurm job), cut by the result's own marks; the
     job-total sources (CEEMS API, sacct) cannot be cut into cells and are left out."""
     result = read_contract(JobResult, JobFiles(run_dir).result)
-    if result.packed_in is None:
+    packed_in = packed_home(result, run_dir)
+    if packed_in is None:
         return cluster_sources(run_dir, settings)[0]
-    if not JobFiles(result.packed_in).result.exists():
+    if not JobFiles(packed_in).result.exists():
         return {}
     marks = {str(m): t for m, t in result.marks.items()}
-    found = cluster_sources(result.packed_in, settings)[0]
+    found = cluster_sources(packed_in, settings)[0]
     recut = {name: with_marks(source, marks) for name, source in found.items()}
     return {name: source for name, source in recut.items() if source is not None}
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalwatt.base.layout import Layout
+from evalwatt.base.layout import JobFiles, Layout
 from evalwatt.base.vocabulary import Family, JobKind, Mark
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import read_contract
@@ -30,7 +30,7 @@ from evalwatt.energy.cluster.figures import cluster_sources
 from evalwatt.energy.cluster.settings import Settings
 from evalwatt.energy.readings import cell_energy
 from evalwatt.jobs.repeats import repeat_job
-from evalwatt.jobs.resolve import Job, resolve_job
+from evalwatt.jobs.resolve import resolve_job
 from evalwatt.plan.matrix import Plan
 from evalwatt.table.final import ENERGY_METHOD, flat_columns
 from evalwatt.table.packed_columns import family_packed_columns, row_packed_columns
@@ -194,15 +194,15 @@ def _judged(layout: Layout, cell_id: str, judged: bool) -> JobResult | None:
     return read_contract(JobResult, layout.run_result("judge", cell_id))
 
 
-def _baseline(
-    config: Config, plan: Plan, layout: Layout, cell_job: Job, cell: JobResult
-) -> tuple[Job | None, JobResult | None]:
-    """The cell's load-only baseline job and its result (per-cell mode); none for a cell of
+def _baseline(layout: Layout, cell: JobResult) -> tuple[JobFiles | None, JobResult | None]:
+    """The files and result of the load-only baseline the cell's job was measured against
+    (its spec's ``baseline_id``: in a run, the plan's; in a kept folder re-analysed by a
+    later evalwatt, the one that ran, whatever the plan's id has become); none for a cell of
     a model job, whose reference idle window stands in for it (``energy.packed``)."""
     if cell.packed_in is not None:
         return None, None
-    job = resolve_job(config, plan, layout, "baseline", cell_job.baseline_id)
-    return job, read_contract(JobResult, job.files.result)
+    files = layout.job_files("baseline", cell.spec.server.baseline_id)
+    return files, read_contract(JobResult, files.result)
 
 
 def build_record(
@@ -217,7 +217,7 @@ def build_record(
     if repeat is not None:
         cell_job = repeat_job(cell_job, layout, repeat)
     cell = read_contract(JobResult, cell_job.files.result)
-    base_job, base = _baseline(config, plan, layout, cell_job, cell)
+    base_files, base = _baseline(layout, cell)
     judge = _judged(layout, cell_id, cell_job.judged)
     judge_dir = layout.run_dir("judge", cell_id) if judge else None
     generation = cell.generation
@@ -228,7 +228,7 @@ def build_record(
     settings = Settings.of(config)
     energy = cell_energy(
         cell_job.files.root,
-        base_job.files.root if base_job else None,
+        base_files.root if base_files else None,
         judge_dir,
         generation.samples_completed,
         generation.output_tokens,
@@ -297,8 +297,8 @@ def build_record(
         energy=energy,
         jobs=CellJobs(
             cell=_job_ref("cell", cell_job.job_id, cell_job.files.root, cell, settings),
-            baseline=_job_ref("baseline", base_job.job_id, base_job.files.root, base, settings)
-            if base_job and base
+            baseline=_job_ref("baseline", base.job_id, base_files.root, base, settings)
+            if base_files and base
             else None,
             judge=_job_ref("judge", cell_id, judge_dir, judge, settings)
             if judge and judge_dir
