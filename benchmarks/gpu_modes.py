@@ -282,6 +282,7 @@ def config_for(
             "time_limit_min": 60,
         },
         "job": {"ready_timeout_s": 600, "sample_interval_s": 0.1},
+        "hf": {"cudnn_attention": args.hf_cudnn_attention},
         "planner": {"calibration": str(cal)} if cal else {},
         "models": [{**model, "benchmarks": sorted(setup["benchmarks"])}],
         "benchmarks": setup["benchmarks"],
@@ -717,6 +718,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "without it: a stand-in server, no weights",
     )
     parser.add_argument("--server-arg", action="append", default=[])
+    parser.add_argument(
+        "--hf-cudnn-attention",
+        action="store_true",
+        help="serve with PyTorch's cuDNN attention (hf.cudnn_attention: true); evalwatt's "
+        "default is without (docs/vllm.md)",
+    )
     parser.add_argument(
         "--tokens",
         default="128,256",

@@ -190,3 +190,22 @@ def test_gpu_modes_a_phase_cut_in_its_middle_is_unknown_not_zero() -> None:
     assert measured["load_s"] == 35.0 and measured["idle_s"] == 12.0
     measured, _ = gpu_modes.phase_sums([job(20.0), job(None)])["cell"]
     assert measured["load_s"] is None and measured["generation_s"] == 20.0
+
+
+def test_gpu_modes_can_serve_with_cudnn_attention(tmp_path: Path) -> None:
+    """``--hf-cudnn-attention``: the hf server's command and spec say cuDNN on (PyTorch's
+    default), so that its cost against evalwatt's default is measured on one machine."""
+    for flag, value in (([], "off"), (["--hf-cudnn-attention"], "on")):
+        args = gpu_modes.parse_args(["--out", str(tmp_path), "--samples", "4", *flag])
+        setup = {
+            "model": gpu_modes.fake_model(tmp_path),
+            "benchmarks": gpu_modes.benchmarks_of(args),
+        }
+        config = gpu_modes.config_for(args, "per-model", 1, setup, None, checked=False)
+        jobs = gpu_modes.RunJobs(
+            config, gpu_modes.plan_run(config), gpu_modes.Layout.of(tmp_path, config.run)
+        )
+        ((kind, job_id),) = jobs.jobs()
+        server = jobs.job(kind, job_id).spec.server
+        assert f"--cudnn-attention={value}" in server.argv
+        assert server.settings.cudnn_attention is (value == "on")
