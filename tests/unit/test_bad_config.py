@@ -74,6 +74,17 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def _hf_model_with(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that makes the first model an hf one that fits a GPU, then sets ``path``."""
+
+    def edit(config: dict[str, Any]) -> None:
+        _set("models.0.backend", "hf")(config)
+        _set("models.0.total_params_b", 7.0)(config)
+        _set(path, value)(config)
+
+    return edit
+
+
 def _cell(line: int, column: str, value: str) -> Callable[[list[list[str]]], None]:
     """A sheet edit: set ``column`` of the row on ``line`` (the header is line 1)."""
 
@@ -269,11 +280,7 @@ CASES = [
         "top-k-for-an-hf-model",
         "small",
         ("{config}", "field sampling.qwen2.5.top_k = 20", "transformers serve", "allowed:"),
-        edit=lambda data: [
-            _set("models.0.backend", "hf")(data),
-            _set("models.0.total_params_b", 7.0)(data),
-            _set("sampling", {"qwen2.5": {"top_k": 20}})(data),
-        ],
+        edit=_hf_model_with("sampling", {"qwen2.5": {"top_k": 20}}),
     ),
     Case(
         "tp-in-server-args",
@@ -285,11 +292,7 @@ CASES = [
         "cudnn-in-hf-server-args",
         "small",
         ("{config}", "models.0.server_args.0", "'--cudnn-attention=on'", "hf.cudnn_attention"),
-        edit=lambda data: [
-            _set("models.0.backend", "hf")(data),
-            _set("models.0.total_params_b", 7.0)(data),
-            _set("models.0.server_args", ["--cudnn-attention=on"])(data),
-        ],
+        edit=_hf_model_with("models.0.server_args", ["--cudnn-attention=on"]),
     ),
     Case(
         "port-in-extra-args",
