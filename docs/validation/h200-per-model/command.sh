@@ -145,9 +145,10 @@
 # the switch was on unless set) as `command.sh 17 150`, the 279 s of device time left; files
 # in cudnn/. The hf server runs with cuDNN attention off by default since, through its
 # command's --cudnn-attention=off from the config's hf.cudnn_attention (the variable is gone;
-# the bg scripts need nothing for it). Next: the three
-# repeats of both modes with it (~1,300 s: its wave and cells are slower), `command.sh 15 585
-# 1300 three`, then `command.sh 16 585` and `command.sh 16 200` on the same machine.
+# the bg scripts need nothing for it). The three repeats of both modes with it ran
+# (2026-12-05, eighth session, a third H100, GPU-b1cae4fe..., gpm-ew.tgz of 4e1930e) as
+# `command.sh 15 585 1400 three`, `command.sh 16 585` and `command.sh 16 340` on one machine
+# (1,384 s), then three-off/cudnn-on.sh; files in three-off/.
 set -o pipefail
 STEP=${1:?1 to 9, 11 to 17}
 LIMIT=${2:-500}
