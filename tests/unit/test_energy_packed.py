@@ -25,6 +25,7 @@ from packed_jobs import (
 )
 from packed_jobs import judge_pass as make_judge_pass
 
+from evalwatt.base.layout import JobFiles
 from evalwatt.base.vocabulary import Family
 from evalwatt.contracts.record import FamilyEnergy
 from evalwatt.energy.packed import PER_CELL_REASON
@@ -267,3 +268,18 @@ def test_a_run_copied_elsewhere_reads_its_own_model_job(run, tmp_path):
     for name in ("inference", "evaluation", "reference_idle", "model_overhead"):
         assert after.terms[name].energy_j == before.terms[name].energy_j, name
         assert after.terms[name].energy_j is not None, name
+
+
+def test_packing_home_finds_a_rerun_folder_in_a_copied_run(tmp_path):
+    """A cell kept from a rerun records its model job's rerun folder
+    (``models/<job>/rerun-<time>``): a copy of the run finds it in the copy, the kind folder
+    and the rerun folder kept; a path outside any run, or a copy without it, stays as
+    recorded."""
+    recorded = tmp_path / "orig" / "models" / "run" / "models" / "m1" / "rerun-20261205"
+    copy = tmp_path / "copy" / "run"
+    cell = JobFiles(copy / "cells" / "a")
+    assert cell.packing_home(recorded) == recorded  # not copied yet
+    (copy / "models" / "m1" / "rerun-20261205").mkdir(parents=True)
+    assert cell.packing_home(recorded) == copy / "models" / "m1" / "rerun-20261205"
+    outside = tmp_path / "elsewhere" / "m1"
+    assert cell.packing_home(outside) == outside

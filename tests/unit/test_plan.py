@@ -18,7 +18,7 @@ import yaml
 from evalwatt.config.load import ConfigError, from_dict, load_config
 from evalwatt.contracts.contract import read_contract
 from evalwatt.contracts.plan import PlanFile
-from evalwatt.plan.estimate import cost_preview, estimate, load_seconds
+from evalwatt.plan.estimate import cost_preview, estimate, load_seconds, rates_of
 from evalwatt.plan.matrix import (
     baseline_id,
     format_temperature,
@@ -498,3 +498,22 @@ def test_the_baseline_id_hashes_only_the_settings_the_planner_sets(small_config)
     blob = json.dumps(written, sort_keys=True, separators=(",", ":")).encode()
     expected = hashlib.sha256(blob).hexdigest()[:8]
     assert baseline_id(model, settings) == f"SmolLM2-135M-Instruct__llama-cpp-g0-{expected}"
+
+
+def test_an_uncalibrated_hf_model_on_a_gpu_is_told_its_rates_are_vllms(small_config):
+    """The table's GPU rows are vLLM's (ML.ENERGY); transformers serve decoded 8-11x slower
+    on an H100, so the preview's source of an hf model's rates says so, and a vLLM model's
+    does not."""
+    config = _config(
+        small_config,
+        _model("served-by-hf", 7.0, 16, 32, 8, backend="hf", benchmarks=["piqa"]),
+        _model("served-by-vllm", 7.0, 16, 32, 8, benchmarks=["piqa"]),
+    )
+    plan = plan_run(config)
+    rates = {model: rates_of(plan, config, model) for model in plan.models}
+    assert rates["served-by-hf"].row is not None
+    assert "vLLM's rates" in rates["served-by-hf"].note
+    assert "preview-check --write-calibration" in rates["served-by-hf"].note
+    assert "vLLM's rates" not in rates["served-by-vllm"].note
+    sources = {rate.model: rate.source for rate in cost_preview(plan, config).rates}
+    assert sources["served-by-hf"] == rates["served-by-hf"].note

@@ -211,6 +211,20 @@ class JobFiles:
         that nothing they point at moves."""
         return JobFiles(self.root / f"{RERUN_PREFIX}{stamp}")
 
+    def packing_home(self, packed_in: Path) -> Path:
+        """The folder of the model job (judge pass) that wrote this packed result, as its
+        ``packed_in`` records it: an absolute path, so it is looked for first in this job's
+        own run (``<run>/<kind folder>/<job>[/rerun-<time>]``), where a run folder copied
+        elsewhere (an admin's audit, a kept validation run) keeps it; the recorded path
+        where this run has no such folder."""
+        parts = packed_in.parts
+        kinds = set(KIND_DIRS.values())
+        at = next((i for i in range(len(parts) - 2, -1, -1) if parts[i] in kinds), None)
+        if at is None:
+            return packed_in
+        beside = self.root.parent.parent.joinpath(*parts[at:])
+        return beside if beside.is_dir() else packed_in
+
     def attempts(self) -> list[Path]:
         """The folders of earlier, failed attempts, oldest first."""
         return sorted(self.root.parent.glob(f"{self.root.name}{ATTEMPT_SEP}*"))

@@ -40,15 +40,11 @@ FAMILY_OF_SOURCE = {"nvml": Family.GPU, "rapl": Family.CPU, "cpu-model": Family.
 
 def packed_home(result: JobResult, run_dir: Path) -> Path | None:
     """The folder of the model job (judge pass) that wrote the packed result of ``run_dir``,
-    found in the same run as ``run_dir`` (``<run>/<kind's folder>/<job>``): the result records
-    it as an absolute path, and a run folder copied elsewhere (an audit, a kept validation
-    run) reads its own model job, not the original's; the recorded path where the run has no
-    such folder. None for a result of its own job."""
+    in this run where it is there (``JobFiles.packing_home``); None for a result of its own
+    job."""
     if result.packed_in is None:
         return None
-    recorded = Path(result.packed_in)
-    beside = run_dir.parent.parent / recorded.parent.name / recorded.name
-    return beside if beside.is_dir() else recorded
+    return JobFiles(run_dir).packing_home(Path(result.packed_in))
 
 
 def sampler_of(result: JobResult, run_dir: Path) -> tuple[JobFiles, SamplerStatus]:

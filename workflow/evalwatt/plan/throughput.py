@@ -12,7 +12,7 @@ for the models and ``max_connections`` it measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -192,11 +192,21 @@ def model_rates(config: Config, model: str, device: str) -> ModelRates:
     return rates
 
 
+HF_ON_VLLM_ROWS = (
+    "; these are vLLM's rates: transformers serve (backend hf) decoded 8-11x slower on an H100 "
+    "(docs/validation.md), so calibrate on an hf run before sizing (evalwatt preview-check "
+    "--write-calibration)"
+)
+"""Said of an uncalibrated hf model on a GPU: the table's GPU rows are vLLM's (ML.ENERGY)."""
+
+
 def _model_rates(config: Config, model: str, device: str) -> ModelRates:
     entry = config.model(model)
     rates = match(table_of(config), entry, device, config.cluster.gpu_model)
     calibration = calibration_of(config)
     measured = calibration.models.get(model) if calibration else None
     if measured is None:
+        if entry.backend == "hf" and device == "gpu" and rates.row is not None:
+            return replace(rates, note=rates.note + HF_ON_VLLM_ROWS)
         return rates
     return ModelRates(model, rates.row, rates.scale, measured, rates.note + ", calibrated")

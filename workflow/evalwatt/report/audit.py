@@ -235,7 +235,7 @@ def audit_markdown(
         for ref, packing in _refs(record):
             jobs.append((ref.kind, ref.job_id, Path(ref.run_dir), ref.accounting))
             if packing is not None and ref.packed_in is not None:
-                home = Path(ref.packed_in)
+                home = JobFiles(Path(ref.run_dir)).packing_home(Path(ref.packed_in))
                 jobs.append((packing, packing_id(home), home, _figures(home, settings)))
         for kind, job_id, run_dir, accounting in jobs:
             key = f"{kind}/{job_id}"

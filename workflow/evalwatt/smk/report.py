@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalwatt.base.layout import FINAL_BEST, FINAL_TABLE, REPORT_PAGES, Layout
+from evalwatt.base.layout import FINAL_BEST, FINAL_TABLE, REPORT_PAGES, JobFiles, Layout
 from evalwatt.base.vocabulary import JobKind
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import ContractError, read_contract
@@ -102,7 +102,7 @@ def traces_of(result: Path) -> Path:
         packed_in = read_contract(JobResult, result).packed_in
     except ContractError:
         packed_in = None
-    return Path(packed_in) if packed_in else result.parent
+    return JobFiles(result.parent).packing_home(Path(packed_in)) if packed_in else result.parent
 
 
 def report_page_inputs(layout: Layout) -> dict[str, str]:
