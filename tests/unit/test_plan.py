@@ -500,20 +500,27 @@ def test_the_baseline_id_hashes_only_the_settings_the_planner_sets(small_config)
     assert baseline_id(model, settings) == f"SmolLM2-135M-Instruct__llama-cpp-g0-{expected}"
 
 
-def test_an_uncalibrated_hf_model_on_a_gpu_is_told_its_rates_are_vllms(small_config):
-    """The table's GPU rows are vLLM's (ML.ENERGY); transformers serve decoded 8-11x slower
-    on an H100, so the preview's source of an hf model's rates says so, and a vLLM model's
-    does not."""
+def test_an_hf_model_takes_its_servers_row_or_is_told_to_calibrate(small_config):
+    """The table's GPU rows name their server: an 8B-class hf model takes the measured
+    `transformers serve` row, a vLLM model of the same class vLLM's (ML.ENERGY), and an hf
+    model of a class only vLLM has a row for takes vLLM's, with the preview's source saying
+    to calibrate on an hf run."""
     config = _config(
         small_config,
-        _model("served-by-hf", 7.0, 16, 32, 8, backend="hf", benchmarks=["piqa"]),
-        _model("served-by-vllm", 7.0, 16, 32, 8, benchmarks=["piqa"]),
+        _model("hf-7b", 7.0, 16, 32, 8, backend="hf", benchmarks=["piqa"]),
+        _model("vllm-7b", 7.0, 16, 32, 8, benchmarks=["piqa"]),
+        _model("hf-32b", 32.0, 8, 64, 8, backend="hf", benchmarks=["piqa"]),
     )
     plan = plan_run(config)
     rates = {model: rates_of(plan, config, model) for model in plan.models}
-    assert rates["served-by-hf"].row is not None
-    assert "vLLM's rates" in rates["served-by-hf"].note
-    assert "preview-check --write-calibration" in rates["served-by-hf"].note
-    assert "vLLM's rates" not in rates["served-by-vllm"].note
+    rows = {model: r.row for model, r in rates.items()}
+    assert rows["hf-7b"] is not None and rows["hf-7b"].server == "hf"
+    assert rows["vllm-7b"] is not None and rows["vllm-7b"].server == "vllm"
+    assert rows["hf-32b"] is not None and rows["hf-32b"].server == "vllm"
+    assert "calibrate on a run with backend hf" in rates["hf-32b"].note
+    assert "calibrate" not in rates["hf-7b"].note + rates["vllm-7b"].note
+    # vLLM decodes an 8B-class model 8-11 times faster than transformers serve on an H100
+    ratio = rates["vllm-7b"].decode_tokens_per_s(32) / rates["hf-7b"].decode_tokens_per_s(32)
+    assert 7 < ratio < 12
     sources = {rate.model: rate.source for rate in cost_preview(plan, config).rates}
-    assert sources["served-by-hf"] == rates["served-by-hf"].note
+    assert sources["hf-32b"] == rates["hf-32b"].note

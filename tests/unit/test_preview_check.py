@@ -8,6 +8,7 @@ cells, a judge pass, a baseline: real contracts, as the runtime writes them)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,21 @@ def test_each_job_kind_s_seconds_outside_its_cells_by_hand(tmp_path):
     # the judge pass has the baseline's real marks, and one judgement of 6 s inside them
     assert cal.job_overhead_s["judge-pass"] == pytest.approx(base_outside - 6.0)
     assert set(cal.job_overhead_s) == {"model", "baseline", "judge-pass"}
+
+
+def test_a_run_copied_elsewhere_calibrates_as_the_original(tmp_path):
+    """A packed cell records its model job's folder as an absolute path: in a copy of the run
+    (a kept validation run, gpu_modes.py --merge) the model job's cells are still its own, so
+    its seconds outside them are the original's, also once the original is gone."""
+    original = tmp_path / "original"
+    run = model_job(original)
+    make_judge_pass(original, "a", run.cells["a"] / "result.json")
+    before = calibration("unit", measured_jobs(Layout(original)))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    after = calibration("unit", measured_jobs(Layout(copy)))
+    assert after == before
 
 
 def test_a_calibration_of_version_1_or_2_still_reads(tmp_path):

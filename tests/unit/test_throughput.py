@@ -31,7 +31,8 @@ def test_every_row_has_a_source_and_rows_of_a_class_do_not_overlap():
     assert all(len(p.source) > 3 for p in TABLE.precision_factors)
     classes: dict[tuple, list[tuple[float, float]]] = {}
     for row in TABLE.rows:
-        classes.setdefault((row.device, row.gpu, row.architecture), []).append(row.active_params_b)
+        key = (row.device, row.gpu, row.server, row.architecture)
+        classes.setdefault(key, []).append(row.active_params_b)
     for ranges in classes.values():
         ranges.sort()
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges)), ranges

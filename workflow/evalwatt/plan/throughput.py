@@ -12,7 +12,7 @@ for the models and ``max_connections`` it measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 from evalwatt.base.paths import REPO_DIR
 from evalwatt.base.yamlfile import load_yaml
 from evalwatt.config.load import Config, ConfigError
-from evalwatt.config.model_entry import ModelEntry
+from evalwatt.config.model_entry import Backend, ModelEntry
 from evalwatt.contracts.contract import Record, read_contract
 from evalwatt.contracts.plan import Calibration, ModelCalibration
 
@@ -42,6 +42,9 @@ class ThroughputRow(Record):
 
     name: str
     device: Literal["gpu", "cpu"]
+    server: Backend | None = Field(
+        None, description="the inference server the rates are of (a backend); null: any"
+    )
     gpu: str | None = Field(description="a substring of cluster.gpu_model; null for cpu rows")
     architecture: Literal["dense", "moe"]
     active_params_b: tuple[float, float] = Field(description="lo < active <= hi, billions")
@@ -65,7 +68,9 @@ class ThroughputRow(Record):
 class ThroughputTable(Record):
     """The file ``planner.throughput_table`` names."""
 
-    version: Literal[1]
+    version: Literal[1, 2]
+    """2 since rows name their server (``ThroughputRow.server``); a version 1 table's rows
+    serve any backend."""
     default_gpu: str
     precision_factors: tuple[PrecisionFactor, ...]
     rows: tuple[ThroughputRow, ...]
@@ -157,20 +162,36 @@ def _rows_for(
     return fallback, f"no row for GPU {gpu_model!r}: the {table.default_gpu} rows"
 
 
+def other_server(row: ThroughputRow, backend: str) -> str:
+    """What the preview says of a row measured on another server than the model's: its
+    rates may be far off (transformers serve decoded 8-11 times slower than vLLM's row on an
+    H100, docs/running.md), so the user calibrates before sizing on them."""
+    return (
+        f"; {row.server}'s rates, no {backend} row for this class: calibrate on a run with "
+        f"backend {backend} before sizing (evalwatt preview-check --write-calibration)"
+    )
+
+
 def match(table: ThroughputTable, model: ModelEntry, device: str, gpu_model: str) -> ModelRates:
-    """The row of ``model``'s class, scaled to its active parameters and weight bits."""
+    """The row of ``model``'s class, scaled to its active parameters and weight bits: the
+    first of its own server (or of any), else the first of another server, said so."""
     rows, where = _rows_for(table, device, gpu_model)
     arch = "moe" if model.moe else "dense"
     active = _active(model)
-    for row in rows:
-        lo, hi = row.active_params_b
-        if row.architecture == arch and lo < active <= hi:
-            factors = {p.weight_bits: p.factor for p in table.precision_factors}
-            scale = row.reference_active_params_b / active * factors.get(model.weight_bits, 1.0)
-            note = f"{where}, {row.name} x {scale:.3g}"
-            return ModelRates(model.name, row, scale, None, note)
-    note = f"{where}: none for {arch} with {active:g}B active: expected_s_per_sample"
-    return ModelRates(model.name, None, 1.0, None, note)
+    fits = [
+        row
+        for row in rows
+        if row.architecture == arch and row.active_params_b[0] < active <= row.active_params_b[1]
+    ]
+    own = [row for row in fits if row.server in (None, model.backend)]
+    if not fits:
+        note = f"{where}: none for {arch} with {active:g}B active: expected_s_per_sample"
+        return ModelRates(model.name, None, 1.0, None, note)
+    row = (own or fits)[0]
+    factors = {p.weight_bits: p.factor for p in table.precision_factors}
+    scale = row.reference_active_params_b / active * factors.get(model.weight_bits, 1.0)
+    note = f"{where}, {row.name} x {scale:.3g}" + ("" if own else other_server(row, model.backend))
+    return ModelRates(model.name, row, scale, None, note)
 
 
 _RATES: dict[tuple[int, str, str], tuple[Config, ModelRates]] = {}
@@ -192,21 +213,11 @@ def model_rates(config: Config, model: str, device: str) -> ModelRates:
     return rates
 
 
-HF_ON_VLLM_ROWS = (
-    "; these are vLLM's rates: transformers serve (backend hf) decoded 8-11x slower on an H100 "
-    "(docs/validation.md), so calibrate on an hf run before sizing (evalwatt preview-check "
-    "--write-calibration)"
-)
-"""Said of an uncalibrated hf model on a GPU: the table's GPU rows are vLLM's (ML.ENERGY)."""
-
-
 def _model_rates(config: Config, model: str, device: str) -> ModelRates:
     entry = config.model(model)
     rates = match(table_of(config), entry, device, config.cluster.gpu_model)
     calibration = calibration_of(config)
     measured = calibration.models.get(model) if calibration else None
     if measured is None:
-        if entry.backend == "hf" and device == "gpu" and rates.row is not None:
-            return replace(rates, note=rates.note + HF_ON_VLLM_ROWS)
         return rates
     return ModelRates(model, rates.row, rates.scale, measured, rates.note + ", calibrated")

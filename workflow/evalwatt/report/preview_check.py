@@ -24,7 +24,7 @@ from statistics import fmean
 from typing import Any
 
 from evalwatt.base.errors import UserError
-from evalwatt.base.layout import ATTEMPT_SEP, KIND_DIRS, RESULT, Layout
+from evalwatt.base.layout import ATTEMPT_SEP, KIND_DIRS, RESULT, JobFiles, Layout
 from evalwatt.base.vocabulary import JobKind, Mark
 from evalwatt.config.load import Config
 from evalwatt.contracts.contract import write_contract
@@ -124,7 +124,11 @@ def read_measured(path: Path) -> MeasuredJob:
         model=spec["model"]["name"],
         gpus=int(spec["server"]["settings"]["gpus"]),
         marks=data["marks"],
-        packed_in=Path(data["packed_in"]) if data.get("packed_in") else None,
+        packed_in=(
+            JobFiles(path.parent).packing_home(Path(data["packed_in"]))
+            if data.get("packed_in")
+            else None
+        ),
         cells=_cell_ids(spec.get("pack")) or _cell_ids(spec.get("judging")),
         max_connections=work.get("max_connections"),
         output_tokens=(data.get("generation") or {}).get("output_tokens"),
