@@ -45,6 +45,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import venv
@@ -183,11 +184,16 @@ class LlamaCppBuild:
             self.process.wait()
 
 
+def ready(python: Path, stamp: Path, wanted: str) -> bool:
+    """Whether an environment is set up as its stamp says, for what is wanted now."""
+    return python.exists() and stamp.exists() and stamp.read_text().strip() == wanted
+
+
 def setup() -> Path:
     """Create or refresh the environment; return its python."""
     python = venv_python()
     wanted = fingerprint()
-    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
+    if ready(python, STAMP, wanted):
         return python
     started = time.monotonic()
     if not python.exists():
@@ -248,7 +254,7 @@ def setup_glmm() -> Path:
     the lock holds everything `evalwatt glmm` and benchmarks/glmm_fit.py import."""
     python = GLMM_VENV / "bin" / "python"
     wanted = glmm_fingerprint()
-    if python.exists() and GLMM_STAMP.exists() and GLMM_STAMP.read_text().strip() == wanted:
+    if ready(python, GLMM_STAMP, wanted):
         return python
     started = time.monotonic()
     if GLMM_VENV.exists():
@@ -336,7 +342,7 @@ def setup_vllm() -> Path:
         raise SetupError(f"cannot set up vLLM's CPU build here: {why_not} (docs/vllm.md)")
     python = VLLM_VENV / "bin" / "python"
     wanted = vllm_fingerprint()
-    if python.exists() and VLLM_STAMP.exists() and VLLM_STAMP.read_text().strip() == wanted:
+    if ready(python, VLLM_STAMP, wanted):
         return python
     started = time.monotonic()
     if VLLM_VENV.exists():
@@ -404,6 +410,58 @@ def base_environment() -> dict[str, str]:
     }
 
 
+# --- disk space, checked before anything is installed -----------------------------------------
+
+# What each environment takes once set up (x86-64 Linux, CPython 3.11, measured 2026-12-05 in a
+# fresh clone: .venv 1.2 GB with the llama.cpp build, .venv-glmm 0.8 GB, .venv-vllm 3.4 GB, the
+# build cache 0.3 GB), rounded up, and room for pip's unpacking and the tests' runs. A disk that
+# fills half-way through a 3.4 GB install fails after minutes with pip's bare "No space left on
+# device" (CI, 2026-12-05): this says it at once, with the figures.
+DISK_NEEDS_GB = {".venv": 1.5, ".venv-glmm": 1.0, ".venv-vllm": 3.6}
+DISK_HEADROOM_GB = 1.0
+
+
+def pending(command: str, with_vllm: bool) -> list[str]:
+    """The environments this command would create or refresh (those not set up as wanted)."""
+    wanted = {".venv": (venv_python(), STAMP, fingerprint)}
+    if command == "test":
+        wanted[".venv-glmm"] = (GLMM_VENV / "bin" / "python", GLMM_STAMP, glmm_fingerprint)
+    if (command == "test" and vllm_supported() is None) or with_vllm:
+        wanted[".venv-vllm"] = (VLLM_VENV / "bin" / "python", VLLM_STAMP, vllm_fingerprint)
+    return [name for name, (py, stamp, want) in wanted.items() if not ready(py, stamp, want())]
+
+
+def disk_shortfall(
+    names: list[str], free_bytes: int, where: Path, *, temp: bool = False
+) -> str | None:
+    """Why the disk of ``where`` cannot take these environments (``temp``: only pip's
+    unpacking, for a temporary folder on another disk), or None when it can."""
+    if not names:
+        return None
+    need_gb = DISK_HEADROOM_GB + (0 if temp else sum(DISK_NEEDS_GB[name] for name in names))
+    free_gb = free_bytes / 1e9
+    if free_gb >= need_gb:
+        return None
+    listing = ", ".join(f"{name} (~{DISK_NEEDS_GB[name]:.1f} GB)" for name in names)
+    room = f"{DISK_HEADROOM_GB:.0f} GB for pip's unpacking and the runs"
+    return (
+        f"not enough disk space: setting up {listing} needs about {need_gb:.1f} GB "
+        f"({'its temporary files' if temp else room}) on the disk of {where}; {free_gb:.1f} GB "
+        "are free. Free some space (old clones, their .venv*, ~/.cache/pip) or clone the "
+        "repository onto a larger disk, then run the command again."
+    )
+
+
+def check_disk(names: list[str]) -> str | None:
+    """The shortfall of the repository's disk, else of the temporary folder's (pip unpacks
+    there) when that is another disk; None when both can take the set-up."""
+    short = disk_shortfall(names, shutil.disk_usage(REPO).free, REPO)
+    temp = Path(tempfile.gettempdir())
+    if short is None and temp.stat().st_dev != REPO.stat().st_dev:
+        short = disk_shortfall(names, shutil.disk_usage(temp).free, temp, temp=True)
+    return short
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "setup"}:
         print(__doc__)
@@ -411,6 +469,10 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     with_vllm = "--vllm" in rest[:1]
     rest = rest[1:] if with_vllm else rest
+    short = check_disk(pending(command, with_vllm))
+    if short is not None:
+        log(short)
+        return 2
     if command == "test":
         return run_tests(rest)
     python = setup()
