@@ -6,6 +6,7 @@ from the real H100 trace (packed_jobs.py) with an independent interpolation."""
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -151,6 +152,37 @@ def test_audit_jobs_lists_each_model_job_and_judge_pass_once(tmp_path):
         ("cell", "b", ("b",)),
     ]
     assert [j.packed_in for j in jobs if j.kind == "cell"] == [run.model, run.model]
+
+
+def test_an_audit_of_a_copied_run_reads_the_copys_model_job(tmp_path, settings):
+    """A packed cell records its model job's folder as an absolute path: an admin auditing a
+    copy of the run (the original gone) gets the model job's row from the copy, the same
+    joules, not a job that "did not finish"."""
+    run = model_job(tmp_path / "orig")
+    before = audit_row(settings, "unit", _job("model", run.model))
+    copy = tmp_path / "copy" / "run"
+    shutil.copytree(run.model.parents[1], copy)
+    shutil.rmtree(tmp_path / "orig")
+    records = [
+        SimpleNamespace(
+            cell_id=c,
+            row=SimpleNamespace(baseline_id="m__base", gpus=1),
+            jobs=SimpleNamespace(
+                cell=SimpleNamespace(
+                    kind="cell", job_id=c, run_dir=copy / "cells" / c, packed_in=run.model
+                ),
+                baseline=None,
+                judge=None,
+            ),
+        )
+        for c in ("a", "b")
+    ]
+    model = next(j for j in audit_jobs(records) if j.kind == "model")  # type: ignore[arg-type]
+    assert model.run_dir == copy / "models" / run.model.name
+    after = audit_row(settings, "unit", model)
+    assert after["nvml_job_j"] is not None and after["flagged"] is False, after["flags"]
+    for name in ("nvml_job_j", "nvml_windows_j", "nvml_cells_j", "nvml_load_j"):
+        assert after[name] == before[name], name
 
 
 def test_the_markdown_describes_the_model_job_and_its_cells(tmp_path):

@@ -213,17 +213,20 @@ class JobFiles:
 
     def packing_home(self, packed_in: Path) -> Path:
         """The folder of the model job (judge pass) that wrote this packed result, as its
-        ``packed_in`` records it: an absolute path, so it is looked for first in this job's
-        own run (``<run>/<kind folder>/<job>[/rerun-<time>]``), where a run folder copied
-        elsewhere (an admin's audit, a kept validation run) keeps it; the recorded path
-        where this run has no such folder."""
-        parts = packed_in.parts
-        kinds = set(KIND_DIRS.values())
-        at = next((i for i in range(len(parts) - 2, -1, -1) if parts[i] in kinds), None)
-        if at is None:
-            return packed_in
-        beside = self.root.parent.parent.joinpath(*parts[at:])
-        return beside if beside.is_dir() else packed_in
+        ``packed_in`` records it (``in_this_run``)."""
+        return self.in_this_run(packed_in)
+
+    def in_this_run(self, recorded: Path) -> Path:
+        """A path that a job recorded inside its run (absolute: a packed result's
+        ``packed_in``, a model job's cell results), in the run that holds this job: looked for
+        first at the same place under this run's root (``<run>/<kind folder>/...``, rerun
+        folders included), where a run folder copied elsewhere (an admin's audit, a kept
+        validation run) keeps it; the recorded path where this run has no such file."""
+        at, home = _kind_part(recorded), _kind_part(self.root)
+        if at is None or home is None:
+            return recorded
+        beside = Path(*self.root.parts[:home]).joinpath(*recorded.parts[at:])
+        return beside if beside.exists() else recorded
 
     def attempts(self) -> list[Path]:
         """The folders of earlier, failed attempts, oldest first."""
@@ -233,6 +236,14 @@ class JobFiles:
     def describe() -> str:
         """The raw files of a job, in a few words (the audit trail names them)."""
         return ", ".join([TIMELINE, *TRACE_FILES.values(), SAMPLER_STATUS, SERVER_LOG, EVAL_DIR])
+
+
+def _kind_part(path: Path) -> int | None:
+    """The index of the innermost kind folder (``cells``, ``models``...) in ``path``, which
+    must have something under it; None when there is none."""
+    kinds = set(KIND_DIRS.values())
+    parts = path.parts
+    return next((i for i in range(len(parts) - 2, -1, -1) if parts[i] in kinds), None)
 
 
 def kind_dir(kind: str) -> str:

@@ -168,7 +168,7 @@ def model_job(root: Path) -> ModelJob:
         if outcome.status not in ("ok", "incomplete") or outcome.result is None:
             continue
         try:
-            cell = read_contract(JobResult, outcome.result)
+            cell = read_contract(JobResult, JobFiles(root).in_this_run(Path(outcome.result)))
         except ContractError as exc:
             problems.append(str(exc))
             continue

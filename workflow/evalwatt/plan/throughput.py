@@ -162,7 +162,7 @@ def _rows_for(
     return fallback, f"no row for GPU {gpu_model!r}: the {table.default_gpu} rows"
 
 
-def other_server(row: ThroughputRow, backend: str) -> str:
+def other_server(row: ThroughputRow, backend: Backend) -> str:
     """What the preview says of a row measured on another server than the model's: its
     rates may be far off (transformers serve decoded 8-11 times slower than vLLM's row on an
     H100, docs/running.md), so the user calibrates before sizing on them."""
@@ -183,10 +183,10 @@ def match(table: ThroughputTable, model: ModelEntry, device: str, gpu_model: str
         for row in rows
         if row.architecture == arch and row.active_params_b[0] < active <= row.active_params_b[1]
     ]
-    own = [row for row in fits if row.server in (None, model.backend)]
     if not fits:
         note = f"{where}: none for {arch} with {active:g}B active: expected_s_per_sample"
         return ModelRates(model.name, None, 1.0, None, note)
+    own = [row for row in fits if row.server in (None, model.backend)]
     row = (own or fits)[0]
     factors = {p.weight_bits: p.factor for p in table.precision_factors}
     scale = row.reference_active_params_b / active * factors.get(model.weight_bits, 1.0)

@@ -397,7 +397,8 @@ def audit_jobs(records: Iterable[CellRecord]) -> list[AuditJob]:
         for ref, packing in _refs(r):
             add(ref.kind, ref.job_id, Path(ref.run_dir), r, ref.packed_in)
             if packing is not None and ref.packed_in is not None:
-                add(packing, packing_id(Path(ref.packed_in)), Path(ref.packed_in), r, None)
+                home = JobFiles(Path(ref.run_dir)).packing_home(Path(ref.packed_in))
+                add(packing, packing_id(home), home, r, None)
     return list(jobs.values())
 
 
